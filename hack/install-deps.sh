@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Debian packages the tests need: the Fashion-MNIST dataset. Idempotent.
+set -euo pipefail
+need=()
+[[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]] || need+=(dataset-fashion-mnist)
+command -v git >/dev/null || need+=(git)
+if ((${#need[@]})); then
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  ${sudo} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq "${need[@]}"
+fi

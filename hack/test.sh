@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command (make test): installs the test dependencies when missing, verifies the
+# generated files, then runs unit + integration tests with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+hack/install-deps.sh
+export GANTRY_TOOLS="${GANTRY_TOOLS:-${HOME}/.cache/gantry/tools}"
+hack/install-tools.sh >/dev/null
+
+echo "== gofmt / go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n "${unformatted}" ]]; then echo "gofmt needed:"; echo "${unformatted}"; exit 1; fi
+go vet ./...
+
+if [[ -x hack/verify.sh ]]; then echo "== verify generated files"; hack/verify.sh; fi
+
+echo "== go test"
+go test -race -count=1 -timeout 20m ./... 2>&1 | tee /tmp/gantry-test.log
+if [[ -x hack/fuzz.sh ]]; then echo "== fuzz (short)"; hack/fuzz.sh 10s; fi

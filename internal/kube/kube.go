@@ -1,0 +1,87 @@
+// Package kube builds Kubernetes clients the way every gantry task does:
+// in-cluster by default, --kubeconfig / KUBECONFIG outside, and the pod's
+// namespace as the default namespace. It also classifies API errors.
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+)
+
+const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// Config returns the REST config and the default namespace. An explicit
+// kubeconfig wins; otherwise in-cluster; otherwise the default loading rules.
+func Config(kubeconfig, namespace string) (*rest.Config, string, error) {
+	if kubeconfig == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			if namespace == "" {
+				namespace = podNamespace()
+			}
+			return cfg, namespace, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		if _, err := os.Stat(kubeconfig); err != nil {
+			return nil, "", exitcode.Invalidf("--kubeconfig %s: %v", kubeconfig, err)
+		}
+		rules.ExplicitPath = kubeconfig
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", exitcode.Invalidf("loading kubeconfig: %v", err)
+	}
+	if namespace == "" {
+		if namespace, _, err = cc.Namespace(); err != nil || namespace == "" {
+			namespace = "default"
+		}
+	}
+	cfg.UserAgent = "gantry"
+	return cfg, namespace, nil
+}
+
+func podNamespace() string {
+	if b, err := os.ReadFile(saNamespaceFile); err == nil && len(b) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	return "default"
+}
+
+// Classify marks API errors: transient ones (timeouts, 429, 5xx, connection
+// errors) get exit code 3, invalid/forbidden ones stay failures with context.
+func Classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	wrapped := fmt.Errorf("%s: %w", op, err)
+	if IsTransient(err) {
+		return exitcode.Retryable(wrapped)
+	}
+	return wrapped
+}
+
+// IsTransient reports whether an API error is worth retrying.
+func IsTransient(err error) bool {
+	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) {
+		return true
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Code >= 500 {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}

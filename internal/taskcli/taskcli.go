@@ -1,0 +1,143 @@
+// Package taskcli is the CLI glue every gantry binary shares: common flags
+// with their GANTRY_* environment variables, the logger, object-store and
+// Kubernetes flags, and running an app into an exit code.
+package taskcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/results"
+)
+
+// Version is set at link time (-X) by .ko.yaml.
+var Version = "dev"
+
+// Env is the environment variable for a flag: results-dir → GANTRY_RESULTS_DIR.
+func Env(flag string) []string {
+	return []string{"GANTRY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+// Common flags of every binary.
+var (
+	LogFormatFlag = &cli.StringFlag{Name: "log-format", Value: "text", EnvVars: Env("log-format"),
+		Usage: "log format on stderr: text or json"}
+	LogLevelFlag = &cli.StringFlag{Name: "log-level", Value: "info", EnvVars: Env("log-level"),
+		Usage: "log level: debug, info, warn or error"}
+	ResultsDirFlag = &cli.StringFlag{Name: "results-dir", EnvVars: Env("results-dir"),
+		Usage: "write one file per result here (Argo: /tmp/results, Tekton: /tekton/results); empty: stdout only"}
+	S3EndpointFlag = &cli.StringFlag{Name: "s3-endpoint", EnvVars: Env("s3-endpoint"),
+		Usage: "S3 API endpoint, e.g. http://minio.gantry:9000 (empty: AWS S3). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"}
+	S3RegionFlag = &cli.StringFlag{Name: "s3-region", EnvVars: Env("s3-region"), Usage: "S3 region"}
+	KubeconfigFlag = &cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"GANTRY_KUBECONFIG", "KUBECONFIG"},
+		Usage: "kubeconfig file (default: in-cluster config)"}
+	NamespaceFlag = &cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, EnvVars: Env("namespace"),
+		Usage: "namespace (default: the pod's namespace, or the kubeconfig context's)"}
+)
+
+// CommonFlags are on every binary.
+func CommonFlags() []cli.Flag { return []cli.Flag{LogFormatFlag, LogLevelFlag, ResultsDirFlag} }
+
+// StoreFlags are on every binary that touches object storage.
+func StoreFlags() []cli.Flag { return []cli.Flag{S3EndpointFlag, S3RegionFlag} }
+
+// KubeFlags are on every binary that talks to Kubernetes.
+func KubeFlags() []cli.Flag { return []cli.Flag{KubeconfigFlag, NamespaceFlag} }
+
+// Logger builds the slog logger the flags ask for, writing to c.App.ErrWriter.
+func Logger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String(LogLevelFlag.Name))); err != nil {
+		return nil, exitcode.Invalidf("--log-level %q: want debug, info, warn or error", c.String(LogLevelFlag.Name))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	w := c.App.ErrWriter
+	switch f := c.String(LogFormatFlag.Name); f {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, exitcode.Invalidf("--log-format %q: want text or json", f)
+	}
+}
+
+// Store builds the object store from the flags and the standard credential variables.
+func Store(c *cli.Context) (*objstore.Router, error) {
+	return objstore.New(&objstore.S3Config{Endpoint: c.String(S3EndpointFlag.Name), Region: c.String(S3RegionFlag.Name)})
+}
+
+// WriteResults writes results to --results-dir and as a JSON line to stdout.
+func WriteResults(c *cli.Context, values map[string]string) error {
+	return results.Write(c.String(ResultsDirFlag.Name), c.App.Writer, values)
+}
+
+// KeyValues parses repeated K=V flags, in order. Errors are bad input naming the flag.
+func KeyValues(flag string, in []string) ([][2]string, error) {
+	out := make([][2]string, 0, len(in))
+	seen := map[string]bool{}
+	for _, kv := range in {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, exitcode.Invalidf("--%s %q: want KEY=VALUE", flag, kv)
+		}
+		if seen[k] {
+			return nil, exitcode.Invalidf("--%s: %s given twice", flag, k)
+		}
+		seen[k] = true
+		out = append(out, [2]string{k, v})
+	}
+	return out, nil
+}
+
+// Run runs app with args (args[0] is the program name) and returns the exit
+// code. Usage errors are bad input (2). The error is printed as one line on stderr.
+func Run(ctx context.Context, app *cli.App, args []string, stdout, stderr io.Writer) int {
+	app.Writer, app.ErrWriter = stdout, stderr
+	app.Version = Version
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	usage := func(_ *cli.Context, err error, _ bool) error { return exitcode.Invalid(err) }
+	app.OnUsageError = usage
+	for _, cmd := range app.Commands {
+		setUsage(cmd, usage)
+	}
+	app.Suggest = true
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.Of(err)
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) && code == exitcode.Failed {
+		code = ec.ExitCode()
+	}
+	if code == exitcode.Failed && strings.Contains(err.Error(), "flag provided but not defined") {
+		code = exitcode.BadInput
+	}
+	fmt.Fprintf(stderr, "%s: error: %v\n", app.Name, err)
+	return code
+}
+
+func setUsage(cmd *cli.Command, f cli.OnUsageErrorFunc) {
+	cmd.OnUsageError = f
+	for _, sub := range cmd.Subcommands {
+		setUsage(sub, f)
+	}
+}
+
+// Main is the body of every cmd/*/main.go: signal-aware context, run, exit.
+func Main(app *cli.App) {
+	ctx, stop := signalContext()
+	code := Run(ctx, app, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

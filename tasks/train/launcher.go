@@ -1,0 +1,346 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+// ModelStore is what the launcher needs of object storage: to verify the output.
+type ModelStore interface {
+	List(ctx context.Context, prefix string) ([]objstore.Info, error)
+	Open(ctx context.Context, uri string) (io.ReadCloser, error)
+}
+
+// Result is what a finished training run reports.
+type Result struct {
+	JobName    string
+	ModelURI   string
+	Metrics    string // compact JSON, ≤ 1 KB
+	Duration   time.Duration
+	Reattached bool
+}
+
+// Values renders the results by their contract names.
+func (r Result) Values() map[string]string {
+	return map[string]string{
+		"job-name": r.JobName, "model-uri": r.ModelURI, "metrics": r.Metrics,
+		"duration-seconds": strconv.FormatFloat(r.Duration.Seconds(), 'f', 1, 64),
+	}
+}
+
+// Launcher runs training Jobs.
+type Launcher struct {
+	client kubernetes.Interface
+	store  ModelStore
+	log    *slog.Logger
+	logOut io.Writer
+	now    func() time.Time
+}
+
+// Option configures a Launcher.
+type Option func(*Launcher)
+
+// WithLogger sets the progress logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(x *Launcher) { x.log = l } }
+
+// WithPodLogs sets where the training container's log lines go (default: discard).
+func WithPodLogs(w io.Writer) Option { return func(x *Launcher) { x.logOut = w } }
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(x *Launcher) { x.now = now } }
+
+// NewLauncher returns a Launcher using client for the Job and store to verify the output.
+func NewLauncher(client kubernetes.Interface, store ModelStore, opts ...Option) *Launcher {
+	l := &Launcher{client: client, store: store, log: slog.New(slog.DiscardHandler), logOut: io.Discard, now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Run creates or re-attaches to the Job, waits for it, and verifies the output.
+func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
+	if err := o.Validate(); err != nil {
+		return Result{}, err
+	}
+	start := l.now()
+	want := buildJob(&o)
+	job, reattached, err := l.createOrAttach(ctx, want)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{JobName: job.Name, ModelURI: objstoreDir(o.OutputURI), Reattached: reattached}
+
+	v, err := l.wait(ctx, &o)
+	if err != nil {
+		if ctx.Err() != nil && o.DeleteOnCancel {
+			l.deleteJob(context.WithoutCancel(ctx), &o, "cancelled")
+		}
+		return res, err
+	}
+	if !v.succeeded {
+		if v.deleteJob {
+			l.deleteJob(ctx, &o, "failed fast")
+		}
+		return res, errors.New(v.reason)
+	}
+	res.Duration = v.duration
+	if res.Duration == 0 {
+		res.Duration = l.now().Sub(start)
+	}
+	metrics, err := l.verify(ctx, o.OutputURI, job.Name)
+	if err != nil {
+		return res, err
+	}
+	res.Metrics = metrics
+	l.log.Info("training finished", "job", job.Name, "model", res.ModelURI, "duration", res.Duration.Round(time.Second))
+	return res, nil
+}
+
+func objstoreDir(uri string) string {
+	u, err := objstore.Parse(uri)
+	if err != nil {
+		return uri
+	}
+	return u.Dir().String()
+}
+
+func (l *Launcher) createOrAttach(ctx context.Context, want *batchv1.Job) (*batchv1.Job, bool, error) {
+	jobs := l.client.BatchV1().Jobs(want.Namespace)
+	got, err := jobs.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		got, err = jobs.Create(ctx, want, metav1.CreateOptions{})
+		if err == nil {
+			l.log.Info("created training job", "job", want.Name, "namespace", want.Namespace, "image", want.Spec.Template.Spec.Containers[0].Image)
+			return got, false, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, false, kube.Classify("creating job "+want.Name, err)
+		}
+		// Another launcher won the race: attach to its Job.
+		got, err = jobs.Get(ctx, want.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return nil, false, kube.Classify("getting job "+want.Name, err)
+	}
+	if h := got.Annotations[AnnotationSpec]; h != want.Annotations[AnnotationSpec] {
+		return nil, false, exitcode.Invalidf("job %s/%s already exists with a different spec (spec-hash %q, want %q): choose another --job-name or delete it",
+			want.Namespace, want.Name, h, want.Annotations[AnnotationSpec])
+	}
+	l.log.Info("re-attached to existing training job", "job", want.Name, "namespace", want.Namespace)
+	return got, true, nil
+}
+
+func (l *Launcher) deleteJob(ctx context.Context, o *Options, why string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := l.client.BatchV1().Jobs(o.Namespace).Delete(ctx, o.JobName, metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationBackground)})
+	if err != nil && !apierrors.IsNotFound(err) {
+		l.log.Warn("deleting job", "job", o.JobName, "error", err)
+		return
+	}
+	l.log.Info("deleted training job", "job", o.JobName, "why", why)
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+type outcome struct {
+	succeeded bool
+	reason    string
+	deleteJob bool
+	duration  time.Duration
+}
+
+// wait watches the Job and its pods through informers (list+watch, re-list on
+// reconnect) and returns as soon as they say the run is over.
+func (l *Launcher) wait(ctx context.Context, o *Options) (outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout+2*time.Minute)
+	defer cancel()
+	selector := labels.SelectorFromSet(labels.Set{LabelJob: o.JobName})
+	factory := informers.NewSharedInformerFactoryWithOptions(l.client, 0,
+		informers.WithNamespace(o.Namespace),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = selector.String() }))
+	jobInf := factory.Batch().V1().Jobs()
+	podInf := factory.Core().V1().Pods()
+	nudge := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case nudge <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
+	if _, err := jobInf.Informer().AddEventHandler(handler); err != nil {
+		return outcome{}, err
+	}
+	if _, err := podInf.Informer().AddEventHandler(handler); err != nil {
+		return outcome{}, err
+	}
+	stopInformers := make(chan struct{})
+	factory.Start(stopInformers)
+	defer func() { close(stopInformers); factory.Shutdown() }()
+	if !cache.WaitForCacheSync(ctx.Done(), jobInf.Informer().HasSynced, podInf.Informer().HasSynced) {
+		return outcome{}, waitErr(ctx, o)
+	}
+
+	logs := newLogFollower(l.client, o.Namespace, l.logOut, l.log)
+	defer logs.stop()
+	recheck := time.NewTimer(time.Hour)
+	defer recheck.Stop()
+	lastPhase := ""
+	for {
+		job, err := jobInf.Lister().Jobs(o.Namespace).Get(o.JobName)
+		if apierrors.IsNotFound(err) {
+			return outcome{}, fmt.Errorf("job %s/%s was deleted while waiting for it", o.Namespace, o.JobName)
+		}
+		all, _ := podInf.Lister().Pods(o.Namespace).List(selector)
+		pods := make([]*corev1.Pod, 0, len(all))
+		for _, p := range all {
+			if selector.Matches(labels.Set(p.Labels)) {
+				pods = append(pods, p)
+				logs.follow(ctx, p)
+			}
+		}
+		if phase := progress(job, pods); phase != lastPhase {
+			l.log.Info("training job", "job", o.JobName, "status", phase)
+			lastPhase = phase
+		}
+		v := judge(job, pods, l.now(), o.UnschedulableTimeout)
+		if v.done {
+			logs.drain(5 * time.Second)
+			out := outcome{succeeded: v.succeeded, reason: v.reason, deleteJob: !v.succeeded && !jobFinished(job)}
+			if job.Status.StartTime != nil && job.Status.CompletionTime != nil {
+				out.duration = job.Status.CompletionTime.Sub(job.Status.StartTime.Time)
+			}
+			return out, nil
+		}
+		if !v.recheckAt.IsZero() {
+			recheck.Reset(max(v.recheckAt.Sub(l.now()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return outcome{}, waitErr(ctx, o)
+		case <-nudge:
+		case <-recheck.C:
+		}
+	}
+}
+
+func waitErr(ctx context.Context, o *Options) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("job %s not finished %s after its deadline: is the job controller running?", o.JobName, 2*time.Minute)
+	}
+	return fmt.Errorf("waiting for job %s: %w", o.JobName, ctx.Err())
+}
+
+func jobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func progress(job *batchv1.Job, pods []*corev1.Pod) string {
+	phases := make([]string, 0, len(pods))
+	for _, p := range pods {
+		phases = append(phases, p.Name+"="+string(p.Status.Phase))
+	}
+	sort.Strings(phases)
+	return fmt.Sprintf("active=%d succeeded=%d failed=%d pods=[%s]", job.Status.Active, job.Status.Succeeded, job.Status.Failed, strings.Join(phases, " "))
+}
+
+// verify checks the output holds a model and a metrics.json object, and
+// returns the metrics compacted to fit a result.
+func (l *Launcher) verify(ctx context.Context, outputURI, job string) (string, error) {
+	dir := objstoreDir(outputURI)
+	list, err := l.store.List(ctx, dir)
+	if err != nil {
+		return "", fmt.Errorf("verifying output of job %s: %w", job, err)
+	}
+	var hasMetrics, hasModel bool
+	for _, i := range list {
+		rel := strings.TrimPrefix(i.URI, dir)
+		switch {
+		case rel == "metrics.json":
+			hasMetrics = true
+		case i.Size > 0:
+			hasModel = true
+		}
+	}
+	if !hasModel || !hasMetrics {
+		return "", fmt.Errorf("job %s succeeded but its output %s is incomplete (model files: %t, metrics.json: %t): the trainer must write both",
+			job, dir, hasModel, hasMetrics)
+	}
+	b, err := readAll(ctx, l.store, dir+"metrics.json", 4<<20)
+	if err != nil {
+		return "", fmt.Errorf("reading metrics of job %s: %w", job, err)
+	}
+	return CompactMetrics(b)
+}
+
+func readAll(ctx context.Context, s ModelStore, uri string, limit int64) ([]byte, error) {
+	rc, err := s.Open(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, limit))
+}
+
+// CompactMetrics keeps the scalar top-level fields of a metrics.json object,
+// sorted by key, dropping the longest until the JSON fits in 1 KB.
+func CompactMetrics(b []byte) (string, error) {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("metrics.json is not a JSON object: %w", err)
+	}
+	keep := map[string]any{}
+	for k, v := range m {
+		switch v.(type) {
+		case float64, bool:
+			keep[k] = v
+		case string:
+			if len(v.(string)) <= 128 {
+				keep[k] = v
+			}
+		}
+	}
+	for {
+		out, _ := json.Marshal(keep)
+		if len(out) <= 1024 {
+			return string(out), nil
+		}
+		var longest string
+		for k, v := range keep {
+			vb, _ := json.Marshal(v)
+			lb, _ := json.Marshal(keep[longest])
+			if longest == "" || len(k)+len(vb) > len(longest)+len(lb) || len(k)+len(vb) == len(longest)+len(lb) && k > longest {
+				longest = k
+			}
+		}
+		delete(keep, longest)
+	}
+}
