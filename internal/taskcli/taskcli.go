@@ -37,7 +37,7 @@ var (
 		Usage: "write one file per result here (Argo: /tmp/results, Tekton: /tekton/results); empty: stdout only"}
 	S3EndpointFlag = &cli.StringFlag{Name: "s3-endpoint", EnvVars: Env("s3-endpoint"),
 		Usage: "S3 API endpoint, e.g. http://minio.gantry:9000 (empty: AWS S3). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"}
-	S3RegionFlag = &cli.StringFlag{Name: "s3-region", EnvVars: Env("s3-region"), Usage: "S3 region"}
+	S3RegionFlag   = &cli.StringFlag{Name: "s3-region", EnvVars: Env("s3-region"), Usage: "S3 region"}
 	KubeconfigFlag = &cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"GANTRY_KUBECONFIG", "KUBECONFIG"},
 		Usage: "kubeconfig file (default: in-cluster config)"}
 	NamespaceFlag = &cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, EnvVars: Env("namespace"),

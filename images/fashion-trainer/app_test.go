@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/internal/testenv"
+)
+
+func runApp(args ...string) (int, string) {
+	var out, errb bytes.Buffer
+	code := taskcli.Run(context.Background(), newApp(), append([]string{"fashion-trainer"}, args...), &out, &errb)
+	return code, errb.String()
+}
+
+func TestTrainsSubsetAndWritesModel(t *testing.T) {
+	data := testenv.FashionMNIST(t)
+	out := t.TempDir()
+	t.Setenv("GANTRY_HP_EPOCHS", "2") // what train-launcher --hyperparameter epochs=2 sets
+	code, stderr := runApp("--dataset-uri="+data, "--output-uri=file://"+out, "--train-limit=3000", "--hidden=64")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, f := range []string{"model.safetensors", "config.json", "metrics.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "metrics.json"))
+	var m struct {
+		TestAccuracy  float64 `json:"test_accuracy"`
+		Epochs        []any   `json:"epochs"`
+		DatasetDigest string  `json:"dataset_digest"`
+		Official      bool    `json:"official_dataset"`
+		TrainSamples  int     `json:"train_samples"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.TestAccuracy < 0.7 || len(m.Epochs) != 2 || m.DatasetDigest == "" || !m.Official || m.TrainSamples != 3000 {
+		t.Errorf("metrics = %+v", m)
+	}
+}
+
+func TestBadInputExit2(t *testing.T) {
+	t.Parallel()
+	for name, args := range map[string][]string{
+		"no dataset":   {"--output-uri=file:///tmp/x"},
+		"bad hidden":   {"--dataset-uri=file:///d/", "--output-uri=file:///tmp/x", "--hidden=a,b"},
+		"bad opt":      {"--dataset-uri=file:///d/", "--output-uri=file:///tmp/x", "--optimizer=rmsprop"},
+		"zero epochs":  {"--dataset-uri=file:///d/", "--output-uri=file:///tmp/x", "--epochs=0"},
+		"relative uri": {"--dataset-uri=data/", "--output-uri=file:///tmp/x"},
+	} {
+		if code, stderr := runApp(args...); code != exitcode.BadInput {
+			t.Errorf("%s: exit %d (%s), want 2", name, code, stderr)
+		}
+	}
+}
