@@ -34,7 +34,10 @@ func TestBadFlagsExit2WithoutClient(t *testing.T) {
 		"bad s3 endpoint": {"--image=i", "--run-name=r1", "--output-uri=" + out, "--s3-endpoint=minio:9000"},
 	} {
 		called := false
-		app := newApp(func(string, string) (kubernetes.Interface, string, error) { called = true; return fake.NewClientset(), "ml", nil })
+		app := newApp(func(string, string) (kubernetes.Interface, string, error) {
+			called = true
+			return fake.NewClientset(), "ml", nil
+		})
 		var stdout, stderr bytes.Buffer
 		code := taskcliRun(app, args, &stdout, &stderr)
 		if code != exitcode.BadInput {

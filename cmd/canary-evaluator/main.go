@@ -1,0 +1,6 @@
+// Command canary-evaluator scores a served model on real predictions. See tasks/canary/README.md.
+package main
+
+import "github.com/gantry-ml/gantry/internal/taskcli"
+
+func main() { taskcli.Main(newApp()) }

@@ -1,0 +1,250 @@
+package canary
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gantry-ml/gantry/internal/mlp"
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/serving"
+	"github.com/gantry-ml/gantry/internal/testenv"
+	"github.com/gantry-ml/gantry/internal/trainer"
+)
+
+var (
+	trainOnce  sync.Once
+	trained    *mlp.Model
+	trainedAcc float64
+	trainErr   error
+)
+
+// trainedModel trains once per test binary on a subset of the real dataset
+// and returns the model and the trainer's own test accuracy on all 10k images.
+func trainedModel(t *testing.T) (*mlp.Model, float64, string) {
+	t.Helper()
+	data := testenv.FashionMNIST(t)
+	trainOnce.Do(func() {
+		store, _ := objstore.New(nil)
+		dir, err := os.MkdirTemp("", "canary-model")
+		if err != nil {
+			trainErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		met, err := trainer.Run(context.Background(), store, trainer.Options{DatasetURI: data, OutputURI: "file://" + dir, Hidden: []int{32}, TrainLimit: 3000,
+			TrainOptions: mlp.TrainOptions{Epochs: 2, BatchSize: 64, LearningRate: 2e-3, Optimizer: "adam", Seed: 1}}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			trainErr = err
+			return
+		}
+		trainedAcc = met.TestAccuracy
+		trained, trainErr = mlp.Load(context.Background(), store, "file://"+dir)
+	})
+	if trainErr != nil {
+		t.Fatal(trainErr)
+	}
+	return trained, trainedAcc, data
+}
+
+// serve runs the real model server handler on 127.0.0.1.
+func serve(t *testing.T, m *mlp.Model) string {
+	t.Helper()
+	s := serving.New("fashion-mnist")
+	s.SetModel(m, "1", "")
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+func opts(endpoint, data string) Options {
+	return Options{Endpoint: endpoint, ModelName: "fashion-mnist", Protocol: "v1", DatasetURI: data, BatchSize: 100, Concurrency: 4,
+		RequestTimeout: 5 * time.Second, Retries: 2, MaxErrorRate: 0.01, MaxAccuracyDrop: 0.02}
+}
+
+func evaluate(t *testing.T, o Options) *Report {
+	t.Helper()
+	store, _ := objstore.New(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := NewEvaluator(store).Evaluate(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestAccuracyEqualsTrainersOwnOnAll10k(t *testing.T) {
+	m, acc, data := trainedModel(t)
+	url := serve(t, m)
+	for _, proto := range []string{"v1", "v2"} {
+		o := opts(url, data)
+		o.Protocol, o.MinAccuracy = proto, 0.5
+		o.ReportURI = "file://" + t.TempDir() + "/"
+		r := evaluate(t, o)
+		if r.Candidate.Samples != 10000 || r.Candidate.Answered != 10000 {
+			t.Fatalf("%s: answered %d of %d", proto, r.Candidate.Answered, r.Candidate.Samples)
+		}
+		if r.Candidate.Accuracy != acc {
+			t.Errorf("%s: served accuracy %.4f, trainer measured %.4f on the same images", proto, r.Candidate.Accuracy, acc)
+		}
+		if r.Verdict != Pass || !strings.HasPrefix(r.Reason, "canary passed") {
+			t.Errorf("%s: verdict %s: %s", proto, r.Verdict, r.Reason)
+		}
+		total := 0
+		for _, row := range r.Candidate.Confusion {
+			for _, n := range row {
+				total += n
+			}
+		}
+		if total != 10000 || len(r.Candidate.PerClass) != 10 || r.Candidate.LatencyMs.P99 <= 0 || r.Candidate.Throughput <= 0 {
+			t.Errorf("%s: metrics incomplete: confusion total %d, %+v", proto, total, r.Candidate.LatencyMs)
+		}
+		dir := strings.TrimPrefix(o.ReportURI, "file://")
+		var back Report
+		b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+		if err != nil || json.Unmarshal(b, &back) != nil || back.Candidate.Accuracy != acc {
+			t.Errorf("report.json unreadable or wrong: %v", err)
+		}
+		html, err := os.ReadFile(filepath.Join(dir, "report.html"))
+		if err != nil || !strings.Contains(string(html), "<svg") || !strings.Contains(string(html), "Ankle boot") || strings.Contains(string(html), "<script") {
+			t.Errorf("report.html is not the self-contained report: %v", err)
+		}
+		if r.Values()["report-uri"] != o.ReportURI+"report.html" {
+			t.Errorf("report-uri result = %q", r.Values()["report-uri"])
+		}
+	}
+}
+
+func TestBadModelFailsGateAndRegressionFailsBaseline(t *testing.T) {
+	good, _, data := trainedModel(t)
+	bad := mlp.New(good.Config, 99) // untrained: about chance
+	goodURL, badURL := serve(t, good), serve(t, bad)
+	o := opts(badURL, data)
+	o.Limit, o.MinAccuracy = 2000, 0.6
+	r := evaluate(t, o)
+	if r.Verdict != Fail || !strings.Contains(r.Reason, "accuracy") || !strings.Contains(r.Reason, "min 0.6000") {
+		t.Errorf("bad model: verdict %s reason %q", r.Verdict, r.Reason)
+	}
+	o.MinAccuracy = 0
+	o.BaselineEndpoint = goodURL
+	r = evaluate(t, o)
+	if r.Verdict != Fail || r.Baseline == nil || !strings.Contains(r.Reason, "baseline") || r.Baseline.Samples != r.Candidate.Samples {
+		t.Errorf("regression: verdict %s reason %q", r.Verdict, r.Reason)
+	}
+	if r.Values()["baseline-accuracy"] == "" {
+		t.Error("baseline-accuracy result empty")
+	}
+	// Same model as baseline: no drop, pass; samples identical so accuracy identical.
+	o.Endpoint = goodURL
+	r = evaluate(t, o)
+	if r.Verdict != Pass || r.Candidate.Accuracy != r.Baseline.Accuracy {
+		t.Errorf("identical models: %s %q", r.Verdict, r.Reason)
+	}
+}
+
+func TestBrokenServersGiveErrorRateNeverHang(t *testing.T) {
+	_, _, data := trainedModel(t)
+	var calls atomic.Int64
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"500s", func(w http.ResponseWriter, r *http.Request) { calls.Add(1); http.Error(w, "boom", 500) }, "HTTP 500"},
+		{"garbage", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>not json")) }, "decoding"},
+		{"wrong shape", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"predictions":[[1,2]]}`)) }, "predictions"},
+		{"timeouts", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+		}, "Timeout"},
+	} {
+		ts := httptest.NewServer(tc.handler)
+		o := opts(ts.URL, data)
+		o.Limit, o.RequestTimeout, o.Retries = 300, 200*time.Millisecond, 1
+		start := time.Now()
+		r := evaluate(t, o)
+		ts.Close()
+		if r.Verdict != Fail || r.Candidate.ErrorRate != 1 || !strings.Contains(r.Reason, "error rate 1.0000") {
+			t.Errorf("%s: verdict %s error rate %v reason %q", tc.name, r.Verdict, r.Candidate.ErrorRate, r.Reason)
+		}
+		if len(r.Candidate.Errors) == 0 || !strings.Contains(r.Candidate.Errors[0], tc.want) {
+			t.Errorf("%s: errors %q lack %q", tc.name, r.Candidate.Errors, tc.want)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%s: took %s", tc.name, d)
+		}
+	}
+	if calls.Load() != 3*2 { // 3 batches of 100, each tried twice (retries=1)
+		t.Errorf("500s: %d calls, want 6 (each batch retried once)", calls.Load())
+	}
+}
+
+func TestTransientFailuresAreRetried(t *testing.T) {
+	m, _, data := trainedModel(t)
+	s := serving.New("fashion-mnist")
+	s.SetModel(m, "1", "")
+	h := s.Handler()
+	var n atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%3 != 0 { // two failures before every success
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	o := opts(ts.URL, data)
+	o.Limit, o.Concurrency = 500, 1
+	r := evaluate(t, o)
+	if r.Candidate.ErrorRate != 0 || r.Verdict != Pass {
+		t.Errorf("error rate %v verdict %s: %q", r.Candidate.ErrorRate, r.Verdict, r.Reason)
+	}
+}
+
+func TestSampleIsReproducible(t *testing.T) {
+	t.Parallel()
+	a, b, c := sampleIndices(10000, 100, 7), sampleIndices(10000, 100, 7), sampleIndices(10000, 100, 8)
+	if len(a) != 100 || fmtInts(a) != fmtInts(b) {
+		t.Error("same seed gave different samples")
+	}
+	if fmtInts(a) == fmtInts(c) {
+		t.Error("different seeds gave the same sample")
+	}
+}
+
+func fmtInts(v []int) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	good := opts("http://127.0.0.1:1", "file:///d/")
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*Options){
+		"no endpoint":  func(o *Options) { o.Endpoint = "" },
+		"bad endpoint": func(o *Options) { o.Endpoint = "127.0.0.1:8501" },
+		"protocol":     func(o *Options) { o.Protocol = "grpc" },
+		"batch":        func(o *Options) { o.BatchSize = 0 },
+		"accuracy":     func(o *Options) { o.MinAccuracy = 1.5 },
+		"dataset":      func(o *Options) { o.DatasetURI = "/data" },
+		"split":        func(o *Options) { o.Split = "val" },
+	} {
+		o := good
+		mut(&o)
+		if err := o.Validate(); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}

@@ -1,0 +1,177 @@
+package canary
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// pixelText[p] is p/255 as JSON text: the request body is built from it
+// without formatting a float per pixel.
+var pixelText = func() [256][]byte {
+	var t [256][]byte
+	for p := range t {
+		t[p] = strconv.AppendFloat(nil, float64(float32(p)/255), 'g', -1, 32)
+	}
+	return t
+}()
+
+// predictor sends one batch of images and returns one probability row per image.
+type predictor struct {
+	client   *http.Client
+	url      string
+	protocol string
+	retries  int
+	backoff  wait.Backoff
+}
+
+func newPredictor(c *http.Client, base, model, protocol string, retries int) *predictor {
+	u := base + "/v1/models/" + model + ":predict"
+	if protocol == "v2" {
+		u = base + "/v2/models/" + model + "/infer"
+	}
+	return &predictor{client: c, url: u, protocol: protocol, retries: retries,
+		backoff: wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: retries + 1, Cap: 5 * time.Second}}
+}
+
+func (p *predictor) body(images [][]byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len(images) * 784 * 11)
+	if p.protocol == "v2" {
+		fmt.Fprintf(&b, `{"inputs":[{"name":"input","datatype":"FP32","shape":[%d,%d],"data":[`, len(images), len(images[0]))
+	} else {
+		b.WriteString(`{"instances":[`)
+	}
+	for i, img := range images {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if p.protocol == "v1" {
+			b.WriteByte('[')
+		}
+		for j, px := range img {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(pixelText[px])
+		}
+		if p.protocol == "v1" {
+			b.WriteByte(']')
+		}
+	}
+	if p.protocol == "v2" {
+		b.WriteString("]}]}")
+	} else {
+		b.WriteString("]}")
+	}
+	return b.Bytes()
+}
+
+// transientError is worth another attempt.
+type transientError struct{ error }
+
+// predict returns the probability rows, the latency of the successful
+// attempt, and the attempts made.
+func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) ([][]float32, time.Duration, error) {
+	body := p.body(images)
+	bo := p.backoff
+	var last error
+	for attempt := 0; attempt <= p.retries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			case <-time.After(bo.Step()):
+			}
+		}
+		start := time.Now()
+		rows, err := p.once(ctx, body, len(images), classes)
+		if err == nil {
+			return rows, time.Since(start), nil
+		}
+		last = err
+		var te transientError
+		if !errors.As(err, &te) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, 0, last
+}
+
+func (p *predictor) once(ctx context.Context, body []byte, n, classes int) ([][]float32, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil { // connection refused/reset, timeouts: all worth another try
+		return nil, transientError{fmt.Errorf("POST %s: %w", p.url, err)}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, transientError{fmt.Errorf("reading response: %w", err)}
+	}
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
+		return nil, transientError{fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
+	}
+	return decodeResponse(p.protocol, b, n, classes)
+}
+
+func snippet(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// decodeResponse checks and returns n rows of classes probabilities.
+func decodeResponse(protocol string, b []byte, n, classes int) ([][]float32, error) {
+	var rows [][]float32
+	if protocol == "v2" {
+		var r struct {
+			Outputs []struct {
+				Shape []int     `json:"shape"`
+				Data  []float32 `json:"data"`
+			} `json:"outputs"`
+		}
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("decoding v2 response: %v: %s", err, snippet(b))
+		}
+		if len(r.Outputs) == 0 || len(r.Outputs[0].Data) != n*classes {
+			return nil, fmt.Errorf("v2 response: want one output of %d×%d values", n, classes)
+		}
+		for i := 0; i < n; i++ {
+			rows = append(rows, r.Outputs[0].Data[i*classes:(i+1)*classes])
+		}
+	} else {
+		var r struct {
+			Predictions [][]float32 `json:"predictions"`
+		}
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("decoding v1 response: %v: %s", err, snippet(b))
+		}
+		rows = r.Predictions
+	}
+	if len(rows) != n {
+		return nil, fmt.Errorf("response has %d predictions for %d instances", len(rows), n)
+	}
+	for _, r := range rows {
+		if len(r) != classes {
+			return nil, fmt.Errorf("prediction has %d values, want %d classes", len(r), classes)
+		}
+	}
+	return rows, nil
+}

@@ -1,0 +1,378 @@
+package canary
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantry-ml/gantry/internal/idx"
+	"github.com/gantry-ml/gantry/internal/mlp"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+// Verdicts.
+const (
+	Pass = "pass"
+	Fail = "fail"
+)
+
+// Score is one endpoint's performance on the samples.
+type Score struct {
+	Endpoint       string       `json:"endpoint"`
+	Samples        int          `json:"samples"`
+	Answered       int          `json:"answered"`
+	Correct        int          `json:"correct"`
+	Accuracy       float64      `json:"accuracy"` // correct / samples: unanswered samples count as wrong
+	ErrorRate      float64      `json:"errorRate"`
+	Requests       int          `json:"requests"`
+	FailedRequests int          `json:"failedRequests"`
+	Errors         []string     `json:"errors,omitempty"` // first few distinct messages
+	LatencyMs      Latency      `json:"latencyMs"`
+	Throughput     float64      `json:"throughputPerSecond"` // answered images per second, wall clock
+	WallSeconds    float64      `json:"wallSeconds"`
+	PerClass       []ClassScore `json:"perClass"`
+	Confusion      [][]int      `json:"confusion"` // [true][predicted]
+	Histogram      []Bucket     `json:"latencyHistogram"`
+}
+
+// Latency percentiles of successful requests, in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Mean float64 `json:"mean"`
+	Max  float64 `json:"max"`
+}
+
+// Bucket of the latency histogram.
+type Bucket struct {
+	UpToMs float64 `json:"upToMs"`
+	Count  int     `json:"count"`
+}
+
+// ClassScore is precision and recall of one class.
+type ClassScore struct {
+	Class     string  `json:"class"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	Support   int     `json:"support"`
+}
+
+// Gate is one check and its outcome.
+type Gate struct {
+	Name   string  `json:"name"`
+	Limit  float64 `json:"limit"`
+	Value  float64 `json:"value"`
+	Passed bool    `json:"passed"`
+	Text   string  `json:"text"`
+}
+
+// Report is report.json.
+type Report struct {
+	Model     string    `json:"model"`
+	Protocol  string    `json:"protocol"`
+	Dataset   string    `json:"dataset"`
+	Digest    string    `json:"datasetDigest"`
+	Seed      uint64    `json:"seed"`
+	Verdict   string    `json:"verdict"`
+	Reason    string    `json:"reason"`
+	Gates     []Gate    `json:"gates"`
+	Candidate Score     `json:"candidate"`
+	Baseline  *Score    `json:"baseline,omitempty"`
+	Created   time.Time `json:"created"`
+	ReportURI string    `json:"reportURI,omitempty"`
+}
+
+// Evaluator runs evaluations.
+type Evaluator struct {
+	store  objstore.Store
+	client *http.Client
+	log    *slog.Logger
+}
+
+// Option configures an Evaluator.
+type Option func(*Evaluator)
+
+// WithLogger sets the progress logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Evaluator) { e.log = l } }
+
+// WithHTTPClient sets the HTTP client (default: pooled, one connection per worker).
+func WithHTTPClient(c *http.Client) Option { return func(e *Evaluator) { e.client = c } }
+
+// NewEvaluator returns an Evaluator reading datasets from store.
+func NewEvaluator(store objstore.Store, opts ...Option) *Evaluator {
+	e := &Evaluator{store: store, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Evaluate scores the candidate (and baseline), applies the gates and writes the report.
+func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	data, err := idx.Load(ctx, e.store, o.DatasetURI, o.Split, len(mlp.FashionClasses))
+	if err != nil {
+		return nil, fmt.Errorf("loading evaluation data: %w", err)
+	}
+	sample := sampleIndices(data.Images.N, o.Limit, o.Seed)
+	client := e.client
+	if client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = o.Concurrency * 2
+		client = &http.Client{Transport: tr}
+	}
+	client = &http.Client{Transport: client.Transport, Timeout: o.RequestTimeout}
+	rep := &Report{Model: o.ModelName, Protocol: o.Protocol, Dataset: o.DatasetURI, Digest: data.Digest, Seed: o.Seed, Created: time.Now().UTC()}
+	e.log.Info("scoring candidate", "endpoint", o.Endpoint, "samples", len(sample), "batch", o.BatchSize, "concurrency", o.Concurrency)
+	rep.Candidate = e.score(ctx, newPredictor(client, strings.TrimRight(o.Endpoint, "/"), o.ModelName, o.Protocol, o.Retries), data, sample, o)
+	rep.Candidate.Endpoint = o.Endpoint
+	if o.BaselineEndpoint != "" {
+		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
+		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol, o.Retries), data, sample, o)
+		b.Endpoint = o.BaselineEndpoint
+		rep.Baseline = &b
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep.Gates = gates(rep, o)
+	rep.Verdict, rep.Reason = verdict(rep)
+	e.log.Info("verdict", "verdict", rep.Verdict, "reason", rep.Reason)
+	if o.ReportURI != "" {
+		if err := e.writeReport(ctx, rep, o.ReportURI); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// sampleIndices picks limit of n indices reproducibly (all, in order, when limit is 0).
+func sampleIndices(n, limit int, seed uint64) []int {
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	if limit <= 0 || limit >= n {
+		return all
+	}
+	r := rand.New(rand.NewPCG(seed, 0x6a09e667f3bcc908))
+	r.Shuffle(n, func(i, j int) { all[i], all[j] = all[j], all[i] })
+	s := all[:limit]
+	sort.Ints(s)
+	return s
+}
+
+func (e *Evaluator) score(ctx context.Context, p *predictor, data *idx.Split, sample []int, o Options) Score {
+	classes := len(mlp.FashionClasses)
+	type batch struct{ idx []int }
+	batches := make(chan batch)
+	preds := make([]int, len(sample)) // -1: no answer
+	var (
+		mu        sync.Mutex
+		latencies []float64
+		failed    int
+		errs      = map[string]bool{}
+		errList   []string
+		done      int
+		nextLog   = max(1, len(sample)/10)
+	)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < o.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				imgs := make([][]byte, len(b.idx))
+				for i, s := range b.idx {
+					imgs[i] = data.Images.Image(sample[s])
+				}
+				rows, lat, err := p.predict(ctx, imgs, classes)
+				mu.Lock()
+				if err != nil {
+					failed++
+					for _, s := range b.idx {
+						preds[s] = -1
+					}
+					if msg := err.Error(); !errs[msg] && len(errList) < 5 {
+						errs[msg] = true
+						errList = append(errList, msg)
+					}
+				} else {
+					latencies = append(latencies, float64(lat.Microseconds())/1000)
+					for i, s := range b.idx {
+						preds[s] = argmax(rows[i])
+					}
+				}
+				done += len(b.idx)
+				if done >= nextLog {
+					e.log.Info("progress", "endpoint", p.url, "done", done, "of", len(sample), "percent", 100*done/len(sample))
+					nextLog += max(1, len(sample)/10)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for s := 0; s < len(sample); s += o.BatchSize {
+		ix := make([]int, 0, o.BatchSize)
+		for i := s; i < min(len(sample), s+o.BatchSize); i++ {
+			ix = append(ix, i)
+		}
+		select {
+		case batches <- batch{ix}:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(batches)
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+
+	sc := Score{Samples: len(sample), Requests: (len(sample) + o.BatchSize - 1) / o.BatchSize, FailedRequests: failed, Errors: errList, WallSeconds: wall}
+	sc.Confusion = make([][]int, classes)
+	for i := range sc.Confusion {
+		sc.Confusion[i] = make([]int, classes)
+	}
+	for i, pr := range preds {
+		if pr < 0 {
+			continue
+		}
+		sc.Answered++
+		truth := int(data.Labels[sample[i]])
+		sc.Confusion[truth][pr]++
+		if truth == pr {
+			sc.Correct++
+		}
+	}
+	if sc.Samples > 0 {
+		sc.Accuracy = float64(sc.Correct) / float64(sc.Samples)
+		sc.ErrorRate = float64(sc.Samples-sc.Answered) / float64(sc.Samples)
+	}
+	if wall > 0 {
+		sc.Throughput = float64(sc.Answered) / wall
+	}
+	for c := 0; c < classes; c++ {
+		var tp, predicted, support int
+		for t := 0; t < classes; t++ {
+			predicted += sc.Confusion[t][c]
+			support += sc.Confusion[c][t]
+		}
+		tp = sc.Confusion[c][c]
+		cs := ClassScore{Class: mlp.FashionClasses[c], Support: support}
+		if predicted > 0 {
+			cs.Precision = float64(tp) / float64(predicted)
+		}
+		if support > 0 {
+			cs.Recall = float64(tp) / float64(support)
+		}
+		sc.PerClass = append(sc.PerClass, cs)
+	}
+	sc.LatencyMs, sc.Histogram = latencyStats(latencies)
+	return sc
+}
+
+func argmax(r []float32) int {
+	best := 0
+	for j, v := range r {
+		if v > r[best] {
+			best = j
+		}
+	}
+	return best
+}
+
+func latencyStats(ms []float64) (Latency, []Bucket) {
+	if len(ms) == 0 {
+		return Latency{}, nil
+	}
+	sort.Float64s(ms)
+	pct := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(ms)))) - 1
+		return ms[max(0, min(i, len(ms)-1))]
+	}
+	var sum float64
+	for _, v := range ms {
+		sum += v
+	}
+	l := Latency{P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Mean: sum / float64(len(ms)), Max: ms[len(ms)-1]}
+	// Log-spaced buckets from 0.25 ms doubling up to the max.
+	var buckets []Bucket
+	for up := 0.25; ; up *= 2 {
+		buckets = append(buckets, Bucket{UpToMs: up})
+		if up >= l.Max {
+			break
+		}
+	}
+	for _, v := range ms {
+		for i := range buckets {
+			if v <= buckets[i].UpToMs {
+				buckets[i].Count++
+				break
+			}
+		}
+	}
+	return l, buckets
+}
+
+func gates(r *Report, o Options) []Gate {
+	c := r.Candidate
+	var g []Gate
+	g = append(g, Gate{Name: "max-error-rate", Limit: o.MaxErrorRate, Value: c.ErrorRate, Passed: c.ErrorRate <= o.MaxErrorRate,
+		Text: fmt.Sprintf("error rate %.4f (%d of %d unanswered) vs max %.4f", c.ErrorRate, c.Samples-c.Answered, c.Samples, o.MaxErrorRate)})
+	if o.MinAccuracy > 0 {
+		g = append(g, Gate{Name: "min-accuracy", Limit: o.MinAccuracy, Value: c.Accuracy, Passed: c.Accuracy >= o.MinAccuracy,
+			Text: fmt.Sprintf("accuracy %.4f vs min %.4f", c.Accuracy, o.MinAccuracy)})
+	}
+	if o.MaxP99Ms > 0 {
+		g = append(g, Gate{Name: "max-p99-ms", Limit: o.MaxP99Ms, Value: c.LatencyMs.P99, Passed: c.Answered > 0 && c.LatencyMs.P99 <= o.MaxP99Ms,
+			Text: fmt.Sprintf("p99 %.1fms vs max %.1fms", c.LatencyMs.P99, o.MaxP99Ms)})
+	}
+	if r.Baseline != nil {
+		drop := r.Baseline.Accuracy - c.Accuracy
+		g = append(g, Gate{Name: "max-accuracy-drop", Limit: o.MaxAccuracyDrop, Value: drop, Passed: drop <= o.MaxAccuracyDrop+1e-12,
+			Text: fmt.Sprintf("accuracy %.4f vs baseline %.4f (drop %.4f, max %.4f)", c.Accuracy, r.Baseline.Accuracy, drop, o.MaxAccuracyDrop)})
+	}
+	return g
+}
+
+func verdict(r *Report) (string, string) {
+	var failed, passed []string
+	for _, g := range r.Gates {
+		if g.Passed {
+			passed = append(passed, g.Text)
+		} else {
+			failed = append(failed, g.Text)
+		}
+	}
+	if len(failed) > 0 {
+		return Fail, "canary failed: " + strings.Join(failed, "; ")
+	}
+	return Pass, "canary passed: " + strings.Join(passed, "; ")
+}
+
+// Values renders the results.
+func (r *Report) Values() map[string]string {
+	base := ""
+	if r.Baseline != nil {
+		base = fmt.Sprintf("%.4f", r.Baseline.Accuracy)
+	}
+	reason := r.Reason
+	if len(reason) > 1000 {
+		reason = reason[:1000]
+	}
+	return map[string]string{
+		"verdict": r.Verdict, "accuracy": fmt.Sprintf("%.4f", r.Candidate.Accuracy), "baseline-accuracy": base,
+		"p99-ms": fmt.Sprintf("%.2f", r.Candidate.LatencyMs.P99), "reason": reason, "report-uri": r.ReportURI,
+	}
+}
