@@ -1,0 +1,388 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	appsac "k8s.io/client-go/applyconfigurations/apps/v1"
+	coreac "k8s.io/client-go/applyconfigurations/core/v1"
+	metaac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+// Annotations and labels on served models.
+const (
+	AnnModelURI       = "gantry.dev/model-uri"
+	AnnModelDigest    = "gantry.dev/model-digest"
+	AnnModelVersion   = "gantry.dev/model-version"
+	AnnPreviousURI    = "gantry.dev/previous-model-uri"
+	AnnPreviousDigest = "gantry.dev/previous-model-digest"
+	AnnRun            = "gantry.dev/run"
+	LabelEnvironment  = "gantry.dev/environment"
+	LabelModel        = "gantry.dev/model"
+	fieldManager      = "gantry-model-publisher"
+	serverPort        = 8501
+)
+
+// DeployOptions describe one deployment of a model version to an environment.
+type DeployOptions struct {
+	Namespace      string
+	Environment    string // staging | production
+	ModelName      string
+	ModelURI       string // a published version prefix
+	ModelDigest    string // from the manifest; the server verifies it
+	ModelVersion   string
+	RegistryURI    string // for the environment history
+	ServerImage    string
+	Replicas       int32
+	S3Endpoint     string
+	S3Secret       string // Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, referenced, never copied
+	ServiceAccount string
+	Run            string // the workflow that deployed it
+	RolloutTimeout time.Duration
+}
+
+// Validate checks the options (bad input).
+func (o *DeployOptions) Validate() error {
+	if o.Environment != "staging" && o.Environment != "production" {
+		return exitcode.Invalidf("--environment %q: want staging or production", o.Environment)
+	}
+	if !nameRE.MatchString(o.ModelName) || len(o.ModelName) > 50 {
+		return exitcode.Invalidf("--model-name %q: want a DNS label of at most 50 characters", o.ModelName)
+	}
+	if o.ServerImage == "" {
+		return exitcode.Invalidf("--server-image is required")
+	}
+	if o.Replicas < 1 {
+		return exitcode.Invalidf("--replicas must be at least 1")
+	}
+	if o.RolloutTimeout <= 0 {
+		return exitcode.Invalidf("--rollout-timeout must be positive")
+	}
+	if o.RegistryURI == "" {
+		return exitcode.Invalidf("--registry-uri is required (the environment history lives there)")
+	}
+	if _, err := objstore.Parse(o.RegistryURI); err != nil {
+		return fmt.Errorf("--registry-uri: %w", err)
+	}
+	if o.ModelURI != "" {
+		if _, err := objstore.Parse(o.ModelURI); err != nil {
+			return fmt.Errorf("--model-uri: %w", err)
+		}
+	}
+	return nil
+}
+
+// Name of the Deployment and Service of a model in an environment.
+func Name(model, env string) string { return model + "-" + env }
+
+// Deployed is the outcome of a deploy or rollback.
+type Deployed struct {
+	Endpoint         string
+	ModelURI         string
+	PreviousModelURI string
+	Unchanged        bool
+}
+
+// Values renders the results.
+func (d *Deployed) Values() map[string]string {
+	return map[string]string{"endpoint": d.Endpoint, "previous-model-uri": d.PreviousModelURI, "model-uri": d.ModelURI}
+}
+
+// Deployer manages served models.
+type Deployer struct {
+	client kubernetes.Interface
+	store  objstore.Store
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// NewDeployer returns a Deployer.
+func NewDeployer(client kubernetes.Interface, store objstore.Store, log *slog.Logger) *Deployer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Deployer{client: client, store: store, log: log, now: time.Now}
+}
+
+// Deploy verifies the version, applies the Deployment and Service, waits for
+// the rollout and appends to the environment history.
+func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, error) {
+	if o.ModelURI == "" {
+		return nil, exitcode.Invalidf("--model-uri is required")
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := ReadManifest(ctx, d.store, o.ModelURI)
+	if err != nil {
+		if objstore.IsNotExist(err) {
+			return nil, exitcode.Invalidf("%s is not a published model version (no manifest.json)", o.ModelURI)
+		}
+		return nil, err
+	}
+	if o.ModelDigest != "" && o.ModelDigest != m.Digest {
+		return nil, exitcode.Invalidf("--model-digest %s does not match the manifest of %s (%s)", o.ModelDigest, o.ModelURI, m.Digest)
+	}
+	o.ModelDigest, o.ModelVersion = m.Digest, m.Version
+	return d.apply(ctx, o, false)
+}
+
+func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*Deployed, error) {
+	name := Name(o.ModelName, o.Environment)
+	deps := d.client.AppsV1().Deployments(o.Namespace)
+	prevURI, prevDigest := "", ""
+	cur, err := deps.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, kube.Classify("getting deployment "+name, err)
+	case cur.Annotations[AnnModelURI] == o.ModelURI: // re-apply of the same model keeps the recorded previous one
+		prevURI, prevDigest = cur.Annotations[AnnPreviousURI], cur.Annotations[AnnPreviousDigest]
+	default:
+		prevURI, prevDigest = cur.Annotations[AnnModelURI], cur.Annotations[AnnModelDigest]
+	}
+	if _, err := deps.Apply(ctx, deploymentConfig(o, name, prevURI, prevDigest), metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return nil, kube.Classify("applying deployment "+name, err)
+	}
+	if _, err := d.client.CoreV1().Services(o.Namespace).Apply(ctx, serviceConfig(o, name), metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return nil, kube.Classify("applying service "+name, err)
+	}
+	d.log.Info("applied", "deployment", name, "model", o.ModelURI, "previous", prevURI)
+	if err := d.waitRollout(ctx, o.Namespace, name, o.RolloutTimeout); err != nil {
+		return nil, err
+	}
+	changed, err := appendHistory(ctx, d.store, o, d.now().UTC(), rollback)
+	if err != nil {
+		return nil, err
+	}
+	return &Deployed{Endpoint: fmt.Sprintf("http://%s.%s.svc:%d", name, o.Namespace, serverPort), ModelURI: o.ModelURI,
+		PreviousModelURI: prevURI, Unchanged: !changed}, nil
+}
+
+func deploymentConfig(o DeployOptions, name, prevURI, prevDigest string) *appsac.DeploymentApplyConfiguration {
+	lbl := map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "gantry", LabelModel: o.ModelName, LabelEnvironment: o.Environment}
+	sel := map[string]string{"app.kubernetes.io/name": name}
+	ann := map[string]string{AnnModelURI: o.ModelURI, AnnModelDigest: o.ModelDigest, AnnModelVersion: o.ModelVersion}
+	if prevURI != "" {
+		ann[AnnPreviousURI], ann[AnnPreviousDigest] = prevURI, prevDigest
+	}
+	if o.Run != "" {
+		ann[AnnRun] = o.Run
+	}
+	args := []string{"--model-uri=" + o.ModelURI, "--model-digest=" + o.ModelDigest, "--model-name=" + o.ModelName,
+		"--model-version=" + o.ModelVersion, fmt.Sprintf("--listen=:%d", serverPort)}
+	c := coreac.Container().WithName("model-server").WithImage(o.ServerImage).WithArgs(args...).
+		WithPorts(coreac.ContainerPort().WithName("http").WithContainerPort(serverPort)).
+		WithReadinessProbe(coreac.Probe().WithHTTPGet(coreac.HTTPGetAction().WithPath("/v2/health/ready").WithPort(intstr.FromString("http"))).
+			WithPeriodSeconds(2).WithFailureThreshold(3)).
+		WithLivenessProbe(coreac.Probe().WithHTTPGet(coreac.HTTPGetAction().WithPath("/v2/health/live").WithPort(intstr.FromString("http"))).
+			WithPeriodSeconds(10).WithFailureThreshold(3)).
+		WithSecurityContext(coreac.SecurityContext().WithRunAsNonRoot(true).WithReadOnlyRootFilesystem(true).WithAllowPrivilegeEscalation(false))
+	if o.S3Endpoint != "" {
+		c.WithEnv(coreac.EnvVar().WithName("GANTRY_S3_ENDPOINT").WithValue(o.S3Endpoint))
+	}
+	if o.S3Secret != "" {
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+			c.WithEnv(coreac.EnvVar().WithName(k).WithValueFrom(coreac.EnvVarSource().WithSecretKeyRef(
+				coreac.SecretKeySelector().WithName(o.S3Secret).WithKey(k))))
+		}
+	}
+	pod := coreac.PodSpec().WithContainers(c)
+	if o.ServiceAccount != "" {
+		pod.WithServiceAccountName(o.ServiceAccount)
+	}
+	return appsac.Deployment(name, o.Namespace).WithLabels(lbl).WithAnnotations(ann).
+		WithSpec(appsac.DeploymentSpec().WithReplicas(o.Replicas).WithSelector(metaac.LabelSelector().WithMatchLabels(sel)).
+			WithProgressDeadlineSeconds(int32(max(o.RolloutTimeout.Seconds(), 30))).
+			WithTemplate(coreac.PodTemplateSpec().WithLabels(lbl).WithAnnotations(map[string]string{AnnModelDigest: o.ModelDigest}).WithSpec(pod)))
+}
+
+func serviceConfig(o DeployOptions, name string) *coreac.ServiceApplyConfiguration {
+	return coreac.Service(name, o.Namespace).
+		WithLabels(map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "gantry", LabelModel: o.ModelName, LabelEnvironment: o.Environment}).
+		WithSpec(coreac.ServiceSpec().WithSelector(map[string]string{"app.kubernetes.io/name": name}).
+			WithPorts(coreac.ServicePort().WithName("http").WithPort(serverPort).WithTargetPort(intstr.FromString("http"))))
+}
+
+// rolledOut reports whether the Deployment's current generation is fully available.
+func rolledOut(dep *appsv1.Deployment) (bool, error) {
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			return false, fmt.Errorf("deployment %s exceeded its progress deadline: %s", dep.Name, c.Message)
+		}
+	}
+	return dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == want &&
+		dep.Status.AvailableReplicas == want && dep.Status.Replicas == want, nil
+}
+
+// waitRollout watches the Deployment until its rollout completes, and fails
+// fast with an explanation when its pods cannot start.
+func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lw := &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+			return d.client.AppsV1().Deployments(ns).List(ctx, o)
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+			return d.client.AppsV1().Deployments(ns).Watch(ctx, o)
+		},
+	}
+	var lastErr error
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
+		dep, ok := ev.Object.(*appsv1.Deployment)
+		if !ok || dep.Name != name {
+			return false, nil
+		}
+		if ev.Type == watch.Deleted {
+			return false, fmt.Errorf("deployment %s was deleted during the rollout", name)
+		}
+		done, err := rolledOut(dep)
+		if err != nil {
+			return false, d.explain(ctx, ns, dep, err)
+		}
+		if done {
+			d.log.Info("rollout complete", "deployment", name, "replicas", dep.Status.AvailableReplicas)
+			return true, nil
+		}
+		if why := d.podProblem(ctx, ns, dep); why != "" {
+			lastErr = errors.New(why)
+			if strings.Contains(why, "ImagePullBackOff") || strings.Contains(why, "ErrImagePull") || strings.Contains(why, "CrashLoopBackOff") ||
+				strings.Contains(why, "CreateContainerConfigError") {
+				return false, fmt.Errorf("deployment %s cannot roll out: %s", name, why)
+			}
+		}
+		d.log.Info("rolling out", "deployment", name, "updated", dep.Status.UpdatedReplicas, "available", dep.Status.AvailableReplicas,
+			"want", deref32(dep.Spec.Replicas))
+		return false, nil
+	})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
+			msg := fmt.Sprintf("deployment %s not rolled out within %s", name, timeout)
+			if lastErr != nil {
+				msg += ": " + lastErr.Error()
+			}
+			return errors.New(msg)
+		}
+		return err
+	}
+	return nil
+}
+
+func deref32(p *int32) int32 {
+	if p == nil {
+		return 1
+	}
+	return *p
+}
+
+func (d *Deployer) explain(ctx context.Context, ns string, dep *appsv1.Deployment, err error) error {
+	if why := d.podProblem(ctx, ns, dep); why != "" {
+		return fmt.Errorf("%w; %s", err, why)
+	}
+	return err
+}
+
+// podProblem describes the first unhealthy pod of the Deployment, with the
+// last log lines of a crashing container.
+func (d *Deployer) podProblem(ctx context.Context, ns string, dep *appsv1.Deployment) string {
+	sel := labels.SelectorFromSet(dep.Spec.Selector.MatchLabels)
+	pods, err := d.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods.Items {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				return fmt.Sprintf("pod %s unschedulable: %s", p.Name, c.Message)
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			w := cs.State.Waiting
+			if w == nil || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing" {
+				continue
+			}
+			why := fmt.Sprintf("pod %s container %s: %s: %s", p.Name, cs.Name, w.Reason, w.Message)
+			if w.Reason == "CrashLoopBackOff" {
+				if t := cs.LastTerminationState.Terminated; t != nil {
+					why += fmt.Sprintf(" (exit code %d)", t.ExitCode)
+				}
+				if logs := d.lastLogs(ctx, ns, p.Name, cs.Name); logs != "" {
+					why += "; last log lines:\n" + logs
+				}
+			}
+			return why
+		}
+	}
+	return ""
+}
+
+func (d *Deployer) lastLogs(ctx context.Context, ns, pod, container string) string {
+	tail := int64(10)
+	rc, err := d.client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: true, TailLines: &tail}).Stream(ctx)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 4096))
+	return strings.TrimSpace(string(b))
+}
+
+// Rollback returns the environment to the model that was live before the current one.
+func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	h, err := readHistory(ctx, d.store, o.RegistryURI, o.ModelName, o.Environment)
+	if err != nil {
+		return nil, err
+	}
+	prev, ok := h.previous()
+	if !ok {
+		return nil, exitcode.Invalidf("%s %s has no previous model to roll back to (history has %d entries)", o.ModelName, o.Environment, len(h.Entries))
+	}
+	d.log.Info("rolling back", "environment", o.Environment, "to", prev.ModelURI, "version", prev.Version)
+	o.ModelURI, o.ModelDigest, o.ModelVersion = prev.ModelURI, prev.Digest, prev.Version
+	return d.apply(ctx, o, true)
+}
+
+// Teardown deletes the environment's Deployment and Service.
+func (d *Deployer) Teardown(ctx context.Context, ns, model, env string) error {
+	name := Name(model, env)
+	bg := metav1.DeletePropagationBackground
+	if err := d.client.AppsV1().Deployments(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+		return kube.Classify("deleting deployment "+name, err)
+	}
+	if err := d.client.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return kube.Classify("deleting service "+name, err)
+	}
+	d.log.Info("torn down", "deployment", name)
+	return nil
+}

@@ -1,0 +1,182 @@
+package publish
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+)
+
+// kubelet marks every Deployment rolled out once it is applied, like the
+// deployment controller and kubelet would.
+func kubelet(t *testing.T, c *fake.Clientset, ns string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w, err := c.AppsV1().Deployments(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok || ok && d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.ObservedGeneration == d.Generation {
+				continue
+			}
+			d = d.DeepCopy()
+			r := *d.Spec.Replicas
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, AvailableReplicas: r, ReadyReplicas: r}
+			c.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+		}
+	}()
+}
+
+func (e *env) deployOpts(env string) DeployOptions {
+	return DeployOptions{Namespace: "ml", Environment: env, ModelName: "fashion-mnist", RegistryURI: "s3://models",
+		ServerImage: "registry.local/model-server@sha256:99", Replicas: 2, S3Endpoint: "http://minio:9000", S3Secret: "s3-credentials",
+		Run: "ml-pipeline-abc", RolloutTimeout: 10 * time.Second}
+}
+
+func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
+	e := newEnv(t)
+	c := fake.NewClientset()
+	kubelet(t, c, "ml")
+	d := NewDeployer(c, e.store, nil)
+	v1, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w1"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r2", "w2"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.deployOpts("production")
+	o.ModelURI = v1.URI
+	first, err := d.Deploy(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Endpoint != "http://fashion-mnist-production.ml.svc:8501" || first.PreviousModelURI != "" {
+		t.Errorf("first deploy: %+v", first)
+	}
+	dep, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	args := strings.Join(ctr.Args, " ")
+	if !strings.Contains(args, "--model-digest="+v1.Manifest.Digest) || !strings.Contains(args, "--model-uri="+v1.URI) {
+		t.Errorf("server args %q", args)
+	}
+	for _, env := range ctr.Env {
+		if env.Value != "" && strings.HasPrefix(env.Name, "AWS_") {
+			t.Errorf("credential %s passed by value", env.Name)
+		}
+	}
+	if dep.Annotations[AnnModelDigest] != v1.Manifest.Digest {
+		t.Errorf("annotations %v", dep.Annotations)
+	}
+
+	again, err := d.Deploy(e.ctx, o)
+	if err != nil || !again.Unchanged {
+		t.Errorf("second apply of the same model: %+v %v, want unchanged", again, err)
+	}
+	dep2, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if dep2.ResourceVersion != dep.ResourceVersion && !equalSpec(dep, dep2) {
+		t.Error("re-applying the same model changed the Deployment")
+	}
+
+	o.ModelURI = v2.URI
+	promoted, err := d.Deploy(e.ctx, o)
+	if err != nil || promoted.PreviousModelURI != v1.URI {
+		t.Fatalf("promote v2: %+v %v", promoted, err)
+	}
+	back, err := d.Rollback(e.ctx, e.deployOpts("production"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.ModelURI != v1.URI || back.PreviousModelURI != v2.URI {
+		t.Errorf("rollback: %+v", back)
+	}
+	dep3, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if dep3.Annotations[AnnModelURI] != v1.URI {
+		t.Errorf("after rollback the deployment serves %s", dep3.Annotations[AnnModelURI])
+	}
+	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range h.Entries {
+		got = append(got, en.Version+map[bool]string{true: "(rollback)"}[en.Rollback])
+	}
+	want := []string{v1.Manifest.Version, v2.Manifest.Version, v1.Manifest.Version + "(rollback)"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("history %v, want %v", got, want)
+	}
+
+	if err := d.Teardown(e.ctx, "ml", "fashion-mnist", "production"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("deployment still there: %v", err)
+	}
+	if err := d.Teardown(e.ctx, "ml", "fashion-mnist", "production"); err != nil {
+		t.Errorf("teardown twice: %v", err)
+	}
+}
+
+func equalSpec(a, b *appsv1.Deployment) bool {
+	return a.Spec.Template.Spec.Containers[0].Image == b.Spec.Template.Spec.Containers[0].Image &&
+		strings.Join(a.Spec.Template.Spec.Containers[0].Args, " ") == strings.Join(b.Spec.Template.Spec.Containers[0].Args, " ")
+}
+
+func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
+	e := newEnv(t)
+	d := NewDeployer(fake.NewClientset(), e.store, nil)
+	o := e.deployOpts("staging")
+	o.ModelURI = e.trainerOutput("r1", "w") // trainer output: no manifest
+	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "not a published") {
+		t.Errorf("unpublished: %v", err)
+	}
+	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: o.ModelURI, RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ModelURI, o.ModelDigest = p.URI, "sha256:0000"
+	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("digest mismatch: %v", err)
+	}
+	if _, err := d.Rollback(e.ctx, o); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("rollback without history: %v", err)
+	}
+}
+
+func TestFailedRolloutIsExplained(t *testing.T) {
+	e := newEnv(t)
+	c := fake.NewClientset()
+	d := NewDeployer(c, e.store, nil)
+	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A crash-looping server pod.
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "fashion-mnist-staging-abc", Namespace: "ml", Labels: map[string]string{"app.kubernetes.io/name": "fashion-mnist-staging"}},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "model-server",
+			State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 10s"}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2}}}}}}
+	if _, err := c.CoreV1().Pods("ml").Create(e.ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o := e.deployOpts("staging")
+	o.ModelURI = p.URI
+	_, err = d.Deploy(e.ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "CrashLoopBackOff") || !strings.Contains(err.Error(), "exit code 2") || !strings.Contains(err.Error(), "fake logs") {
+		t.Errorf("err = %v, want the crash loop explained with exit code and last logs", err)
+	}
+}

@@ -1,0 +1,302 @@
+// Package publish makes a trained model an immutable, addressable version in
+// a model registry (an object-store prefix), optionally an OCI artifact, and
+// serves versions in staging and production with a promotion history.
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/manifest"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+// PublishOptions describe one publish.
+type PublishOptions struct {
+	SourceURI   string // trainer output
+	RegistryURI string // e.g. s3://models
+	ModelName   string
+	// Version is optional: the default is "<UTC yyyymmddThhmmssZ>-<digest[:12]>",
+	// sortable by time and tied to the content.
+	Version             string
+	TrainingImageDigest string
+	Workflow            string
+	OCIRef              string // optional repository to push the OCI artifact to
+	OCIBase             string // optional base image for the artifact (KServe modelcar needs a shell)
+}
+
+// Published is the outcome of a publish.
+type Published struct {
+	Manifest  manifest.Manifest
+	URI       string // version prefix, with trailing slash
+	OCIDigest string // repo@sha256:… when pushed
+	Reused    bool   // the same content was already published
+}
+
+// Values renders the results.
+func (p *Published) Values() map[string]string {
+	return map[string]string{"model-version": p.Manifest.Version, "model-uri": p.URI, "model-digest": p.Manifest.Digest, "oci-digest": p.OCIDigest}
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
+
+// Validate checks the options (bad input).
+func (o *PublishOptions) Validate() error {
+	if !nameRE.MatchString(o.ModelName) {
+		return exitcode.Invalidf("--model-name %q: want a DNS label (lowercase letters, digits, -)", o.ModelName)
+	}
+	if o.Version != "" && !versionRE.MatchString(o.Version) {
+		return exitcode.Invalidf("--version %q: want letters, digits, . _ -", o.Version)
+	}
+	for flag, u := range map[string]string{"source-uri": o.SourceURI, "registry-uri": o.RegistryURI} {
+		if u == "" {
+			return exitcode.Invalidf("--%s is required", flag)
+		}
+		if _, err := objstore.Parse(u); err != nil {
+			return fmt.Errorf("--%s: %w", flag, err)
+		}
+	}
+	return nil
+}
+
+// Publisher publishes models.
+type Publisher struct {
+	store objstore.Store
+	log   *slog.Logger
+	now   func() time.Time
+	oci   OCIPusher
+}
+
+// OCIPusher pushes a model as an OCI artifact and returns repo@digest.
+type OCIPusher interface {
+	Push(ctx context.Context, ref, base string, m manifest.Manifest, files map[string][]byte) (string, error)
+}
+
+// Option configures a Publisher.
+type Option func(*Publisher)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(p *Publisher) { p.log = l } }
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(p *Publisher) { p.now = now } }
+
+// WithOCI sets the OCI pusher (default: go-containerregistry remote).
+func WithOCI(o OCIPusher) Option { return func(p *Publisher) { p.oci = o } }
+
+// NewPublisher returns a Publisher over store.
+func NewPublisher(store objstore.Store, opts ...Option) *Publisher {
+	p := &Publisher{store: store, log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// modelDir is <registry>/<model>/.
+func modelDir(registry, model string) objstore.URI {
+	u, _ := objstore.Parse(registry)
+	return u.Join(model).Dir()
+}
+
+// Publish copies the source into a new (or the matching existing) version and
+// writes manifest.json last. Identical content is a no-op; different content
+// under an existing version is bad input.
+func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	src, err := manifest.Scan(ctx, p.store, o.SourceURI, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading source %s: %w", o.SourceURI, err)
+	}
+	if len(src) == 0 {
+		return nil, exitcode.Invalidf("--source-uri %s holds no files", o.SourceURI)
+	}
+	digest := manifest.Digest(src)
+	version, existing, err := p.pickVersion(ctx, o, digest)
+	if err != nil {
+		return nil, err
+	}
+	dir := modelDir(o.RegistryURI, o.ModelName).Join(version).Dir()
+	if existing != nil {
+		p.log.Info("model already published with the same content", "version", version, "digest", digest)
+		out := &Published{Manifest: *existing, URI: dir.String(), Reused: true}
+		return out, p.pushOCI(ctx, o, out)
+	}
+	srcDir, _ := objstore.Parse(o.SourceURI)
+	for _, f := range src {
+		if err := p.store.Copy(ctx, srcDir.Join(f.Path).String(), dir.Join(f.Path).String()); err != nil {
+			return nil, fmt.Errorf("copying %s: %w", f.Path, err)
+		}
+	}
+	// Verify what landed before committing to it.
+	dst, err := manifest.Scan(ctx, p.store, dir.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("verifying copy: %w", err)
+	}
+	if got := manifest.Digest(dst); got != digest {
+		return nil, fmt.Errorf("copied files have digest %s, source has %s: the source changed during publish or the copy is corrupt", got, digest)
+	}
+	m := manifest.Manifest{SchemaVersion: 1, ModelName: o.ModelName, Version: version, Digest: digest, Files: src,
+		SourceURI: o.SourceURI, TrainingImageDigest: o.TrainingImageDigest, Workflow: o.Workflow, Created: p.now().UTC()}
+	p.readMetrics(ctx, srcDir, &m)
+	b, _ := json.MarshalIndent(m, "", "  ")
+	if err := objstore.PutBytes(ctx, p.store, dir.Join(manifest.FileName).String(), b); err != nil {
+		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	p.log.Info("published model", "model", o.ModelName, "version", version, "uri", dir.String(), "digest", digest, "files", len(src))
+	out := &Published{Manifest: m, URI: dir.String()}
+	return out, p.pushOCI(ctx, o, out)
+}
+
+func (p *Publisher) readMetrics(ctx context.Context, srcDir objstore.URI, m *manifest.Manifest) {
+	b, err := objstore.ReadAll(ctx, p.store, srcDir.Join("metrics.json").String(), 4<<20)
+	if err != nil {
+		return
+	}
+	var all map[string]any
+	if json.Unmarshal(b, &all) != nil {
+		return
+	}
+	m.Metrics = map[string]any{}
+	for k, v := range all {
+		switch v.(type) {
+		case float64, string, bool:
+			m.Metrics[k] = v
+		}
+	}
+	if d, ok := all["dataset_digest"].(string); ok {
+		m.DatasetDigest = d
+	}
+}
+
+func (p *Publisher) pushOCI(ctx context.Context, o PublishOptions, out *Published) error {
+	if o.OCIRef == "" {
+		return nil
+	}
+	files := map[string][]byte{}
+	for _, f := range out.Manifest.Files {
+		b, err := objstore.ReadAll(ctx, p.store, out.URI+f.Path, 4<<30)
+		if err != nil {
+			return fmt.Errorf("reading %s for the OCI artifact: %w", f.Path, err)
+		}
+		files[f.Path] = b
+	}
+	ref, err := p.oci.Push(ctx, o.OCIRef, o.OCIBase, out.Manifest, files)
+	if err != nil {
+		return err
+	}
+	out.OCIDigest = ref
+	p.log.Info("pushed OCI artifact", "ref", ref)
+	return nil
+}
+
+// pickVersion returns the version to write, or the existing manifest when
+// the same content is already published.
+func (p *Publisher) pickVersion(ctx context.Context, o PublishOptions, digest string) (string, *manifest.Manifest, error) {
+	versions, err := p.versions(ctx, o.RegistryURI, o.ModelName)
+	if err != nil {
+		return "", nil, err
+	}
+	if o.Version != "" {
+		v, ok := versions[o.Version]
+		switch {
+		case !ok || v.manifest == nil:
+			return o.Version, nil, nil
+		case v.manifest.Digest == digest:
+			return o.Version, v.manifest, nil
+		default:
+			return "", nil, exitcode.Invalidf("version %s of %s already exists with digest %s; this content is %s: versions are immutable, choose another --version",
+				o.Version, o.ModelName, v.manifest.Digest, digest)
+		}
+	}
+	suffix := "-" + strings.TrimPrefix(digest, "sha256:")[:12]
+	var partial []string
+	for name, v := range versions {
+		if v.manifest != nil && v.manifest.Digest == digest {
+			return name, v.manifest, nil
+		}
+		if v.manifest == nil && strings.HasSuffix(name, suffix) {
+			partial = append(partial, name)
+		}
+	}
+	if len(partial) > 0 { // an interrupted publish of this content: complete it
+		sort.Strings(partial)
+		p.log.Info("completing an interrupted publish", "version", partial[0])
+		return partial[0], nil, nil
+	}
+	return p.now().UTC().Format("20060102T150405Z") + suffix, nil, nil
+}
+
+type versionInfo struct{ manifest *manifest.Manifest }
+
+// versions lists the model's version directories and reads their manifests.
+func (p *Publisher) versions(ctx context.Context, registry, model string) (map[string]versionInfo, error) {
+	dir := modelDir(registry, model)
+	list, err := p.store.List(ctx, dir.String())
+	if err != nil {
+		return nil, fmt.Errorf("listing versions of %s: %w", model, err)
+	}
+	out := map[string]versionInfo{}
+	for _, i := range list {
+		rel := strings.TrimPrefix(i.URI, dir.String())
+		v, rest, ok := strings.Cut(rel, "/")
+		if !ok || v == "environments" {
+			continue
+		}
+		vi := out[v]
+		if rest == manifest.FileName {
+			m, err := ReadManifest(ctx, p.store, dir.Join(v).Dir().String())
+			if err != nil {
+				return nil, err
+			}
+			vi.manifest = m
+		}
+		out[v] = vi
+	}
+	return out, nil
+}
+
+// ReadManifest reads a version's manifest; a version without one does not exist.
+func ReadManifest(ctx context.Context, s objstore.Store, versionURI string) (*manifest.Manifest, error) {
+	u, err := objstore.Parse(versionURI)
+	if err != nil {
+		return nil, err
+	}
+	b, err := objstore.ReadAll(ctx, s, u.Join(manifest.FileName).String(), 16<<20)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest of %s: %w", versionURI, err)
+	}
+	var m manifest.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("manifest of %s is corrupt: %w", versionURI, err)
+	}
+	return &m, nil
+}
+
+// Verify re-hashes a published version and compares it with its manifest.
+func Verify(ctx context.Context, s objstore.Store, versionURI string) (*manifest.Manifest, error) {
+	m, err := ReadManifest(ctx, s, versionURI)
+	if err != nil {
+		return nil, err
+	}
+	files, err := manifest.Scan(ctx, s, versionURI, nil)
+	if err != nil {
+		return nil, err
+	}
+	if got := manifest.Digest(files); got != m.Digest {
+		return m, fmt.Errorf("version %s is corrupt: files have digest %s, manifest says %s", versionURI, got, m.Digest)
+	}
+	return m, nil
+}

@@ -1,0 +1,220 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/manifest"
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/testenv"
+)
+
+type env struct {
+	t     *testing.T
+	minio *testenv.MinIO
+	store *objstore.Router
+	ctx   context.Context
+	clock time.Time
+}
+
+func newEnv(t *testing.T) *env {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket("models")
+	m.MakeBucket("runs")
+	s, err := objstore.New(&objstore.S3Config{Endpoint: m.Endpoint, Creds: m.Creds(), MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, minio: m, store: s, ctx: context.Background(), clock: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+}
+
+// trainerOutput writes what a trainer leaves behind.
+func (e *env) trainerOutput(dir, weights string) string {
+	e.t.Helper()
+	src := "s3://runs/" + dir + "/"
+	for name, body := range map[string]string{
+		"model.safetensors": weights, "config.json": `{"layers":[784,10]}`,
+		"metrics.json": `{"test_accuracy":0.8861,"dataset_digest":"sha256:d5","epochs":[{"loss":1}]}`,
+	} {
+		if err := objstore.PutBytes(e.ctx, e.store, src+name, []byte(body)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return src
+}
+
+func (e *env) publisher(opts ...Option) *Publisher {
+	return NewPublisher(e.store, append([]Option{WithClock(func() time.Time { e.clock = e.clock.Add(time.Second); return e.clock })}, opts...)...)
+}
+
+func TestPublishIsImmutableAndIdempotent(t *testing.T) {
+	e := newEnv(t)
+	src := e.trainerOutput("run-1", "weights-1")
+	o := PublishOptions{SourceURI: src, RegistryURI: "s3://models", ModelName: "fashion-mnist", Workflow: "ml-pipeline-abc", TrainingImageDigest: "reg/trainer@sha256:11"}
+	first, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := first.Manifest.Version
+	if !strings.HasPrefix(v, "20261125T090001Z-") || first.URI != "s3://models/fashion-mnist/"+v+"/" {
+		t.Errorf("version %q uri %q", v, first.URI)
+	}
+	m, err := Verify(e.ctx, e.store, first.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Metrics["test_accuracy"] != 0.8861 || m.DatasetDigest != "sha256:d5" || len(m.Files) != 3 || m.Workflow != "ml-pipeline-abc" {
+		t.Errorf("manifest = %+v", m)
+	}
+	// Server-side copies leave the source alone and match it.
+	srcFiles, _ := manifest.Scan(e.ctx, e.store, src, nil)
+	if manifest.Digest(srcFiles) != first.Manifest.Digest {
+		t.Error("digest differs from the source's")
+	}
+
+	again, err := e.publisher().Publish(e.ctx, o)
+	if err != nil || !again.Reused || again.Manifest.Version != v {
+		t.Errorf("re-publish: %+v, %v; want a no-op returning %s", again, err, v)
+	}
+	// New content gets a new version that sorts after the first.
+	second, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("run-2", "weights-2"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil || second.Manifest.Version <= v {
+		t.Errorf("second version %q after %q: %v", second.Manifest.Version, v, err)
+	}
+	// An explicit version holding other content is refused.
+	o2 := PublishOptions{SourceURI: e.trainerOutput("run-3", "weights-3"), RegistryURI: "s3://models", ModelName: "fashion-mnist", Version: v}
+	if _, err := e.publisher().Publish(e.ctx, o2); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "immutable") {
+		t.Errorf("conflicting re-publish: %v (code %d), want exit 2", err, exitcode.Of(err))
+	}
+}
+
+// failingManifest simulates a publisher killed after the copies: the manifest write fails.
+type failingManifest struct{ objstore.Store }
+
+func (f failingManifest) Put(ctx context.Context, uri string, r io.Reader, n int64) error {
+	if strings.HasSuffix(uri, "/manifest.json") {
+		return errors.New("killed")
+	}
+	return f.Store.Put(ctx, uri, r, n)
+}
+
+func TestInterruptedPublishIsInvisibleAndARerunCompletesIt(t *testing.T) {
+	e := newEnv(t)
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"}
+	_, err := NewPublisher(failingManifest{e.store}).Publish(e.ctx, o)
+	if err == nil {
+		t.Fatal("publish without a manifest succeeded")
+	}
+	files, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/")
+	if len(files) != 3 {
+		t.Fatalf("want the 3 copied files without a manifest, got %d", len(files))
+	}
+	partial := strings.Split(strings.TrimPrefix(files[0].URI, "s3://models/fashion-mnist/"), "/")[0]
+	if _, err := ReadManifest(e.ctx, e.store, "s3://models/fashion-mnist/"+partial+"/"); !objstore.IsNotExist(err) {
+		t.Errorf("a version without manifest must not exist to readers: %v", err)
+	}
+	done, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Manifest.Version != partial {
+		t.Errorf("rerun wrote version %s, want it to complete %s", done.Manifest.Version, partial)
+	}
+}
+
+// stopsServer stops MinIO when the publish starts copying.
+type stopsServer struct {
+	objstore.Store
+	m *testenv.MinIO
+}
+
+func (s stopsServer) Copy(ctx context.Context, src, dst string) error {
+	s.m.Stop()
+	return s.Store.Copy(ctx, src, dst)
+}
+
+func TestMinIOStoppedMidPublishExits3AndARerunSucceeds(t *testing.T) {
+	e := newEnv(t)
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"}
+	_, err := NewPublisher(stopsServer{e.store, e.minio}).Publish(e.ctx, o)
+	if exitcode.Of(err) != exitcode.Transient {
+		t.Fatalf("err = %v (code %d), want 3", err, exitcode.Of(err))
+	}
+	e.minio.Start()
+	p, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(e.ctx, e.store, p.URI); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestVerifyDetectsCorruption(t *testing.T) {
+	e := newEnv(t)
+	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("run-1", "w"), RegistryURI: "s3://models", ModelName: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := objstore.PutBytes(e.ctx, e.store, p.URI+"model.safetensors", []byte("tampered")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(e.ctx, e.store, p.URI); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("Verify = %v, want corruption detected", err)
+	}
+}
+
+func TestOCIPushPullRoundTripIsReproducible(t *testing.T) {
+	e := newEnv(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	repo := strings.TrimPrefix(reg.URL, "http://") + "/models/fashion-mnist"
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: repo}
+	first, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.OCIDigest == "" || first.OCIDigest != again.OCIDigest {
+		t.Errorf("OCI digests %q and %q: the same model must give the same digest", first.OCIDigest, again.OCIDigest)
+	}
+	ref, err := name.NewDigest(first.OCIDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := img.Manifest()
+	if raw.Annotations["dev.gantry.model.digest"] != first.Manifest.Digest {
+		t.Errorf("annotations = %v", raw.Annotations)
+	}
+	got := map[string]string{}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	for name, body := range untar(t, rc) {
+		got[name] = body
+	}
+	want := map[string]string{"models/model.safetensors": "weights", "models/config.json": `{"layers":[784,10]}`,
+		"models/metrics.json": `{"test_accuracy":0.8861,"dataset_digest":"sha256:d5","epochs":[{"loss":1}]}`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files in the artifact (-want +got):\n%s", diff)
+	}
+}
