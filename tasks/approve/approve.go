@@ -1,0 +1,380 @@
+// Package approve is gantry's manual approval gate. The pipeline suspends on
+// an "approval" node whose output parameter "decision" is supplied by a human
+// (plain `argo resume` approves with the default); Verify then reads that node
+// from the Workflow, treats an expired suspend as a rejection, enforces the
+// approvers allow-list and writes an audit record. Decide is the human side:
+// it records who decided (from the kube credentials) on the Workflow and
+// resumes the node in the same update.
+package approve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	authnv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+// Decisions.
+const (
+	Approved = "approved"
+	Rejected = "rejected"
+)
+
+// Annotations the human CLI writes on the Workflow (and `request` for the candidate).
+const (
+	AnnDecision  = "gantry.dev/decision"
+	AnnDecidedBy = "gantry.dev/decided-by"
+	AnnReason    = "gantry.dev/decision-reason"
+	AnnDecidedAt = "gantry.dev/decided-at"
+	AnnCandidate = "gantry.dev/candidate"
+	// ArgoActorLabel is set by the Argo server on resume when it knows the user.
+	ArgoActorLabel = "workflows.argoproj.io/actor"
+	// DecisionParam is the suspend node's supplied output parameter.
+	DecisionParam = "decision"
+)
+
+// Candidate is what a person needs to decide, shown by `request` and `list`.
+type Candidate struct {
+	ModelName        string `json:"modelName,omitempty"`
+	ModelVersion     string `json:"modelVersion,omitempty"`
+	ModelURI         string `json:"modelURI,omitempty"`
+	Accuracy         string `json:"accuracy,omitempty"`
+	BaselineAccuracy string `json:"baselineAccuracy,omitempty"`
+	P99Ms            string `json:"p99Ms,omitempty"`
+	ReportURI        string `json:"reportURI,omitempty"`
+}
+
+// Gate talks to the Workflow API.
+type Gate struct {
+	wf   versioned.Interface
+	kube kubernetes.Interface
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// NewGate returns a Gate. kube may be nil where no identity lookup is needed.
+func NewGate(wf versioned.Interface, kube kubernetes.Interface, log *slog.Logger) *Gate {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Gate{wf: wf, kube: kube, log: log, now: time.Now}
+}
+
+// approvalNode finds the newest suspend node with the display name.
+func approvalNode(wf *wfv1.Workflow, name string) (wfv1.NodeStatus, bool) {
+	var found wfv1.NodeStatus
+	ok := false
+	for _, n := range wf.Status.Nodes {
+		if n.Type == wfv1.NodeTypeSuspend && n.DisplayName == name {
+			if !ok || n.StartedAt.After(found.StartedAt.Time) {
+				found, ok = n, true
+			}
+		}
+	}
+	return found, ok
+}
+
+// normalise maps what people type onto approved/rejected.
+func normalise(v string) (string, bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "approved", "approve", "yes", "true":
+		return Approved, true
+	case "rejected", "reject", "no", "false":
+		return Rejected, true
+	}
+	return Rejected, false
+}
+
+// Identity returns the caller's username from a SelfSubjectReview.
+func (g *Gate) Identity(ctx context.Context) (string, error) {
+	if g.kube == nil {
+		return "", errors.New("no Kubernetes client for the identity lookup")
+	}
+	r, err := g.kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", kube.Classify("asking who you are (SelfSubjectReview)", err)
+	}
+	if r.Status.UserInfo.Username == "" {
+		return "", errors.New("the API server returned no username for these credentials")
+	}
+	return r.Status.UserInfo.Username, nil
+}
+
+// DecideOptions is a human decision.
+type DecideOptions struct {
+	Namespace string
+	Run       string
+	Node      string // default "approval"
+	Decision  string // approved | rejected
+	Reason    string
+	// Identity overrides the SelfSubjectReview lookup (tests, break-glass).
+	Identity string
+}
+
+// Decide records who decided on the Workflow and resumes its approval node
+// with the decision, in one update retried on conflicts.
+func (g *Gate) Decide(ctx context.Context, o DecideOptions) (string, error) {
+	if o.Run == "" {
+		return "", exitcode.Invalidf("the run (workflow name) is required")
+	}
+	if o.Node == "" {
+		o.Node = "approval"
+	}
+	decision, ok := normalise(o.Decision)
+	if !ok {
+		return "", exitcode.Invalidf("decision %q: want approved or rejected", o.Decision)
+	}
+	if decision == Rejected && strings.TrimSpace(o.Reason) == "" {
+		return "", exitcode.Invalidf("--reason is required to reject")
+	}
+	wfs := g.wf.ArgoprojV1alpha1().Workflows(o.Namespace)
+	waiting := func() (*wfv1.Workflow, string, wfv1.NodeStatus, error) {
+		wf, err := wfs.Get(ctx, o.Run, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, "", wfv1.NodeStatus{}, exitcode.Invalidf("run %s not found in namespace %s", o.Run, o.Namespace)
+		}
+		if err != nil {
+			return nil, "", wfv1.NodeStatus{}, kube.Classify("getting run "+o.Run, err)
+		}
+		id, node, ok := activeApproval(wf, o.Node)
+		if !ok {
+			return nil, "", wfv1.NodeStatus{}, exitcode.Invalidf("run %s is not waiting for approval (phase %s, no running %q node)", o.Run, wf.Status.Phase, o.Node)
+		}
+		return wf, id, node, nil
+	}
+	if _, _, _, err := waiting(); err != nil { // before asking who the caller is
+		return "", err
+	}
+	who := o.Identity
+	if who == "" {
+		var err error
+		if who, err = g.Identity(ctx); err != nil {
+			return "", err
+		}
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		wf, id, node, err := waiting()
+		if err != nil {
+			return err
+		}
+		if wf.Annotations == nil {
+			wf.Annotations = map[string]string{}
+		}
+		now := g.now().UTC()
+		wf.Annotations[AnnDecision], wf.Annotations[AnnDecidedBy] = decision, who
+		wf.Annotations[AnnReason], wf.Annotations[AnnDecidedAt] = o.Reason, now.Format(time.RFC3339)
+		if node.Outputs != nil {
+			for i, p := range node.Outputs.Parameters {
+				if p.Name == DecisionParam {
+					node.Outputs.Parameters[i].Value = wfv1.AnyStringPtr(decision)
+					node.Outputs.Parameters[i].ValueFrom = nil
+				}
+			}
+		}
+		node.Phase = wfv1.NodeSucceeded
+		node.FinishedAt = metav1.Time{Time: now}
+		node.Message = fmt.Sprintf("%s by %s", decision, who)
+		if o.Reason != "" {
+			node.Message += ": " + o.Reason
+		}
+		wf.Status.Nodes.Set(id, node)
+		_, err = wfs.Update(ctx, wf, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		if exitcode.Of(err) == exitcode.Failed && apierrors.IsConflict(err) {
+			return "", exitcode.Retryable(fmt.Errorf("updating run %s: %w", o.Run, err))
+		}
+		return "", err
+	}
+	g.log.Info("decision recorded", "run", o.Run, "decision", decision, "by", who)
+	return who, nil
+}
+
+func activeApproval(wf *wfv1.Workflow, name string) (string, wfv1.NodeStatus, bool) {
+	for id, n := range wf.Status.Nodes {
+		if n.DisplayName == name && n.IsActiveSuspendNode() {
+			return id, n, true
+		}
+	}
+	return "", wfv1.NodeStatus{}, false
+}
+
+// VerifyOptions configure the post-suspend check.
+type VerifyOptions struct {
+	Namespace string
+	Run       string
+	Node      string
+	Timeout   time.Duration // the suspend's duration: ending at it means it expired
+	Approvers []string      // allow-list; empty allows anyone
+	AuditURI  string        // prefix for <run>.json audit records
+	Candidate Candidate
+}
+
+// Verdict is the verified decision.
+type Verdict struct {
+	Decision   string    `json:"decision"`
+	ApprovedBy string    `json:"approvedBy"`
+	Reason     string    `json:"reason"`
+	Run        string    `json:"run"`
+	DecidedAt  time.Time `json:"decidedAt"`
+	WaitedSecs float64   `json:"waitedSeconds"`
+	Candidate  Candidate `json:"candidate"`
+	AuditURI   string    `json:"auditURI,omitempty"`
+}
+
+// Values renders the results.
+func (v *Verdict) Values() map[string]string {
+	by := v.ApprovedBy
+	if v.Decision != Approved {
+		by = ""
+	}
+	reason := v.Reason
+	if len(reason) > 1000 {
+		reason = reason[:1000]
+	}
+	return map[string]string{"decision": v.Decision, "approved-by": by, "reason": reason, "waited-seconds": fmt.Sprintf("%.0f", v.WaitedSecs)}
+}
+
+// Verify reads the finished approval node and decides what it means. Silence
+// (an expired suspend) is a rejection; so is an identity outside the allow-list.
+func (g *Gate) Verify(ctx context.Context, s objstore.Store, o VerifyOptions) (*Verdict, error) {
+	if o.Run == "" {
+		return nil, exitcode.Invalidf("--run-name is required")
+	}
+	if o.Node == "" {
+		o.Node = "approval"
+	}
+	wf, err := g.wf.ArgoprojV1alpha1().Workflows(o.Namespace).Get(ctx, o.Run, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, exitcode.Invalidf("run %s not found in namespace %s", o.Run, o.Namespace)
+	}
+	if err != nil {
+		return nil, kube.Classify("getting run "+o.Run, err)
+	}
+	node, ok := approvalNode(wf, o.Node)
+	if !ok {
+		return nil, exitcode.Invalidf("run %s has no %q suspend node", o.Run, o.Node)
+	}
+	if node.Phase != wfv1.NodeSucceeded {
+		return nil, fmt.Errorf("approval node of %s is %s, not finished", o.Run, node.Phase)
+	}
+	v := &Verdict{Run: o.Run, DecidedAt: node.FinishedAt.UTC(), Candidate: o.Candidate,
+		WaitedSecs: node.FinishedAt.Sub(node.StartedAt.Time).Seconds()}
+	param := ""
+	if node.Outputs != nil {
+		for _, p := range node.Outputs.Parameters {
+			if p.Name == DecisionParam && p.Value != nil {
+				param = p.Value.String()
+			}
+		}
+	}
+	ann := wf.Annotations
+	switch {
+	case ann[AnnDecision] != "":
+		v.Decision, _ = normalise(ann[AnnDecision])
+		v.ApprovedBy, v.Reason = ann[AnnDecidedBy], ann[AnnReason]
+		if p, _ := normalise(param); param != "" && p != v.Decision {
+			v.Decision, v.Reason = Rejected, fmt.Sprintf("decision annotation %q and node output %q disagree", ann[AnnDecision], param)
+		}
+	case o.Timeout > 0 && node.FinishedAt.Sub(node.StartedAt.Time) >= o.Timeout-time.Second:
+		v.Decision = Rejected
+		v.Reason = fmt.Sprintf("approval timed out after %s with no decision", o.Timeout)
+	default:
+		d, known := normalise(param)
+		v.Decision = d
+		if !known {
+			v.Reason = fmt.Sprintf("unknown decision %q", param)
+		}
+		v.ApprovedBy = wf.Labels[ArgoActorLabel]
+		if v.ApprovedBy == "" {
+			v.ApprovedBy = "unknown (argo resume)"
+		}
+		if v.Reason == "" && node.Message != "" {
+			v.Reason = node.Message
+		}
+	}
+	if v.Decision == Approved && len(o.Approvers) > 0 && !contains(o.Approvers, v.ApprovedBy) {
+		v.Decision = Rejected
+		v.Reason = fmt.Sprintf("%s is not in the approvers list (%s)", v.ApprovedBy, strings.Join(o.Approvers, ", "))
+	}
+	if v.Reason == "" {
+		v.Reason = fmt.Sprintf("%s by %s", v.Decision, v.ApprovedBy)
+	}
+	if o.AuditURI != "" {
+		u, err := objstore.Parse(o.AuditURI)
+		if err != nil {
+			return nil, err
+		}
+		v.AuditURI = u.Join(o.Run + ".json").String()
+		b, _ := json.MarshalIndent(v, "", "  ")
+		if err := objstore.PutBytes(ctx, s, v.AuditURI, b); err != nil {
+			return nil, fmt.Errorf("writing audit record: %w", err)
+		}
+	}
+	g.log.Info("approval verified", "run", o.Run, "decision", v.Decision, "by", v.ApprovedBy, "reason", v.Reason)
+	return v, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Waiting is one run waiting for approval.
+type Waiting struct {
+	Run       string
+	Since     time.Time
+	Candidate Candidate
+}
+
+// List returns the runs in the namespace whose approval node is waiting, oldest first.
+func (g *Gate) List(ctx context.Context, ns, node string) ([]Waiting, error) {
+	if node == "" {
+		node = "approval"
+	}
+	l, err := g.wf.ArgoprojV1alpha1().Workflows(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, kube.Classify("listing runs", err)
+	}
+	var out []Waiting
+	for _, wf := range l.Items {
+		_, n, ok := activeApproval(&wf, node)
+		if !ok {
+			continue
+		}
+		w := Waiting{Run: wf.Name, Since: n.StartedAt.Time}
+		json.Unmarshal([]byte(wf.Annotations[AnnCandidate]), &w.Candidate)
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out, nil
+}
+
+// Annotate records the candidate on the run so `approver list` can show it.
+func (g *Gate) Annotate(ctx context.Context, ns, run string, c Candidate) error {
+	b, _ := json.Marshal(c)
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnCandidate: string(b)}}})
+	_, err := g.wf.ArgoprojV1alpha1().Workflows(ns).Patch(ctx, run, "application/merge-patch+json", patch, metav1.PatchOptions{})
+	return kube.Classify("annotating run "+run, err)
+}

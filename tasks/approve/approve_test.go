@@ -1,0 +1,280 @@
+package approve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	argofake "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned/fake"
+	authnv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+const ns = "ml"
+
+var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+
+// run is a workflow suspended on its approval node.
+func run(name string) *wfv1.Workflow {
+	return &wfv1.Workflow{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Status: wfv1.WorkflowStatus{Phase: wfv1.WorkflowRunning, Nodes: wfv1.Nodes{
+			name + "-1": {ID: name + "-1", Name: name + ".approval", DisplayName: "approval", Type: wfv1.NodeTypeSuspend, Phase: wfv1.NodeRunning,
+				StartedAt: metav1.Time{Time: t0},
+				Outputs: &wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: DecisionParam, Default: wfv1.AnyStringPtr(Approved),
+					ValueFrom: &wfv1.ValueFrom{Supplied: &wfv1.SuppliedValueFrom{}}}}}},
+			name + "-0": {ID: name + "-0", Name: name + ".canary", DisplayName: "canary", Type: wfv1.NodeTypePod, Phase: wfv1.NodeSucceeded},
+		}},
+	}
+}
+
+// finish ends the approval node the way Argo does: resume or expiry (default outputs).
+func finish(wf *wfv1.Workflow, after time.Duration, decision string, message string) *wfv1.Workflow {
+	n := wf.Status.Nodes[wf.Name+"-1"]
+	n.Phase = wfv1.NodeSucceeded
+	n.FinishedAt = metav1.Time{Time: t0.Add(after)}
+	n.Outputs.Parameters[0].Value = wfv1.AnyStringPtr(decision)
+	n.Message = message
+	wf.Status.Nodes[wf.Name+"-1"] = n
+	return wf
+}
+
+func whoami(user string) *fake.Clientset {
+	c := fake.NewClientset()
+	c.PrependReactor("create", "selfsubjectreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, &authnv1.SelfSubjectReview{Status: authnv1.SelfSubjectReviewStatus{UserInfo: authnv1.UserInfo{Username: user}}}, nil
+	})
+	return c
+}
+
+func verify(t *testing.T, wf *wfv1.Workflow, o VerifyOptions) *Verdict {
+	t.Helper()
+	store, _ := objstore.New(nil)
+	o.Namespace, o.Run = ns, wf.Name
+	v, err := NewGate(argofake.NewSimpleClientset(wf), nil, nil).Verify(context.Background(), store, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestVerifyDecisions(t *testing.T) {
+	t.Parallel()
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name      string
+		wf        *wfv1.Workflow
+		approvers []string
+		want, by  string
+		reasonHas string
+	}{
+		{name: "plain argo resume approves", wf: finish(run("r1"), time.Hour, Approved, ""), want: Approved, by: "unknown (argo resume)"},
+		{name: "supplied rejected rejects", wf: finish(run("r2"), time.Hour, Rejected, ""), want: Rejected},
+		{name: "expired suspend is a rejection", wf: finish(run("r3"), day, Approved, ""), want: Rejected, reasonHas: "timed out after 24h0m0s"},
+		{name: "unknown decision rejects", wf: finish(run("r4"), time.Hour, "maybe", ""), want: Rejected, reasonHas: `unknown decision "maybe"`},
+		{name: "anonymous resume with allow-list rejects", wf: finish(run("r5"), time.Hour, Approved, ""), approvers: []string{"alice"}, want: Rejected, reasonHas: "not in the approvers list"},
+		{name: "argo server actor label identifies", wf: func() *wfv1.Workflow {
+			wf := finish(run("r6"), time.Hour, Approved, "")
+			wf.Labels = map[string]string{ArgoActorLabel: "alice"}
+			return wf
+		}(), approvers: []string{"alice"}, want: Approved, by: "alice"},
+	} {
+		v := verify(t, tc.wf, VerifyOptions{Timeout: day, Approvers: tc.approvers})
+		if v.Decision != tc.want || (tc.by != "" && v.ApprovedBy != tc.by) || !strings.Contains(v.Reason, tc.reasonHas) {
+			t.Errorf("%s: got %+v, want %s by %q reason containing %q", tc.name, v, tc.want, tc.by, tc.reasonHas)
+		}
+		if tc.want == Rejected && v.Values()["approved-by"] != "" {
+			t.Errorf("%s: approved-by must be empty on a rejection", tc.name)
+		}
+	}
+}
+
+func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
+	t.Parallel()
+	wfc := argofake.NewSimpleClientset(run("r1"))
+	g := NewGate(wfc, whoami("alice@example.com"), nil)
+	ctx := context.Background()
+	who, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Reason: "numbers look right"})
+	if err != nil || who != "alice@example.com" {
+		t.Fatalf("Decide = %q, %v", who, err)
+	}
+	wf, _ := wfc.ArgoprojV1alpha1().Workflows(ns).Get(ctx, "r1", metav1.GetOptions{})
+	if wf.Annotations[AnnDecidedBy] != "alice@example.com" || wf.Annotations[AnnDecision] != Approved {
+		t.Errorf("annotations %v", wf.Annotations)
+	}
+	n := wf.Status.Nodes["r1-1"]
+	if n.Phase != wfv1.NodeSucceeded || n.Outputs.Parameters[0].Value.String() != Approved || n.Outputs.Parameters[0].ValueFrom != nil {
+		t.Errorf("node after decide: %+v", n)
+	}
+	dir := t.TempDir()
+	store, _ := objstore.New(nil)
+	v, err := g.Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "r1", Timeout: 24 * time.Hour, Approvers: []string{"alice@example.com"},
+		AuditURI: "file://" + dir + "/", Candidate: Candidate{ModelVersion: "v1", Accuracy: "0.8861"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Decision != Approved || v.ApprovedBy != "alice@example.com" || v.Reason != "numbers look right" {
+		t.Errorf("verdict %+v", v)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "r1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit Verdict
+	json.Unmarshal(b, &audit)
+	if audit.ApprovedBy != "alice@example.com" || audit.Reason != "numbers look right" || audit.Candidate.Accuracy != "0.8861" {
+		t.Errorf("audit record %s", b)
+	}
+	// Deciding again: the run no longer waits.
+	if _, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "reject", Reason: "x"}); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("second decision: %v, want exit 2", err)
+	}
+}
+
+func TestRejectByOtherThanAllowListAndRejectNeedsReason(t *testing.T) {
+	t.Parallel()
+	wfc := argofake.NewSimpleClientset(run("r1"))
+	g := NewGate(wfc, whoami("mallory"), nil)
+	ctx := context.Background()
+	if _, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "reject"}); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("reject without reason: %v", err)
+	}
+	if _, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "nope", Decision: "approve"}); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("unknown run: %v", err)
+	}
+	if _, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "approve"}); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := objstore.New(nil)
+	v, err := g.Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "r1", Approvers: []string{"alice"}})
+	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "mallory is not in the approvers list") {
+		t.Errorf("verdict %+v %v", v, err)
+	}
+}
+
+func TestDecideRetriesConflicts(t *testing.T) {
+	t.Parallel()
+	wfc := argofake.NewSimpleClientset(run("r1"))
+	var conflicts atomic.Int32
+	wfc.PrependReactor("update", "workflows", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts.Add(1) <= 2 {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "workflows"}, "r1", errors.New("changed"))
+		}
+		return false, nil, nil
+	})
+	if _, err := NewGate(wfc, nil, nil).Decide(context.Background(), DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Identity: "bob"}); err != nil {
+		t.Fatalf("Decide with 2 conflicts: %v", err)
+	}
+	if conflicts.Load() != 3 {
+		t.Errorf("%d update attempts, want 3", conflicts.Load())
+	}
+}
+
+func TestListShowsWaitingRunsWithCandidate(t *testing.T) {
+	t.Parallel()
+	done := finish(run("r0"), time.Hour, Approved, "")
+	wfc := argofake.NewSimpleClientset(run("r1"), done)
+	g := NewGate(wfc, nil, nil)
+	ctx := context.Background()
+	if err := g.Annotate(ctx, ns, "r1", Candidate{ModelVersion: "20261125T090001Z-abc", Accuracy: "0.8861", BaselineAccuracy: "0.8790"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := g.List(ctx, ns, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 1 || l[0].Run != "r1" || l[0].Candidate.Accuracy != "0.8861" {
+		t.Errorf("List = %+v", l)
+	}
+}
+
+func TestRequestRetriesWebhook(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var got Message
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		json.NewDecoder(r.Body).Decode(&got)
+	}))
+	defer ts.Close()
+	o := RequestOptions{Namespace: ns, Run: "ml-pipeline-x", NotifyURL: ts.URL, Retries: 3,
+		Candidate: Candidate{ModelName: "fashion-mnist", ModelVersion: "v1", Accuracy: "0.8861", BaselineAccuracy: "0.8790", P99Ms: "4.20", ReportURI: "s3://r/report.html"}}
+	m, err := Request(context.Background(), http.DefaultClient, o, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 3 || got.Run != "ml-pipeline-x" {
+		t.Errorf("calls %d, received %+v", calls.Load(), got)
+	}
+	for _, want := range []string{"argo resume ml-pipeline-x -n ml", "approver reject ml-pipeline-x", "0.8861 vs production 0.8790", "p99 4.20 ms", "s3://r/report.html"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("text lacks %q:\n%s", want, m.Text)
+		}
+	}
+	// A webhook that stays down is transient; one that refuses is bad input.
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "x", 503) }))
+	defer down.Close()
+	o.NotifyURL, o.Retries = down.URL, 1
+	if _, err := Request(context.Background(), http.DefaultClient, o, slog.New(slog.DiscardHandler)); exitcode.Of(err) != exitcode.Transient {
+		t.Errorf("down webhook: %v", err)
+	}
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "x", 404) }))
+	defer refuse.Close()
+	o.NotifyURL = refuse.URL
+	if _, err := Request(context.Background(), http.DefaultClient, o, slog.New(slog.DiscardHandler)); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("refusing webhook: %v", err)
+	}
+}
+
+func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
+	t.Parallel()
+	kc := whoami("alice")
+	g := NewGate(nil, kc, nil)
+	ctx := context.Background()
+	v, err := g.Wait(ctx, ns, "pr-1", 200*time.Millisecond, nil)
+	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
+		t.Errorf("timeout: %+v %v", v, err)
+	}
+	type res struct {
+		v   *Verdict
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { v, err := g.Wait(ctx, ns, "pr-2", 10*time.Second, []string{"alice"}); ch <- res{v, err} }()
+	time.Sleep(100 * time.Millisecond) // let the watch start; a decision before it is seen by the initial list anyway
+	if _, err := g.Record(ctx, ns, "pr-2", "approve", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil || r.v.Decision != Approved || r.v.ApprovedBy != "alice" {
+			t.Errorf("wait: %+v %v", r.v, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait did not see the decision")
+	}
+	if _, err := g.Record(ctx, ns, "pr-2", "reject", "late", ""); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("second decision: %v", err)
+	}
+}
