@@ -196,6 +196,18 @@ func newApp(newClients clients) *cli.App {
 					return tw.Flush()
 				},
 			},
+			{
+				Name: "gate", Usage: "end the run as Failed with --reason unless --decision is approved or pass (the pipeline's gates)",
+				Flags: base(&cli.StringFlag{Name: "decision", EnvVars: e("decision"), Usage: "approved|rejected (approval) or pass|fail (canary verdict)"},
+					&cli.StringFlag{Name: "reason", EnvVars: e("reason"), Usage: "the message the failed run shows"}),
+				Action: func(c *cli.Context) error {
+					if err := approve.Conclude(c.String("decision"), c.String("reason")); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "gate passed: %s\n", c.String("decision"))
+					return nil
+				},
+			},
 			{Name: "approve", Usage: "approve a waiting run as yourself (identity from your kube credentials)", ArgsUsage: "RUN", Flags: decideFlags, Action: decide(approve.Approved)},
 			{Name: "reject", Usage: "reject a waiting run as yourself; --reason is required", ArgsUsage: "RUN", Flags: decideFlags, Action: decide(approve.Rejected)},
 		},

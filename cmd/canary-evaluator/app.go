@@ -16,6 +16,7 @@ func newApp() *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", EnvVars: e("endpoint"), Usage: "candidate model server base URL, e.g. http://fashion-mnist-staging:8501"},
 		&cli.StringFlag{Name: "baseline-endpoint", EnvVars: e("baseline-endpoint"), Usage: "production model server base URL; scored on the same samples for --max-accuracy-drop"},
+		&cli.BoolFlag{Name: "baseline-optional", EnvVars: e("baseline-optional"), Usage: "skip the baseline gate when the baseline answers no request (first deployment)"},
 		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", EnvVars: e("model-name"), Usage: "served model name"},
 		&cli.StringFlag{Name: "baseline-model-name", EnvVars: e("baseline-model-name"), Usage: "baseline's served model name (default: --model-name)"},
 		&cli.StringFlag{Name: "protocol", Value: "v1", EnvVars: e("protocol"), Usage: "v1 (TF Serving REST :predict) or v2 (KServe Open Inference Protocol /infer)"},
@@ -51,7 +52,7 @@ func newApp() *cli.App {
 				return err
 			}
 			o := canary.Options{
-				Endpoint: c.String("endpoint"), BaselineEndpoint: c.String("baseline-endpoint"), ModelName: c.String("model-name"),
+				Endpoint: c.String("endpoint"), BaselineEndpoint: c.String("baseline-endpoint"), BaselineOptional: c.Bool("baseline-optional"), ModelName: c.String("model-name"),
 				BaselineModel: c.String("baseline-model-name"), Protocol: c.String("protocol"), DatasetURI: c.String("dataset-uri"),
 				Split: c.String("split"), Limit: c.Int("limit"), Seed: c.Uint64("seed"), BatchSize: c.Int("batch-size"),
 				Concurrency: c.Int("concurrency"), RequestTimeout: c.Duration("request-timeout"), Retries: c.Int("retries"),

@@ -378,3 +378,19 @@ func (g *Gate) Annotate(ctx context.Context, ns, run string, c Candidate) error 
 	_, err := g.wf.ArgoprojV1alpha1().Workflows(ns).Patch(ctx, run, "application/merge-patch+json", patch, metav1.PatchOptions{})
 	return kube.Classify("annotating run "+run, err)
 }
+
+// Conclude turns a business "no" into the failure that ends a run, with the
+// reason as its message: approved/pass → nil; rejected/fail → an error (exit 1);
+// anything else is bad input.
+func Conclude(decision, reason string) error {
+	switch strings.ToLower(strings.TrimSpace(decision)) {
+	case Approved, "pass":
+		return nil
+	case Rejected, "fail":
+		if reason == "" {
+			reason = "rejected"
+		}
+		return exitcode.With(exitcode.Failed, errors.New(reason))
+	}
+	return exitcode.Invalidf("--decision %q: want approved, rejected, pass or fail", decision)
+}

@@ -278,3 +278,19 @@ func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 		t.Errorf("second decision: %v", err)
 	}
 }
+
+func TestConclude(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		decision string
+		code     int
+	}{{"approved", 0}, {"pass", 0}, {"rejected", 1}, {"fail", 1}, {"", 2}, {"{{tasks.canary.outputs.parameters.verdict}}", 2}} {
+		err := Conclude(tc.decision, "canary failed: accuracy 0.41")
+		if exitcode.Of(err) != tc.code {
+			t.Errorf("Conclude(%q) = %v, want code %d", tc.decision, err, tc.code)
+		}
+		if tc.code == 1 && err.Error() != "canary failed: accuracy 0.41" {
+			t.Errorf("message %q", err)
+		}
+	}
+}

@@ -144,6 +144,18 @@ func TestBadModelFailsGateAndRegressionFailsBaseline(t *testing.T) {
 	if r.Values()["baseline-accuracy"] == "" {
 		t.Error("baseline-accuracy result empty")
 	}
+	// No production yet: an unreachable optional baseline is skipped, a required one fails.
+	o.BaselineEndpoint = "http://127.0.0.1:1"
+	o.BaselineOptional = true
+	r = evaluate(t, o)
+	if r.Verdict != Pass || !strings.Contains(r.Reason, "no baseline") {
+		t.Errorf("optional unreachable baseline: %s %q", r.Verdict, r.Reason)
+	}
+	o.BaselineOptional = false
+	if r = evaluate(t, o); r.Verdict != Fail {
+		t.Errorf("required unreachable baseline passed: %q", r.Reason)
+	}
+	o.BaselineEndpoint = goodURL
 	// Same model as baseline: no drop, pass; samples identical so accuracy identical.
 	o.Endpoint = goodURL
 	r = evaluate(t, o)

@@ -338,7 +338,12 @@ func gates(r *Report, o Options) []Gate {
 		g = append(g, Gate{Name: "max-p99-ms", Limit: o.MaxP99Ms, Value: c.LatencyMs.P99, Passed: c.Answered > 0 && c.LatencyMs.P99 <= o.MaxP99Ms,
 			Text: fmt.Sprintf("p99 %.1fms vs max %.1fms", c.LatencyMs.P99, o.MaxP99Ms)})
 	}
-	if r.Baseline != nil {
+	if r.Baseline != nil && r.Baseline.Answered == 0 && o.BaselineOptional {
+		g = append(g, Gate{Name: "max-accuracy-drop", Passed: true, Text: "no baseline to compare with (" + o.BaselineEndpoint + " answered no request)"})
+	} else if r.Baseline != nil && r.Baseline.ErrorRate > o.MaxErrorRate {
+		g = append(g, Gate{Name: "max-accuracy-drop", Limit: o.MaxAccuracyDrop, Value: -1, Passed: false,
+			Text: fmt.Sprintf("baseline %s could not be scored (error rate %.4f): no comparison possible", o.BaselineEndpoint, r.Baseline.ErrorRate)})
+	} else if r.Baseline != nil {
 		drop := r.Baseline.Accuracy - c.Accuracy
 		g = append(g, Gate{Name: "max-accuracy-drop", Limit: o.MaxAccuracyDrop, Value: drop, Passed: drop <= o.MaxAccuracyDrop+1e-12,
 			Text: fmt.Sprintf("accuracy %.4f vs baseline %.4f (drop %.4f, max %.4f)", c.Accuracy, r.Baseline.Accuracy, drop, o.MaxAccuracyDrop)})

@@ -19,6 +19,9 @@ import (
 type Options struct {
 	Endpoint         string // base URL, e.g. http://model.staging:8501
 	BaselineEndpoint string
+	// BaselineOptional skips the baseline gate when the baseline answers no
+	// request at all (e.g. no production model yet), saying so in the reason.
+	BaselineOptional bool
 	ModelName        string
 	BaselineModel    string // default ModelName
 	Protocol         string // v1 | v2
