@@ -141,3 +141,38 @@ func Main(app *cli.App) {
 	stop()
 	os.Exit(code)
 }
+
+// MissingFlags returns the flags not defined on the (sub)command path of app:
+// the templates' tests use it so a renamed flag breaks the build of the pipeline.
+func MissingFlags(app *cli.App, path []string, flags []string) []string {
+	defined := map[string]bool{}
+	add := func(fs []cli.Flag) {
+		for _, f := range fs {
+			for _, n := range f.Names() {
+				defined[n] = true
+			}
+		}
+	}
+	add(app.Flags)
+	cmds := app.Commands
+	for _, name := range path {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.Name == name {
+				next = c
+			}
+		}
+		if next == nil {
+			return append([]string{"subcommand " + name}, flags...)
+		}
+		add(next.Flags)
+		cmds = next.Subcommands
+	}
+	var missing []string
+	for _, f := range flags {
+		if !defined[f] {
+			missing = append(missing, f)
+		}
+	}
+	return missing
+}
