@@ -16,7 +16,10 @@ type TrainOptions struct {
 	BatchSize    int
 	LearningRate float64
 	Optimizer    string // "adam" or "sgd" (with momentum 0.9)
-	Seed         uint64
+	// Schedule of the learning rate: "cosine" (default: decays to 0 over the
+	// run) or "constant".
+	Schedule string
+	Seed     uint64
 	// Workers computing gradients in parallel (default GOMAXPROCS). Results
 	// do not depend on it: a batch is always split into the same shards.
 	Workers int
@@ -33,6 +36,8 @@ func (o TrainOptions) Validate() error {
 		return fmt.Errorf("learning rate %g out of range", o.LearningRate)
 	case o.Optimizer != "adam" && o.Optimizer != "sgd":
 		return fmt.Errorf("optimizer %q: want adam or sgd", o.Optimizer)
+	case o.Schedule != "" && o.Schedule != "cosine" && o.Schedule != "constant":
+		return fmt.Errorf("schedule %q: want cosine or constant", o.Schedule)
 	}
 	return nil
 }
@@ -80,6 +85,7 @@ func Train(ctx context.Context, m *Model, x []float32, y []byte, o TrainOptions,
 		sh[i] = s
 	}
 	opt := newOptimizer(m, o)
+	opt.total = o.Epochs * ((n + o.BatchSize - 1) / o.BatchSize)
 	r := rand.New(rand.NewPCG(o.Seed, 0xda3e39cb94b95bdb))
 	perm := make([]int, n)
 	for i := range perm {
@@ -216,10 +222,10 @@ func (m *Model) shardGradients(s *shard, x []float32, y []byte, from, to int) {
 }
 
 type optimizer struct {
-	o       TrainOptions
-	m1, m2  [][]float32 // per parameter tensor: W0, B0, W1, B1, ...
-	t       int
-	gradSum []float32
+	o      TrainOptions
+	m1, m2 [][]float32 // per parameter tensor: W0, B0, W1, B1, ...
+	t      int
+	total  int // steps in the run, for the schedule
 }
 
 func newOptimizer(m *Model, o TrainOptions) *optimizer {
@@ -236,6 +242,9 @@ func newOptimizer(m *Model, o TrainOptions) *optimizer {
 func (opt *optimizer) step(m *Model, sh []*shard, rows int) {
 	opt.t++
 	lr := opt.o.LearningRate
+	if opt.o.Schedule != "constant" && opt.total > 0 {
+		lr *= 0.5 * (1 + math.Cos(math.Pi*float64(opt.t-1)/float64(opt.total)))
+	}
 	const b1, b2, eps = 0.9, 0.999, 1e-8
 	c1 := 1 - math.Pow(b1, float64(opt.t))
 	c2 := 1 - math.Pow(b2, float64(opt.t))

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs gantry's benchmarks side by side and prints the ratios the closing notes report.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="${BENCH_OUT:-$(mktemp)}"
+go test -run '^$' -bench 'BenchmarkReaction' -benchtime 5x ./tasks/train/ | tee "${out}"
+go test -run '^$' -bench 'BenchmarkPredictHTTP|BenchmarkCompute10k' -benchtime 2s ./internal/serving/ | tee -a "${out}"
+go test -run '^$' -bench 'BenchmarkEvaluate10k' -benchtime 1x -count 3 ./tasks/canary/ | tee -a "${out}"
+python3 - "${out}" <<'PY'
+import re, sys, statistics
+ns = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'(Benchmark\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op', line)
+    if m: ns.setdefault(m.group(1), []).append(float(m.group(3)))
+med = {k: statistics.median(v) for k, v in ns.items()}
+def ratio(a, b, what):
+    if a in med and b in med: print(f"{what}: {med[b]/med[a]:.1f}x")
+print()
+ratio('BenchmarkReaction/watch', 'BenchmarkReaction/poll-1s', 'train-launcher reaction, 1 s polling / watch')
+ratio('BenchmarkEvaluate10k/gantry', 'BenchmarkEvaluate10k/sequential', 'canary 10k images, sequential / gantry')
+ratio('BenchmarkCompute10k', 'BenchmarkEvaluate10k/gantry', 'canary 10k images, gantry / pure compute')
+for k in ('BenchmarkReaction/watch', 'BenchmarkCompute10k', 'BenchmarkEvaluate10k/gantry', 'BenchmarkEvaluate10k/sequential'):
+    if k in med: print(f"{k}: {med[k]/1e6:.2f} ms")
+PY
