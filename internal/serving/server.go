@@ -240,17 +240,10 @@ func (s *Server) v1Predict(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "v1", err)
 		return
 	}
-	var req struct {
-		Instances json.RawMessage `json:"instances"`
-		Inputs    json.RawMessage `json:"inputs"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		s.fail(w, "v1", errorf(http.StatusBadRequest, "malformed JSON: %v", err))
+	raw, _, err := topLevelField(body, "instances", "inputs")
+	if err != nil {
+		s.fail(w, "v1", errorf(http.StatusBadRequest, "%v", err))
 		return
-	}
-	raw := req.Instances
-	if raw == nil {
-		raw = req.Inputs
 	}
 	if raw == nil {
 		s.fail(w, "v1", errorf(http.StatusBadRequest, `request needs "instances" (row format) or "inputs"`))

@@ -240,3 +240,31 @@ func FuzzPredictRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestTopLevelField(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{`{"instances": [[1,2]]}`, `[[1,2]]`, true},
+		{` {"signature_name":"serving_default","meta":{"a":[1,{"b":"c\""}]},"instances":[[0.5]]} `, `[[0.5]]`, true},
+		{`{"inputs": [[1]], "instances": [[2]]}`, `[[1]]`, true},
+		{`{"x\u0041": 1}`, ``, true},
+		{`{}`, ``, true},
+		{`{"instances": [[1,2]]`, ``, false},
+		{`{"instances": [[1,2]]} x`, ``, false},
+		{`{"a": tru}`, ``, false},
+		{`{"a" 1}`, ``, false},
+		{`[1]`, ``, false},
+		{`{"a": "unterminated}`, ``, false},
+	} {
+		got, _, err := topLevelField([]byte(tc.in), "instances", "inputs")
+		if (err == nil) != tc.ok || (tc.ok && string(got) != tc.want) {
+			t.Errorf("topLevelField(%s) = %q, %v; want %q ok=%t", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.ok && !json.Valid([]byte(tc.in)) {
+			t.Errorf("accepted invalid JSON %s", tc.in)
+		}
+	}
+}

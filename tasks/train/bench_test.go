@@ -26,6 +26,7 @@ func BenchmarkReaction(b *testing.B) {
 			os.WriteFile(filepath.Join(f.out, "metrics.json"), []byte(`{"a":1}`), 0o644)
 			ch := f.start(context.Background(), f.opts())
 			f.watching()
+			time.Sleep(300 * time.Millisecond) // past the informer's cache-sync poll: measure the steady state
 			b.StartTimer()
 			f.setJobCondition(batchv1.JobComplete, "", "")
 			wait(f, ch)
