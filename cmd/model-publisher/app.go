@@ -14,15 +14,6 @@ import (
 
 type clientFunc func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
 
-func realClient(kubeconfig, namespace string) (kubernetes.Interface, string, error) {
-	cfg, ns, err := kube.Config(kubeconfig, namespace)
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := kubernetes.NewForConfig(cfg)
-	return c, ns, err
-}
-
 func flags(extra ...[]cli.Flag) []cli.Flag {
 	var out []cli.Flag
 	for _, e := range extra {
@@ -46,7 +37,7 @@ var (
 
 func newApp(newClient clientFunc) *cli.App {
 	if newClient == nil {
-		newClient = realClient
+		newClient = kube.Clientset
 	}
 	deployFlags := []cli.Flag{modelNameFlag, registryFlag, envFlag, serverImage, replicasFlag, s3SecretFlag, saFlag, runFlag, rolloutTimeout}
 	deployOpts := func(c *cli.Context) publish.DeployOptions {

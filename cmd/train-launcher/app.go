@@ -14,18 +14,9 @@ import (
 // clientFunc builds the Kubernetes client; tests replace it.
 type clientFunc func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
 
-func realClient(kubeconfig, namespace string) (kubernetes.Interface, string, error) {
-	cfg, ns, err := kube.Config(kubeconfig, namespace)
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := kubernetes.NewForConfig(cfg)
-	return c, ns, err
-}
-
 func newApp(newClient clientFunc) *cli.App {
 	if newClient == nil {
-		newClient = realClient
+		newClient = kube.Clientset
 	}
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "image", EnvVars: taskcli.Env("image"), Usage: "training image (pin it by digest)"},

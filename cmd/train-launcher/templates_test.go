@@ -10,15 +10,9 @@ import (
 // Every flag the generated templates pass exists on this binary.
 func TestTemplateFlagsExist(t *testing.T) {
 	t.Parallel()
-	n := 0
-	for _, task := range append(pipeline.Tasks(), pipeline.TektonOnlyTasks()...) {
-		if task.Binary != "train-launcher" {
-			continue
-		}
-		n++
-		if missing := taskcli.MissingFlags(newApp(nil), task.Subcommand, task.Flags()); len(missing) > 0 {
-			t.Errorf("template %s/%s passes %v, which train-launcher does not define", task.Binary, task.Template, missing)
-		}
+	n, problems := pipeline.FlagProblems("train-launcher", func(sub, flags []string) []string { return taskcli.MissingFlags(newApp(nil), sub, flags) })
+	for _, p := range problems {
+		t.Error(p)
 	}
 	if n == 0 {
 		t.Fatal("no template uses train-launcher")

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -84,4 +85,14 @@ func IsTransient(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// Clientset builds a Kubernetes client from Config's rules.
+func Clientset(kubeconfig, namespace string) (kubernetes.Interface, string, error) {
+	cfg, ns, err := Config(kubeconfig, namespace)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	return c, ns, err
 }

@@ -246,3 +246,21 @@ func FindTask(binary, template string) (Task, bool) {
 	}
 	return Task{}, false
 }
+
+// FlagProblems checks every flag the generated templates (Argo and Tekton)
+// pass to binary against its real CLI definition, via missing; it returns how
+// many templates use the binary and what is missing.
+func FlagProblems(binary string, missing func(subcommand, flags []string) []string) (int, []string) {
+	n := 0
+	var problems []string
+	for _, t := range append(Tasks(), TektonOnlyTasks()...) {
+		if t.Binary != binary {
+			continue
+		}
+		n++
+		if m := missing(t.Subcommand, t.Flags()); len(m) > 0 {
+			problems = append(problems, fmt.Sprintf("template %s/%s passes %v, which %s does not define", t.Binary, t.Template, m, binary))
+		}
+	}
+	return n, problems
+}
