@@ -161,14 +161,14 @@ th:first-child,td:first-child{text-align:left}th{color:#5b6470;font-weight:600;f
 </table></section>
 <div class="grid">
 <section><h2>Confusion matrix (rows: true class, columns: predicted)</h2>
-<svg viewBox="0 0 470 470" width="100%" role="img" aria-label="confusion matrix heatmap">
+<svg viewBox="0 0 520 470" width="100%" role="img" aria-label="confusion matrix heatmap">
 {{range $i, $c := .Candidate.PerClass}}<text x="86" y="{{add (mul $i 38) 104}}" font-size="11" text-anchor="end">{{short $c.Class}}</text>
 <text transform="translate({{add (mul $i 38) 108}},80) rotate(-45)" font-size="11">{{short $c.Class}}</text>{{end}}
 {{range heatmap .Candidate}}<rect x="{{add (mul .X 38) 90}}" y="{{add (mul .Y 38) 84}}" width="37" height="37" fill="{{.Fill}}" stroke="#fff"><title>true {{.Y}} → predicted {{.X}}: {{.Count}}</title></rect>
 <text x="{{add (mul .X 38) 108}}" y="{{add (mul .Y 38) 106}}" font-size="10" text-anchor="middle" fill="{{.TextFill}}">{{.Count}}</text>{{end}}
 </svg></section>
 <section><h2>Request latency (ms, {{.Candidate.Requests}} requests)</h2>
-<svg viewBox="0 0 500 200" width="100%" role="img" aria-label="latency histogram">
+<svg viewBox="0 0 510 200" width="100%" role="img" aria-label="latency histogram">
 <line x1="38" y1="170" x2="484" y2="170" stroke="#8a939e"/>
 {{range histogram .Candidate}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}" fill="#3b6fd1" rx="2"><title>{{.Label}} ms: {{.Count}}</title></rect>
 <text x="{{addf .X 2}}" y="186" font-size="9">{{.Label}}</text>{{if .Count}}<text x="{{addf .X 2}}" y="{{addf .Y -3}}" font-size="9">{{.Count}}</text>{{end}}{{end}}
