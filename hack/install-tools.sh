@@ -14,4 +14,19 @@ if [[ ! -x "${bin}/minio" || ! -f "${stamp}" ]]; then
   GOBIN="${bin}" GOFLAGS=-mod=mod CGO_ENABLED=0 go install -trimpath "github.com/minio/minio@${MINIO_VERSION}"
   touch "${stamp}"
 fi
+# ko and crane: only for building images (hack/images.sh), not for the tests.
+if [[ "${1:-}" == "--images" ]]; then
+  KO_VERSION="${KO_VERSION:-v0.19.1}"
+  CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
+  if [[ ! -x "${bin}/ko" || ! -f "${bin}/.ko-${KO_VERSION}" ]]; then
+    echo "install-tools: building ko ${KO_VERSION}" >&2
+    GOBIN="${bin}" CGO_ENABLED=0 go install -trimpath "github.com/google/ko@${KO_VERSION}"
+    touch "${bin}/.ko-${KO_VERSION}"
+  fi
+  if [[ ! -x "${bin}/crane" || ! -f "${bin}/.crane-${CRANE_VERSION}" ]]; then
+    echo "install-tools: building crane ${CRANE_VERSION}" >&2
+    GOBIN="${bin}" CGO_ENABLED=0 go install -trimpath "github.com/google/go-containerregistry/cmd/crane@${CRANE_VERSION}"
+    touch "${bin}/.crane-${CRANE_VERSION}"
+  fi
+fi
 echo "${bin}"

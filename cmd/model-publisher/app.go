@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -151,6 +152,29 @@ func newApp(newClient clientFunc) *cli.App {
 						return err
 					}
 					return taskcli.WriteResults(c, res.Values())
+				},
+			},
+			{
+				Name:        "record",
+				Usage:       "record how a pipeline run ended at <registry>/<model>/runs/<run>.json (the exit handler)",
+				Description: "Results: record-uri.",
+				Flags: flags([]cli.Flag{modelNameFlag, registryFlag, runFlag,
+					&cli.StringFlag{Name: "status", EnvVars: e("status"), Usage: "the run's status (Argo: {{workflow.status}})"},
+					&cli.StringFlag{Name: "failures", EnvVars: e("failures"), Usage: "JSON list of failed steps (Argo: {{workflow.failures}})"},
+					&cli.StringFlag{Name: "model-version", EnvVars: e("model-version"), Usage: "the version the run published, if any"},
+				}, taskcli.StoreFlags()),
+				Action: func(c *cli.Context) error {
+					store, err := taskcli.Store(c)
+					if err != nil {
+						return err
+					}
+					uri, err := publish.RecordRun(c.Context, store, c.String("registry-uri"), c.String("model-name"), publish.RunRecord{
+						Run: c.String("run-name"), Status: c.String("status"), Failures: json.RawMessage(c.String("failures")),
+						ModelVersion: c.String("model-version"), Finished: time.Now().UTC()})
+					if err != nil {
+						return err
+					}
+					return taskcli.WriteResults(c, map[string]string{"record-uri": uri})
 				},
 			},
 			{

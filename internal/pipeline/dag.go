@@ -112,10 +112,13 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	}
 	exit := wfv1.Template{
 		Name: "exit-handler",
-		Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{{
-			Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
-			Arguments: args("environment", "staging", "model-name", wp("model-name")),
-		}}}},
+		Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{
+			{Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
+				Arguments: args("environment", "staging", "model-name", wp("model-name"))},
+			{Name: "record-outcome", TemplateRef: ref("model-publisher", "record"), Arguments: args(
+				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "registry-uri", registry, "model-name", wp("model-name"),
+				"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("s3-secret"))},
+		}}},
 	}
 	return &wfv1.WorkflowTemplate{
 		TypeMeta: metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "WorkflowTemplate"},
