@@ -41,8 +41,11 @@ refs=$(ko build --base-import-paths --platform=linux/amd64 --sbom=none \
   ./cmd/train-launcher ./cmd/model-publisher ./cmd/canary-evaluator ./cmd/approver ./images/fashion-trainer ./images/model-server)
 mkdir -p _output
 ko resolve --base-import-paths --platform=linux/amd64 --sbom=none -f templates/ >_output/gantry-release.yaml
-if grep -q 'ko://' _output/gantry-release.yaml; then echo "unresolved ko:// references left" >&2; exit 1; fi
-echo "resolved manifests: _output/gantry-release.yaml"
+ko resolve --base-import-paths --platform=linux/amd64 --sbom=none -f templates/tekton/ >_output/gantry-tekton-release.yaml
+for f in _output/gantry-release.yaml _output/gantry-tekton-release.yaml; do
+  if grep -v '^#' "${f}" | grep -q 'ko://'; then echo "unresolved ko:// references left in ${f}" >&2; exit 1; fi
+  echo "resolved: ${f} ($(grep -c '@sha256:' "${f}") pinned image references)"
+done
 printf '%-60s %10s\n' IMAGE "COMPRESSED"
 for r in ${refs}; do
   size=$(crane manifest "${r}" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(l["size"] for l in m["layers"])+m["config"]["size"])')
