@@ -71,7 +71,7 @@ func newApp(newClient clientFunc) *cli.App {
 				ServiceAccount: c.String("service-account"), Timeout: c.Duration("timeout"),
 				UnschedulableTimeout: c.Duration("unschedulable-timeout"), BackoffLimit: int32(c.Int("backoff-limit")),
 				DatasetURI: c.String("dataset-uri"), OutputURI: c.String("output-uri"), S3Endpoint: c.String("s3-endpoint"),
-				DeleteOnCancel: c.Bool("delete-on-cancel"), Namespace: "validated-below",
+				DeleteOnCancel: c.Bool("delete-on-cancel"),
 			}
 			if run := c.String("run-name"); run != "" {
 				if o.JobName == "" {
@@ -79,7 +79,7 @@ func newApp(newClient clientFunc) *cli.App {
 				}
 				o.Labels = map[string]string{"gantry.dev/run": train.RunLabel(run)}
 			}
-			if err := o.Validate(); err != nil { // before any client is built
+			if err := o.Validate(); err != nil { // before any client is built (the namespace comes with it)
 				return err
 			}
 			store, err := taskcli.Store(c)

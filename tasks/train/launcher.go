@@ -84,6 +84,9 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 	if err := o.Validate(); err != nil {
 		return Result{}, err
 	}
+	if o.Namespace == "" {
+		return Result{}, exitcode.Invalidf("--namespace is required")
+	}
 	start := l.now()
 	want := buildJob(&o)
 	job, reattached, err := l.createOrAttach(ctx, want)

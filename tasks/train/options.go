@@ -66,9 +66,6 @@ func (o *Options) Validate() error {
 	if strings.ContainsAny(o.Image, " \t\n") {
 		return exitcode.Invalidf("--image %q contains white space", o.Image)
 	}
-	if o.Namespace == "" {
-		return exitcode.Invalidf("--namespace is required")
-	}
 	for _, kv := range o.Env {
 		if !envNameRE.MatchString(kv[0]) {
 			return exitcode.Invalidf("--env %s: not a valid environment variable name", kv[0])
