@@ -62,6 +62,15 @@ build_argo() {
     go mod init gantry.local/argo-build >/dev/null 2>&1
     go mod edit -require="github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
     go mod edit -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5
+    # The module zip lacks workflow/executor/osspecific's Linux signal file (argoexec then fails with
+    # "undefined: Setpgid"); build from a local copy where the Darwin one, which is plain POSIX, stands in.
+    go mod download -json "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}" >/dev/null
+    local src; src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+    cp -r "${src}" argo-src && chmod -R u+w argo-src
+    if [[ ! -f argo-src/workflow/executor/osspecific/signal_linux.go ]]; then
+      cp argo-src/workflow/executor/osspecific/signal_darwin.go argo-src/workflow/executor/osspecific/signal_linux.go
+    fi
+    go mod edit -replace=github.com/argoproj/argo-workflows/v3=./argo-src
     cat > tools.go <<'GO'
 //go:build tools
 
