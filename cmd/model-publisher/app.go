@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -63,6 +64,27 @@ func newApp(newClient clientFunc) *cli.App {
 		o.Namespace = ns
 		return publish.NewDeployer(client, store, log), nil
 	}
+	// serve validates the deploy flags (before any client is built), runs op and writes its results.
+	serve := func(op func(*publish.Deployer, context.Context, publish.DeployOptions) (*publish.Deployed, error), needModel bool) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			o := deployOpts(c)
+			if needModel && o.ModelURI == "" {
+				return exitcode.Invalidf("--model-uri is required")
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			d, err := deployer(c, &o)
+			if err != nil {
+				return err
+			}
+			res, err := op(d, c.Context, o)
+			if err != nil {
+				return err
+			}
+			return taskcli.WriteResults(c, res.Values())
+		}
+	}
 	return &cli.App{
 		Name:  "model-publisher",
 		Usage: "make a model an immutable version, push it as an OCI artifact, and serve it in staging or production",
@@ -114,45 +136,14 @@ func newApp(newClient clientFunc) *cli.App {
 					&cli.StringFlag{Name: "model-uri", EnvVars: e("model-uri"), Usage: "published version prefix (from publish's model-uri)"},
 					&cli.StringFlag{Name: "model-digest", EnvVars: e("model-digest"), Usage: "expected model digest (from publish's model-digest)"},
 				}, taskcli.StoreFlags(), taskcli.KubeFlags()),
-				Action: func(c *cli.Context) error {
-					o := deployOpts(c)
-					if o.ModelURI == "" {
-						return exitcode.Invalidf("--model-uri is required")
-					}
-					if err := o.Validate(); err != nil {
-						return err
-					}
-					d, err := deployer(c, &o)
-					if err != nil {
-						return err
-					}
-					res, err := d.Deploy(c.Context, o)
-					if err != nil {
-						return err
-					}
-					return taskcli.WriteResults(c, res.Values())
-				},
+				Action: serve((*publish.Deployer).Deploy, true),
 			},
 			{
 				Name:        "rollback",
 				Usage:       "return an environment to the model that was live before the current one",
 				Description: "Results: endpoint, previous-model-uri (the model rolled back from), model-uri.",
 				Flags:       flags(deployFlags, taskcli.StoreFlags(), taskcli.KubeFlags()),
-				Action: func(c *cli.Context) error {
-					o := deployOpts(c)
-					if err := o.Validate(); err != nil {
-						return err
-					}
-					d, err := deployer(c, &o)
-					if err != nil {
-						return err
-					}
-					res, err := d.Rollback(c.Context, o)
-					if err != nil {
-						return err
-					}
-					return taskcli.WriteResults(c, res.Values())
-				},
+				Action: serve((*publish.Deployer).Rollback, false),
 			},
 			{
 				Name:        "record",
