@@ -143,7 +143,7 @@ func newApp(newClient clientFunc) *cli.App {
 				Usage:       "return an environment to the model that was live before the current one",
 				Description: "Results: endpoint, previous-model-uri (the model rolled back from), model-uri.",
 				Flags:       flags(deployFlags, taskcli.StoreFlags(), taskcli.KubeFlags()),
-				Action: serve((*publish.Deployer).Rollback, false),
+				Action:      serve((*publish.Deployer).Rollback, false),
 			},
 			{
 				Name:        "record",
