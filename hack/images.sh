@@ -3,6 +3,7 @@
 # starts `crane registry serve` (unless REGISTRY is given), builds a minimal nonroot base image,
 # `ko build`s the six images, `ko resolve`s templates/ (every ko:// pinned by digest) and prints
 # each image's compressed size.
+# Inside the local cluster's network namespace, hack/cluster/gantry.sh runs it with REGISTRY set.
 #   hack/images.sh            # registry on 127.0.0.1:5000, data in ~/.cache/gantry/registry
 #   REGISTRY=host:port hack/images.sh
 set -euo pipefail
@@ -23,17 +24,7 @@ if [[ -z "${REGISTRY:-}" ]]; then
   fi
 fi
 
-# A base image with a nonroot user, /tmp and a home: all a static Go binary needs.
-base="${REGISTRY}/gantry/base:static"
-tmp=$(mktemp -d)
-trap 'rm -rf "${tmp}"' EXIT
-mkdir -p "${tmp}/root/etc" "${tmp}/root/tmp" "${tmp}/root/home/nonroot"
-printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"${tmp}/root/etc/passwd"
-printf 'root:x:0:\nnonroot:x:65532:\n' >"${tmp}/root/etc/group"
-chmod 1777 "${tmp}/root/tmp"
-tar --owner=0 --group=0 --numeric-owner --mtime=@0 --sort=name -C "${tmp}/root" -cf "${tmp}/base.tar" .
-crane append -f "${tmp}/base.tar" -t "${base}" --platform linux/amd64 >/dev/null
-crane mutate "${base}" --user 65532 --workdir /home/nonroot --env PATH=/ko-app:/usr/local/bin:/usr/bin:/bin -t "${base}" >/dev/null
+base=$(hack/base-image.sh "${REGISTRY}")
 echo "base: $(crane digest "${base}")"
 
 export KO_DOCKER_REPO="${REGISTRY}/gantry" KO_DEFAULTBASEIMAGE="${base}"

@@ -2,11 +2,13 @@
 # Builds the binaries of the offline single-node cluster from the Go module proxy, into
 # $GANTRY_CLUSTER/bin (default ~/.cache/gantry/cluster/bin); idempotent per version.
 #   Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl)
-#   Argo Workflows (workflow-controller, argoexec)
+#   Argo Workflows (workflow-controller, argoexec, the argo CLI)
+#   CoreDNS (Service names for pods: the pipeline addresses MinIO and model servers by name)
 # Build-only Go modules live in temp dirs: nothing here enters gantry's go.mod.
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.32.2}"
 ARGO_VERSION="${ARGO_VERSION:-v3.7.9}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 root="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
 bin="${root}/bin"
 mkdir -p "${bin}"
@@ -91,10 +93,64 @@ GO
   touch "${stamp}"
 }
 
+# The argo CLI embeds the UI (ui/dist/app), which the module zip does not carry: a placeholder
+# page stands in (the CLI never serves it). ≈13 min cold.
+build_argo_cli() {
+  local stamp="${bin}/.argo-cli-${ARGO_VERSION}"
+  [[ -f "${stamp}" ]] && return 0
+  local mod; mod=$(mktemp -d)
+  echo "cluster/build: argo CLI ${ARGO_VERSION}" >&2
+  (
+    cd "${mod}"
+    go mod init gantry.local/argo-cli-build >/dev/null 2>&1
+    go mod edit -require="github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+    go mod edit -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5
+    go mod download -json "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}" >/dev/null
+    local src; src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+    cp -r "${src}" argo-src && chmod -R u+w argo-src
+    mkdir -p argo-src/ui/dist/app
+    echo '<!doctype html><title>argo</title>' >argo-src/ui/dist/app/index.html
+    go mod edit -replace=github.com/argoproj/argo-workflows/v3=./argo-src
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/argoproj/argo-workflows/v3/cmd/argo"
+GO
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+      -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=${ARGO_VERSION}" \
+      -o "${bin}/argo" github.com/argoproj/argo-workflows/v3/cmd/argo
+    echo "cluster/build: built argo" >&2
+  )
+  rm -rf "${mod}"
+  touch "${stamp}"
+}
+
+build_coredns() {
+  local stamp="${bin}/.coredns-${COREDNS_VERSION}"
+  [[ -f "${stamp}" ]] && return 0
+  local mod; mod=$(mktemp -d)
+  echo "cluster/build: coredns ${COREDNS_VERSION}" >&2
+  (
+    cd "${mod}"
+    go mod init gantry.local/coredns-build >/dev/null 2>&1
+    go mod edit -require="github.com/coredns/coredns@${COREDNS_VERSION}"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/coredns/coredns"\n' >tools.go
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/coredns" github.com/coredns/coredns
+    echo "cluster/build: built coredns" >&2
+  )
+  rm -rf "${mod}"
+  touch "${stamp}"
+}
+
 case "${1:-all}" in
   k8s) build_k8s ;;
-  argo) build_argo ;;
-  all) build_k8s; build_argo ;;
-  *) echo "usage: $0 [k8s|argo|all]" >&2; exit 2 ;;
+  argo) build_argo; build_argo_cli ;;
+  coredns) build_coredns ;;
+  all) build_k8s; build_argo; build_coredns; build_argo_cli ;;
+  *) echo "usage: $0 [k8s|argo|coredns|all]" >&2; exit 2 ;;
 esac
 ls -la "${bin}"

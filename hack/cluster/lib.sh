@@ -1,0 +1,63 @@
+# Shared by hack/cluster/*.sh (sourced, not run). Layout of the local single-node cluster:
+#   network namespace  gantry-node — no link to the host: no veth, no default route
+#   bridge gantry0     10.250.0.1/24, the node IP (apiserver :6443, CoreDNS :53, MinIO :9000)
+#   bridge cni0        10.244.0.0/24, pods (CNI bridge + host-local)
+#   services           10.96.0.0/24, routed to gantry0 (kube-proxy, iptables mode)
+#   registry           127.0.0.1:5000 inside the node namespace (crane registry serve)
+# Every daemon and client runs with `nsenter --net=/run/netns/gantry-node` (not `ip netns exec`,
+# which remounts /sys and hides the cgroup mounts kubelet and runc need).
+# shellcheck shell=bash
+NETNS="${GANTRY_NETNS:-gantry-node}"
+NODE_NAME="${GANTRY_NODE_NAME:-gantry-node}"
+NODE_IP=10.250.0.1
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/24
+REGISTRY=127.0.0.1:5000
+ARGO_VERSION="${ARGO_VERSION:-v3.7.9}"
+CLUSTER_ROOT="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
+CLUSTER_BIN="${CLUSTER_ROOT}/bin"
+RUN="${CLUSTER_ROOT}/run"               # pki, configs, logs, pids, etcd/minio/registry data
+VARLIB="/var/lib/gantry-cluster"         # containerd + kubelet roots (need a local ext4/xfs)
+SOCK_DIR="/run/gantry-cluster"
+export KUBECONFIG="${RUN}/pki/admin.kubeconfig"
+export PATH="${CLUSTER_BIN}:${PATH}"
+
+log() { printf '\033[1mcluster:\033[0m %s\n' "$*" >&2; }
+die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
+
+# in_node CMD...: run CMD inside the node's network namespace.
+in_node() { nsenter --net="/run/netns/${NETNS}" -- "$@"; }
+k() { in_node kubectl "$@"; }
+
+pid_alive() { [[ -f "${RUN}/pids/$1.pid" ]] && kill -0 "$(cat "${RUN}/pids/$1.pid")" 2>/dev/null; }
+
+# daemon NAME CMD...: start CMD in the node namespace unless NAME already runs; log to logs/NAME.log.
+daemon() {
+  local name=$1; shift
+  if pid_alive "${name}"; then return 0; fi
+  mkdir -p "${RUN}/pids" "${RUN}/logs"
+  nohup nsenter --net="/run/netns/${NETNS}" -- "$@" >>"${RUN}/logs/${name}.log" 2>&1 &
+  echo $! >"${RUN}/pids/${name}.pid"
+}
+
+# wait_for WHAT SECONDS CMD...: retry CMD every 0.2 s until it succeeds or SECONDS pass.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then die "${what} not ready after ${secs}s (logs: ${RUN}/logs)"; fi
+    sleep 0.2
+  done
+}
+
+stop_daemon() {
+  local name=$1 f="${RUN}/pids/$1.pid"
+  [[ -f "${f}" ]] || return 0
+  local pid; pid=$(cat "${f}")
+  if kill -0 "${pid}" 2>/dev/null; then
+    kill "${pid}" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "${pid}" 2>/dev/null || true
+  fi
+  rm -f "${f}"
+}

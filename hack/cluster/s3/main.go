@@ -1,0 +1,71 @@
+// Command s3 is the local cluster's object-store helper: it makes buckets and uploads files to
+// the cluster's MinIO, so the demo and the e2e tests need no other S3 client.
+//
+//	s3 mb BUCKET...                 # make buckets (existing ones are fine)
+//	s3 put FILE... s3://BUCKET/PREFIX/
+//
+// The endpoint and credentials come from S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "s3:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("usage: s3 mb BUCKET... | s3 put FILE... s3://BUCKET/PREFIX/")
+	}
+	ep := os.Getenv("S3_ENDPOINT")
+	host, secure := strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://"), strings.HasPrefix(ep, "https://")
+	c, err := minio.New(host, &minio.Options{Secure: secure,
+		Creds: credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	switch args[0] {
+	case "mb":
+		for _, b := range args[1:] {
+			if ok, err := c.BucketExists(ctx, b); err != nil {
+				return err
+			} else if !ok {
+				if err := c.MakeBucket(ctx, b, minio.MakeBucketOptions{}); err != nil {
+					return err
+				}
+			}
+		}
+	case "put":
+		dst, err := objstore.Parse(args[len(args)-1])
+		if err != nil {
+			return err
+		}
+		for _, f := range args[1 : len(args)-1] {
+			key := dst.Key + filepath.Base(f)
+			if _, err := c.FPutObject(ctx, dst.Bucket, key, f, minio.PutObjectOptions{}); err != nil {
+				return err
+			}
+			fmt.Printf("s3://%s/%s\n", dst.Bucket, key)
+		}
+	default:
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return nil
+}

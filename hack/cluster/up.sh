@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Brings up the local single-node Kubernetes cluster with the real Argo Workflows controller,
+# offline: etcd, kube-apiserver, controller-manager, scheduler, containerd + kubelet, kube-proxy,
+# CoreDNS, a registry and MinIO, all inside the network namespace gantry-node (see lib.sh).
+# Idempotent: what already runs is kept. Installs Debian packages and builds what is missing
+# (Kubernetes, Argo, CoreDNS: ≈30 min cold on 2 cores, cached in ~/.cache/gantry/cluster).
+#   hack/cluster/up.sh       then   hack/cluster/exec.sh kubectl get nodes
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+source hack/cluster/lib.sh
+t0=${SECONDS}
+[[ $(id -u) == 0 ]] || die "needs root (network namespace, containerd, kubelet)"
+
+# --- packages and binaries ---------------------------------------------------------------------
+pkgs=()
+for p in containerd:containerd runc:runc iptables:iptables conntrack:conntrack socat:socat etcd:etcd-server openssl:openssl curl:curl nsenter:util-linux; do
+  command -v "${p%%:*}" >/dev/null || pkgs+=("${p#*:}")
+done
+[[ -x /usr/lib/cni/bridge ]] || pkgs+=(containernetworking-plugins)
+if ((${#pkgs[@]})); then
+  log "installing ${pkgs[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+hack/cluster/build.sh all >/dev/null
+tools=$(hack/install-tools.sh --images | tail -n 1)
+export PATH="${tools}:${PATH}"
+mkdir -p "${RUN}"/{pki,pids,logs,bin,etc,registry,minio} "${VARLIB}" "${SOCK_DIR}"
+CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/pause" ./hack/cluster/pause
+CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/s3" ./hack/cluster/s3
+
+# --- network namespace: no link to the host ------------------------------------------------------
+if [[ ! -e "/run/netns/${NETNS}" ]]; then
+  log "network namespace ${NETNS}"
+  ip netns add "${NETNS}"
+fi
+in_node ip link set lo up
+if ! in_node ip link show gantry0 >/dev/null 2>&1; then
+  in_node ip link add gantry0 type bridge
+  in_node ip addr add "${NODE_IP}/24" dev gantry0
+fi
+in_node ip link set gantry0 up
+in_node ip route replace "${SERVICE_CIDR}" dev gantry0
+in_node sysctl -qw net.ipv4.ip_forward=1
+in_node sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+printf 'nameserver 127.0.0.1\n' >"${RUN}/etc/resolv.conf"
+
+# --- certificates --------------------------------------------------------------------------------
+pki="${RUN}/pki"
+cert() { # NAME SUBJECT SANS
+  [[ -f "${pki}/$1.crt" ]] && return 0
+  openssl req -new -newkey rsa:2048 -nodes -keyout "${pki}/$1.key" -subj "$2" -out "${pki}/$1.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' "$3" >"${pki}/$1.ext"
+  openssl x509 -req -in "${pki}/$1.csr" -CA "${pki}/ca.crt" -CAkey "${pki}/ca.key" -CAcreateserial -days 3650 \
+    -extfile "${pki}/$1.ext" -out "${pki}/$1.crt" 2>/dev/null
+}
+if [[ ! -f "${pki}/ca.crt" ]]; then
+  log "certificates"
+  openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "${pki}/ca.key" -subj /CN=gantry-cluster-ca -days 3650 -out "${pki}/ca.crt" 2>/dev/null
+  openssl genrsa -out "${pki}/sa.key" 2048 2>/dev/null
+  openssl rsa -in "${pki}/sa.key" -pubout -out "${pki}/sa.pub" 2>/dev/null
+fi
+cert apiserver /CN=kube-apiserver "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:10.96.0.1,IP:${NODE_IP},IP:127.0.0.1"
+cert admin "/O=system:masters/CN=gantry-admin" "DNS:gantry-admin"
+cert kubelet "/O=system:nodes/CN=system:node:${NODE_NAME}" "DNS:${NODE_NAME},IP:${NODE_IP}"
+cat >"${KUBECONFIG}" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: gantry
+  cluster: {server: "https://${NODE_IP}:6443", certificate-authority: "${pki}/ca.crt"}
+users:
+- name: admin
+  user: {client-certificate: "${pki}/admin.crt", client-key: "${pki}/admin.key"}
+contexts:
+- name: gantry
+  context: {cluster: gantry, user: admin, namespace: default}
+current-context: gantry
+EOF
+
+# --- registry (manifests live in memory: system images are re-pushed when it restarts) ----------
+fresh_registry=false
+pid_alive registry || fresh_registry=true
+daemon registry crane registry serve --address "${REGISTRY}" --disk "${RUN}/registry"
+wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
+# bin_image NAME FILE TAG: an image with FILE as /bin/NAME (entrypoint) on gantry's base.
+bin_image() {
+  local tmp; tmp=$(mktemp -d)
+  mkdir -p "${tmp}/root/bin"
+  cp "$2" "${tmp}/root/bin/$1"
+  tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "${tmp}/root" -cf "${tmp}/layer.tar" .
+  in_node crane append -b "${base}" -f "${tmp}/layer.tar" -t "${REGISTRY}/gantry/$1:$3" >/dev/null 2>&1
+  in_node crane mutate "${REGISTRY}/gantry/$1:$3" --entrypoint "/bin/$1" -t "${REGISTRY}/gantry/$1:$3" >/dev/null 2>&1
+  rm -rf "${tmp}"
+}
+if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1; then
+  log "system images → ${REGISTRY}"
+  base=$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)
+  bin_image pause "${RUN}/bin/pause" 1
+  bin_image argoexec "${CLUSTER_BIN}/argoexec" "${ARGO_VERSION}"
+  bin_image workflow-controller "${CLUSTER_BIN}/workflow-controller" "${ARGO_VERSION}"
+fi
+
+# --- control plane -------------------------------------------------------------------------------
+daemon etcd etcd --name gantry --data-dir "${RUN}/etcd" \
+  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster gantry=http://127.0.0.1:2380
+wait_for etcd 30 in_node curl -fs http://127.0.0.1:2379/health
+daemon kube-apiserver kube-apiserver --etcd-servers=http://127.0.0.1:2379 \
+  --advertise-address="${NODE_IP}" --bind-address=0.0.0.0 --secure-port=6443 \
+  --service-cluster-ip-range="${SERVICE_CIDR}" --allow-privileged=true \
+  --tls-cert-file="${pki}/apiserver.crt" --tls-private-key-file="${pki}/apiserver.key" --client-ca-file="${pki}/ca.crt" \
+  --service-account-key-file="${pki}/sa.pub" --service-account-signing-key-file="${pki}/sa.key" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --authorization-mode=Node,RBAC \
+  --kubelet-client-certificate="${pki}/admin.crt" --kubelet-client-key="${pki}/admin.key" \
+  --kubelet-preferred-address-types=InternalIP,Hostname --profiling=false
+wait_for kube-apiserver 90 k get --raw /readyz
+daemon kube-controller-manager kube-controller-manager --kubeconfig="${KUBECONFIG}" \
+  --authentication-kubeconfig="${KUBECONFIG}" --authorization-kubeconfig="${KUBECONFIG}" \
+  --leader-elect=false --bind-address=127.0.0.1 --use-service-account-credentials=true \
+  --service-account-private-key-file="${pki}/sa.key" --root-ca-file="${pki}/ca.crt" \
+  --cluster-signing-cert-file="${pki}/ca.crt" --cluster-signing-key-file="${pki}/ca.key" --profiling=false
+daemon kube-scheduler kube-scheduler --kubeconfig="${KUBECONFIG}" \
+  --authentication-kubeconfig="${KUBECONFIG}" --authorization-kubeconfig="${KUBECONFIG}" \
+  --leader-elect=false --bind-address=127.0.0.1 --profiling=false
+
+# --- node: containerd, kubelet, kube-proxy, CoreDNS ----------------------------------------------
+mkdir -p "${RUN}/etc/cni"
+cat >"${RUN}/etc/cni/10-gantry.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "gantry", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "${POD_CIDR}"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "${VARLIB}/cni"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+EOF
+cat >"${RUN}/etc/containerd.toml" <<EOF
+version = 2
+root = "${VARLIB}/containerd"
+state = "${SOCK_DIR}/containerd"
+[grpc]
+  address = "${SOCK_DIR}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${REGISTRY}/gantry/pause:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${RUN}/etc/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${REGISTRY}"]
+    endpoint = ["http://${REGISTRY}"]
+EOF
+daemon containerd containerd --config "${RUN}/etc/containerd.toml"
+wait_for containerd 30 test -S "${SOCK_DIR}/containerd.sock"
+
+cat >"${RUN}/etc/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://${SOCK_DIR}/containerd.sock
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: "${pki}/ca.crt"}
+authorization: {mode: Webhook}
+tlsCertFile: "${pki}/kubelet.crt"
+tlsPrivateKeyFile: "${pki}/kubelet.key"
+clusterDNS: ["${NODE_IP}"]
+clusterDomain: cluster.local
+resolvConf: "${RUN}/etc/resolv.conf"
+failSwapOn: false
+serializeImagePulls: false
+maxPods: 110
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+EOF
+daemon kubelet kubelet --config="${RUN}/etc/kubelet.yaml" --kubeconfig="${KUBECONFIG}" \
+  --root-dir="${VARLIB}/kubelet" --node-ip="${NODE_IP}" --hostname-override="${NODE_NAME}" --v=1
+
+cat >"${RUN}/etc/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: "${KUBECONFIG}"}
+mode: iptables
+clusterCIDR: "${POD_CIDR}"
+hostnameOverride: "${NODE_NAME}"
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+daemon kube-proxy kube-proxy --config="${RUN}/etc/kube-proxy.yaml"
+
+cat >"${RUN}/etc/Corefile" <<EOF
+.:53 {
+    bind ${NODE_IP}
+    errors
+    health 127.0.0.1:18080
+    ready 127.0.0.1:18181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig ${KUBECONFIG} gantry
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOF
+daemon coredns coredns -conf "${RUN}/etc/Corefile"
+
+wait_for "node ${NODE_NAME}" 90 k get node "${NODE_NAME}"
+k wait --for=condition=Ready "node/${NODE_NAME}" --timeout=120s >/dev/null
+wait_for coredns 60 in_node curl -fs http://127.0.0.1:18181/ready
+
+# --- MinIO (a node daemon behind the Service minio.gantry-system) ---------------------------------
+if [[ ! -f "${RUN}/etc/minio.env" ]]; then
+  printf 'MINIO_ROOT_USER=gantry\nMINIO_ROOT_PASSWORD=%s\n' "$(openssl rand -hex 16)" >"${RUN}/etc/minio.env"
+fi
+# shellcheck disable=SC1091
+source "${RUN}/etc/minio.env"
+daemon minio env MINIO_ROOT_USER="${MINIO_ROOT_USER}" MINIO_ROOT_PASSWORD="${MINIO_ROOT_PASSWORD}" MINIO_BROWSER=off \
+  minio server --address "${NODE_IP}:9000" --console-address 127.0.0.1:9001 --quiet "${RUN}/minio"
+wait_for minio 60 in_node curl -fs "http://${NODE_IP}:9000/minio/health/ready"
+in_node env S3_ENDPOINT="http://${NODE_IP}:9000" AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" \
+  "${RUN}/bin/s3" mb datasets models
+k apply --server-side --field-manager=gantry-cluster -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: gantry-system}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: minio, namespace: gantry-system}
+spec:
+  ports: [{name: s3, port: 9000, targetPort: 9000, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: minio-node
+  namespace: gantry-system
+  labels: {kubernetes.io/service-name: minio, endpointslice.kubernetes.io/managed-by: gantry-cluster}
+addressType: IPv4
+ports: [{name: s3, port: 9000, protocol: TCP}]
+endpoints: [{addresses: ["${NODE_IP}"], conditions: {ready: true}}]
+EOF
+
+# --- Argo Workflows: CRDs, controller (Argo's own manifests), executor image ----------------------
+argo_src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}/manifests"
+[[ -d "${argo_src}" ]] || go mod download "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+rm -rf "${RUN}/argo" && mkdir -p "${RUN}/argo" && cp -r "${argo_src}/." "${RUN}/argo/" && chmod -R u+w "${RUN}/argo"
+cat >"${RUN}/argo/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: argo
+resources:
+- base/crds/minimal
+- base/workflow-controller
+- cluster-install-no-crds/workflow-controller-rbac
+images:
+- {name: quay.io/argoproj/workflow-controller, newName: ${REGISTRY}/gantry/workflow-controller, newTag: ${ARGO_VERSION}}
+patches:
+- target: {kind: Deployment, name: workflow-controller}
+  patch: |-
+    - {op: replace, path: /spec/template/spec/containers/0/args, value: [--executor-image, ${REGISTRY}/gantry/argoexec:${ARGO_VERSION}, --executor-image-pull-policy, IfNotPresent]}
+    - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: LEADER_ELECTION_DISABLE, value: "true"}}
+EOF
+k create namespace argo --dry-run=client -o yaml | k apply -f - >/dev/null
+k apply --server-side --force-conflicts --field-manager=gantry-cluster -k "${RUN}/argo" >/dev/null
+k -n argo rollout status deploy/workflow-controller --timeout=180s >/dev/null
+
+log "up in $((SECONDS - t0))s: node ${NODE_NAME} Ready, Argo ${ARGO_VERSION}, MinIO http://minio.gantry-system.svc:9000"
+log "use it: hack/cluster/exec.sh kubectl get pods -A   |   next: hack/cluster/gantry.sh NAMESPACE"
