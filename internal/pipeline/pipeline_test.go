@@ -10,6 +10,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/workflow/validate"
+	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
 )
 
@@ -239,7 +240,7 @@ func TestTektonShape(t *testing.T) {
 				Results     []struct{ Name, Description string }
 				Steps       []struct {
 					Name, Image, Script string
-					Args                []string
+					Args, Command       []string
 					Env                 []map[string]any
 					SecurityContext     map[string]any `json:"securityContext"`
 				}
@@ -308,5 +309,37 @@ func TestCommittedTemplatesAreCurrent(t *testing.T) {
 		if err != nil || string(got) != string(want) {
 			t.Errorf("templates/%s is stale (run hack/update-templates.sh): %v", name, err)
 		}
+	}
+}
+
+// ko puts a binary at /ko-app/<last element of its import path>; a template that names another
+// path fails only at run time, so check that every container's command matches its image.
+func TestCommandMatchesKoEntrypoint(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, wft := range TaskTemplates() {
+		for _, tmpl := range wft.Spec.Templates {
+			if tmpl.Container == nil {
+				continue
+			}
+			n++
+			img := tmpl.Container.Image
+			want := "/ko-app/" + img[strings.LastIndex(img, "/")+1:]
+			if len(tmpl.Container.Command) != 1 || tmpl.Container.Command[0] != want {
+				t.Errorf("%s/%s: command %q, want [%s] for image %s", wft.Name, tmpl.Name, tmpl.Container.Command, want, img)
+			}
+		}
+	}
+	for _, task := range TektonTasks() {
+		for _, step := range task["spec"].(obj)["steps"].([]obj) {
+			n++
+			img := step["image"].(string)
+			if got, want := step["command"], Command(img[strings.LastIndex(img, "/")+1:]); !cmp.Equal(got, want) {
+				t.Errorf("tekton step %s: command %v, want %v", step["name"], got, want)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d containers checked", n)
 	}
 }

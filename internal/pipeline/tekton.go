@@ -79,7 +79,7 @@ func tektonTask(t Task) obj {
 			"annotations": obj{"tekton.dev/pipelines.minVersion": TektonMinVersion, "tekton.dev/categories": "MLOps", "tekton.dev/tags": "ml, gantry",
 				"tekton.dev/displayName": "gantry " + t.Binary + " " + t.Template}},
 		"spec": obj{"description": t.Description, "params": params, "results": results,
-			"steps": []obj{{"name": t.Template, "image": Image(t.Binary), "args": args, "env": env,
+			"steps": []obj{{"name": t.Template, "image": Image(t.Binary), "command": Command(t.Binary), "args": args, "env": env,
 				"securityContext": obj{"runAsNonRoot": true, "allowPrivilegeEscalation": false}}}},
 	}
 }
