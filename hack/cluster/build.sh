@@ -3,12 +3,16 @@
 # $GANTRY_CLUSTER/bin (default ~/.cache/gantry/cluster/bin); idempotent per version.
 #   Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl)
 #   Argo Workflows (workflow-controller, argoexec, the argo CLI)
+#   etcd (a version that supports watch progress requests)
 #   CoreDNS (Service names for pods: the pipeline addresses MinIO and model servers by name)
 # Build-only Go modules live in temp dirs: nothing here enters gantry's go.mod.
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.32.2}"
 ARGO_VERSION="${ARGO_VERSION:-v3.7.9}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
+# etcd ≥ 3.5.13 answers progress requests; without them (Debian's 3.4.23) the apiserver refuses
+# the watch-list streams that client-go v0.33 informers (Argo, controller-manager) open.
+ETCD_VERSION="${ETCD_VERSION:-v3.5.16}"
 root="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
 bin="${root}/bin"
 mkdir -p "${bin}"
@@ -146,11 +150,30 @@ build_coredns() {
   touch "${stamp}"
 }
 
+build_etcd() {
+  local stamp="${bin}/.etcd-${ETCD_VERSION}"
+  [[ -f "${stamp}" ]] && return 0
+  local mod; mod=$(mktemp -d)
+  echo "cluster/build: etcd ${ETCD_VERSION}" >&2
+  (
+    cd "${mod}"
+    go mod init gantry.local/etcd-build >/dev/null 2>&1
+    go mod edit -require="go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3/etcdmain"\n' >tools.go
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/etcd" go.etcd.io/etcd/server/v3
+    echo "cluster/build: built etcd" >&2
+  )
+  rm -rf "${mod}"
+  touch "${stamp}"
+}
+
 case "${1:-all}" in
   k8s) build_k8s ;;
   argo) build_argo; build_argo_cli ;;
   coredns) build_coredns ;;
-  all) build_k8s; build_argo; build_coredns; build_argo_cli ;;
-  *) echo "usage: $0 [k8s|argo|coredns|all]" >&2; exit 2 ;;
+  etcd) build_etcd ;;
+  all) build_k8s; build_etcd; build_argo; build_coredns; build_argo_cli ;;
+  *) echo "usage: $0 [k8s|etcd|argo|coredns|all]" >&2; exit 2 ;;
 esac
 ls -la "${bin}"
