@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local walk-through (make demo): train → publish → serve → canary → gate, with gantry's own
-# binaries on 127.0.0.1 and file:// storage. The on-cluster version (Argo) is hack/cluster/, pending.
+# binaries on 127.0.0.1 and file:// storage (make demo-local). The on-cluster version: hack/cluster/demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/install-deps.sh

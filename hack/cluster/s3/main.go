@@ -3,6 +3,7 @@
 //
 //	s3 mb BUCKET...                 # make buckets (existing ones are fine)
 //	s3 put FILE... s3://BUCKET/PREFIX/
+//	s3 get s3://BUCKET/KEY FILE
 //
 // The endpoint and credentials come from S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 package main
@@ -30,7 +31,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: s3 mb BUCKET... | s3 put FILE... s3://BUCKET/PREFIX/")
+		return fmt.Errorf("usage: s3 mb BUCKET... | s3 put FILE... s3://BUCKET/PREFIX/ | s3 get s3://BUCKET/KEY FILE")
 	}
 	ep := os.Getenv("S3_ENDPOINT")
 	host, secure := strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://"), strings.HasPrefix(ep, "https://")
@@ -64,6 +65,15 @@ func run(args []string) error {
 			}
 			fmt.Printf("s3://%s/%s\n", dst.Bucket, key)
 		}
+	case "get":
+		if len(args) != 3 {
+			return fmt.Errorf("usage: s3 get s3://BUCKET/KEY FILE")
+		}
+		src, err := objstore.Parse(args[1])
+		if err != nil {
+			return err
+		}
+		return c.FGetObject(ctx, src.Bucket, src.Key, args[2], minio.GetObjectOptions{})
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}
