@@ -5,12 +5,12 @@
 #   2. uploads Fashion-MNIST to s3://datasets/fashion-mnist/ on the cluster's MinIO (once);
 #   3. per NAMESPACE: the namespace, the `gantry-s3` Secret and the release, server-side applied.
 #   hack/cluster/gantry.sh demo [more namespaces...]
+#   hack/cluster/gantry.sh                       # images and dataset only
 #   SKIP_IMAGES=1 hack/cluster/gantry.sh ns2    # reuse _output/gantry-release.yaml
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 source hack/cluster/lib.sh
-(($#)) || die "usage: gantry.sh NAMESPACE..."
 hack/cluster/status.sh >/dev/null 2>&1 || hack/cluster/up.sh
 hack/install-deps.sh >/dev/null
 tools=$(hack/install-tools.sh --images | tail -n 1)

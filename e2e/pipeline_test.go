@@ -1,0 +1,353 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/gantry-ml/gantry/internal/idx"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+const (
+	toApproval = 10 * time.Minute // train (2 epochs) → publish → staging → canary of 10k images
+	toEnd      = 4 * time.Minute // approval → promote → smoke → exit handler
+)
+
+// Given gantry in a namespace, when a run is submitted, the Argo controller is restarted
+// mid-training and the run is approved with `argo resume`, then the model is promoted and the
+// production endpoint classifies a real test image.
+func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit()
+
+	f.waitRun(run, toApproval, "training running", nodeIs("train(0)", wfv1.NodeRunning))
+	restartController(f)
+
+	f.waitRun(run, toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.argo("resume", run)
+	w := f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
+
+	version := output(w, "publish(0)", "model-version")
+	if version == "" || output(w, "verify-approval(0)", "decision") != "approved" {
+		t.Fatalf("publish version %q, decision %q", version, output(w, "verify-approval(0)", "decision"))
+	}
+	dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("production deployment: %v", err)
+	}
+	if args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, version) {
+		t.Errorf("production serves %q, want version %s", args, version)
+	}
+	if dep.Status.ReadyReplicas < 1 {
+		t.Errorf("production has %d ready replicas", dep.Status.ReadyReplicas)
+	}
+	label, probs := predictProduction(t, f)
+	best := 0
+	for i, p := range probs {
+		if p > probs[best] {
+			best = i
+		}
+	}
+	if len(probs) != 10 || best != label {
+		t.Errorf("production predicted %d (%v) for a test image labelled %d", best, probs, label)
+	}
+	if _, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-staging", metav1.GetOptions{}); err == nil {
+		t.Errorf("staging server still exists after the run (keep-staging=false)")
+	}
+}
+
+// restartController deletes the Argo controller's pod and waits for its replacement to be ready.
+func restartController(f *fixture) {
+	f.t.Helper()
+	pods, err := kube.CoreV1().Pods("argo").List(f.ctx, metav1.ListOptions{LabelSelector: "app=workflow-controller"})
+	if err != nil || len(pods.Items) == 0 {
+		f.t.Fatalf("controller pods: %v (%d)", err, len(pods.Items))
+	}
+	for _, p := range pods.Items {
+		if err := kube.CoreV1().Pods("argo").Delete(f.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	old := pods.Items[0].Name
+	lw := cache.NewListWatchFromClient(kube.AppsV1().RESTClient(), "deployments", "argo",
+		fields.OneTermEqualSelector("metadata.name", "workflow-controller"))
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Minute)
+	defer cancel()
+	_, err = watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
+		d, ok := ev.Object.(*appsv1.Deployment)
+		if !ok {
+			return false, nil
+		}
+		now, err := kube.CoreV1().Pods("argo").List(f.ctx, metav1.ListOptions{LabelSelector: "app=workflow-controller"})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range now.Items {
+			if p.Name == old {
+				return false, nil
+			}
+		}
+		return d.Status.ReadyReplicas == 1 && d.Status.UpdatedReplicas == 1 && d.Status.Replicas == 1, nil
+	})
+	if err != nil {
+		f.t.Fatalf("controller did not come back: %v", err)
+	}
+	f.t.Logf("Argo controller restarted (was %s)", old)
+}
+
+// predictProduction posts the first Fashion-MNIST test image to the production Service (its
+// ClusterIP: the test runs on the node) and returns the image's label and the probabilities.
+func predictProduction(t *testing.T, f *fixture) (int, []float64) {
+	t.Helper()
+	svc, err := kube.CoreV1().Services(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := idx.Load(f.ctx, objstore.FileStore{}, "file:///usr/share/datasets/fashion-mnist/", "t10k", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := ds.Images.Image(0)
+	px := make([]float64, len(img))
+	for i, b := range img {
+		px[i] = float64(b) / 255
+	}
+	body, _ := json.Marshal(map[string]any{"instances": [][]float64{px}})
+	url := fmt.Sprintf("http://%s:%d/v1/models/fashion-mnist:predict", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Post(url, "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Predictions [][]float64 }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || len(out.Predictions) != 1 {
+		t.Fatalf("POST %s: %d %v %v", url, resp.StatusCode, err, out)
+	}
+	return int(ds.Labels[0]), out.Predictions[0]
+}
+
+// Given a run waiting for approval, when someone rejects it with `approver reject`, then the
+// run fails with the reason and nothing is promoted.
+func TestRejectedRunIsNotPromoted(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit()
+	f.waitRun(run, toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.sh(nil, filepath.Join(binDir, "approver"), "reject", run, "-n", f.ns, "--reason", "e2e: confusion matrix looks off")
+	w := f.waitRun(run, toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
+	if d := output(w, "verify-approval(0)", "decision"); d != "rejected" {
+		t.Errorf("verify-approval decision %q, want rejected", d)
+	}
+	if !strings.Contains(w.Status.Message+nodeMessages(w), "confusion matrix looks off") {
+		t.Errorf("the reason is not in the run's messages: %q / %s", w.Status.Message, nodeMessages(w))
+	}
+	if n := w.Status.Nodes.FindByDisplayName("promote"); n != nil && n.Phase != wfv1.NodeOmitted && n.Phase != wfv1.NodeSkipped {
+		t.Errorf("promote ran: %s", n.Phase)
+	}
+	f.notPromoted()
+}
+
+// Given a short approval timeout, when nobody decides, then silence is a rejection.
+func TestApprovalTimeoutRejects(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit("approval-timeout=5s")
+	w := f.waitRun(run, toApproval+toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
+	if d := output(w, "verify-approval(0)", "decision"); d != "rejected" {
+		t.Errorf("verify-approval decision %q, want rejected (%s)", d, nodeMessages(w))
+	}
+	if r := output(w, "verify-approval(0)", "reason"); !strings.Contains(r, "timed out") {
+		t.Errorf("reason %q does not say it timed out", r)
+	}
+	f.notPromoted()
+}
+
+// Given a deliberately weak training run, the canary fails on real predictions: the run fails
+// before anyone is asked, nothing is promoted, and the staging server is torn down.
+func TestFailedCanaryIsNotPromoted(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit("hyperparameters=epochs=1,learning-rate=0.000001,batch-size=128", "min-accuracy=0.85")
+	w := f.waitRun(run, toApproval, "run failed", phaseIs(wfv1.WorkflowFailed))
+	if v := output(w, "canary(0)", "verdict"); v != "fail" {
+		t.Fatalf("canary verdict %q, want fail", v)
+	}
+	if n := w.Status.Nodes.FindByDisplayName("approval"); n != nil && n.Phase == wfv1.NodeRunning {
+		t.Errorf("approval was requested for a failed canary")
+	}
+	if !strings.Contains(w.Status.Message+nodeMessages(w), "accuracy") {
+		t.Errorf("no reason about accuracy in %q / %s", w.Status.Message, nodeMessages(w))
+	}
+	f.notPromoted()
+	if _, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-staging", metav1.GetOptions{}); err == nil {
+		t.Errorf("staging server left behind after a failed run")
+	}
+}
+
+// Given training in progress, when the train-launcher pod is killed, then Argo's retry starts a
+// new launcher that re-attaches to the running Job: exactly one training Job ever exists.
+func TestKilledLauncherReattachesToTheSameJob(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	jobs := f.countJobs()
+	run := f.submit()
+	w := f.waitRun(run, toApproval, "training job running", func(w *wfv1.Workflow) bool {
+		if !nodeIs("train(0)", wfv1.NodeRunning)(w) {
+			return false
+		}
+		pods, err := kube.CoreV1().Pods(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: "job-name=" + run + "-train"})
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].Status.Phase == "Running"
+	})
+	job, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, run+"-train", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	launcher := w.Status.Nodes.FindByDisplayName("train(0)")
+	pod := launcherPod(t, f, run, launcher.ID)
+	if err := kube.CoreV1().Pods(f.ns).Delete(f.ctx, pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed launcher pod %s while Job %s trains", pod, job.Name)
+
+	w = f.waitRun(run, toApproval, "training succeeded on a retry", func(w *wfv1.Workflow) bool {
+		n := w.Status.Nodes.FindByDisplayName("train(1)")
+		return n != nil && n.Phase == wfv1.NodeSucceeded
+	})
+	f.argo("terminate", run)
+	if n := jobs(); n != 1 {
+		t.Errorf("%d training Jobs were created, want exactly 1", n)
+	}
+	now, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, run+"-train", metav1.GetOptions{})
+	if err != nil || now.UID != job.UID {
+		t.Errorf("the Job after the retry is not the one that was running: %v", err)
+	}
+	if p := w.Status.Nodes.FindByDisplayName("train(0)").Phase; p != wfv1.NodeError && p != wfv1.NodeFailed {
+		t.Errorf("killed attempt is %s", p)
+	}
+	if output(w, "train(1)", "model-uri") == "" {
+		t.Errorf("the re-attached launcher has no model-uri result")
+	}
+}
+
+// launcherPod finds the pod of a workflow node (Argo's pod-name format v2: <run>-<template>-<hash>).
+func launcherPod(t *testing.T, f *fixture, run, nodeID string) string {
+	t.Helper()
+	pods, err := kube.CoreV1().Pods(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Annotations["workflows.argoproj.io/node-id"] == nodeID {
+			return p.Name
+		}
+	}
+	t.Fatalf("no pod for node %s", nodeID)
+	return ""
+}
+
+// Given a run that failed at deploy-staging (the pipeline's Role lost its Deployment rights),
+// when the Role is restored and the run is retried with `argo retry`, then it resumes from the
+// failed step: training is not repeated and the run reaches the approval.
+func TestArgoRetryResumesFromTheFailedStep(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	f.sh(nil, "kubectl", "-n", f.ns, "patch", "role", "gantry-pipeline", "--type=json",
+		"-p", `[{"op":"replace","path":"/rules/3/verbs","value":["get"]}]`)
+	role := f.sh(nil, "kubectl", "-n", f.ns, "get", "role", "gantry-pipeline", "-o", "jsonpath={.rules[3].resources}")
+	if !strings.Contains(role, "deployments") {
+		t.Fatalf("rule 3 of the Role is %s, not deployments: update the test", role)
+	}
+	jobs := f.countJobs()
+	run := f.submit()
+	w := f.waitRun(run, toApproval, "run failed at deploy-staging", phaseIs(wfv1.WorkflowFailed))
+	if n := w.Status.Nodes.FindByDisplayName("deploy-staging(0)"); n == nil || n.Phase != wfv1.NodeFailed {
+		t.Fatalf("deploy-staging did not fail: %s", summary(w))
+	}
+	if w.Status.Nodes.FindByDisplayName("deploy-staging(1)") != nil {
+		t.Errorf("a permission error was retried (it is not transient)")
+	}
+	trainPod := w.Status.Nodes.FindByDisplayName("train(0)").ID
+
+	f.sh(map[string]string{"SKIP_IMAGES": "1"}, "hack/cluster/gantry.sh", f.ns) // restores the Role
+	f.argo("retry", run)
+	w = f.waitRun(run, toApproval, "approval waiting after retry", nodeIs("approval", wfv1.NodeRunning))
+	f.argo("terminate", run)
+	if n := w.Status.Nodes.FindByDisplayName("train(0)"); n == nil || n.ID != trainPod || n.Phase != wfv1.NodeSucceeded {
+		t.Errorf("training was not kept across the retry: %s", summary(w))
+	}
+	if w.Status.Nodes.FindByDisplayName("train(1)") != nil {
+		t.Errorf("training ran again after argo retry")
+	}
+	if n := jobs(); n != 1 {
+		t.Errorf("%d training Jobs, want 1", n)
+	}
+}
+
+// Given gantry's per-task WorkflowTemplates, another team's workflow reuses one task by
+// templateRef: the approver's gate passes an approval and fails a rejection with its reason.
+func TestSingleTaskReusedViaTemplateRef(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	wf := func(decision string) string {
+		return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {generateName: reuse-gate-}
+spec:
+  serviceAccountName: gantry-pipeline
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - name: gate
+        templateRef: {name: approver, template: gate}
+        arguments:
+          parameters:
+          - {name: decision, value: %s}
+          - {name: reason, value: "reused from another workflow (%s)"}
+`, decision, decision)
+	}
+	dir := t.TempDir()
+	for decision, want := range map[string]wfv1.WorkflowPhase{"approved": wfv1.WorkflowSucceeded, "rejected": wfv1.WorkflowFailed} {
+		file := filepath.Join(dir, decision+".yaml")
+		if err := os.WriteFile(file, []byte(wf(decision)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run := f.argo("submit", file, "-o", "name")
+		w := f.waitRun(run, 3*time.Minute, "reused gate finished", func(w *wfv1.Workflow) bool { return w.Status.Fulfilled() })
+		if w.Status.Phase != want {
+			t.Errorf("%s: run %s, want %s (%s)", decision, w.Status.Phase, want, nodeMessages(w))
+		}
+		if want == wfv1.WorkflowFailed && !strings.Contains(w.Status.Message+nodeMessages(w), "reused from another workflow") {
+			t.Errorf("the rejection's reason is missing: %q %s", w.Status.Message, nodeMessages(w))
+		}
+	}
+}
+
+// nodeMessages joins every node's message, for reasons and diagnostics.
+func nodeMessages(w *wfv1.Workflow) string {
+	var parts []string
+	for _, n := range w.Status.Nodes {
+		if n.Message != "" {
+			parts = append(parts, n.DisplayName+": "+n.Message)
+		}
+	}
+	return strings.Join(parts, "; ")
+}

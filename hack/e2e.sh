@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The e2e suite (make e2e): brings the local cluster up (hack/cluster/up.sh builds what is
+# missing), ko-builds gantry's images into it, then runs `go test -tags e2e ./e2e` on the node
+# (inside its network namespace) with the argo CLI and kubectl on PATH.
+#   E2E_RUN=Reject hack/e2e.sh     # a subset (go test -run)
+#   E2E_DOWN=1 hack/e2e.sh         # stop the cluster afterwards (CI does)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=${SECONDS}
+hack/install-deps.sh >/dev/null
+hack/cluster/up.sh
+hack/cluster/gantry.sh
+if [[ -n "${E2E_DOWN:-}" ]]; then trap 'hack/cluster/down.sh' EXIT; fi
+mkdir -p _output
+go test -c -tags e2e -o _output/e2e.test ./e2e
+go build -o /dev/null ./cmd/approver # warms the build cache: the node namespace has no module proxy
+echo "e2e: cluster and images ready in $((SECONDS - t0))s; running the suite" >&2
+cd e2e
+GOPROXY=off GOFLAGS=-mod=readonly ../hack/cluster/exec.sh ../_output/e2e.test -test.v -test.timeout "${E2E_TIMEOUT:-45m}" \
+  -test.parallel "${E2E_PARALLEL:-3}" -test.run "${E2E_RUN:-.}"
+echo "e2e: done in $((SECONDS - t0))s" >&2
