@@ -20,9 +20,11 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -175,6 +177,37 @@ func (f *fixture) waitRun(run string, timeout time.Duration, what string, cond f
 	}
 	f.t.Logf("%s: %s", what, summary(last))
 	return last
+}
+
+// waitPod watches the namespace's pods matching selector until one satisfies cond.
+func (f *fixture) waitPod(selector string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.ctx, timeout)
+	defer cancel()
+	lw := &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return kube.CoreV1().Pods(f.ns).List(ctx, o)
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return kube.CoreV1().Pods(f.ns).Watch(ctx, o)
+		},
+	}
+	var found *corev1.Pod
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
+		if ok && cond(p) {
+			found = p
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		f.t.Fatalf("waiting for %s (%s): %v", what, selector, err)
+	}
+	f.t.Logf("%s: %s", what, found.Name)
+	return found
 }
 
 func phaseIs(p wfv1.WorkflowPhase) func(*wfv1.Workflow) bool {

@@ -15,6 +15,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -208,17 +209,18 @@ func TestKilledLauncherReattachesToTheSameJob(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	jobs := f.countJobs()
-	run := f.submit()
-	w := f.waitRun(run, toApproval, "training job running", func(w *wfv1.Workflow) bool {
-		if !nodeIs("train(0)", wfv1.NodeRunning)(w) {
-			return false
-		}
-		pods, err := kube.CoreV1().Pods(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: "job-name=" + run + "-train"})
-		return err == nil && len(pods.Items) == 1 && pods.Items[0].Status.Phase == "Running"
-	})
+	run := f.submit("hyperparameters=epochs=6,learning-rate=0.001,batch-size=128") // long enough to kill it mid-way
+	f.waitPod("job-name="+run+"-train", 5*time.Minute, "training pod running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	w, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(f.ctx, run, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	job, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, run+"-train", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := w.Status.Nodes.FindByDisplayName("train(0)"); n == nil || n.Phase != wfv1.NodeRunning {
+		t.Fatalf("the launcher is not running while its Job trains: %s", summary(w))
 	}
 	launcher := w.Status.Nodes.FindByDisplayName("train(0)")
 	pod := launcherPod(t, f, run, launcher.ID)

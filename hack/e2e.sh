@@ -11,6 +11,8 @@ hack/install-deps.sh >/dev/null
 hack/cluster/up.sh
 hack/cluster/gantry.sh
 if [[ -n "${E2E_DOWN:-}" ]]; then trap 'hack/cluster/down.sh' EXIT; fi
+# namespaces an interrupted earlier run left behind
+hack/cluster/exec.sh kubectl get namespaces -o name | grep '^namespace/e2e-' | xargs -r hack/cluster/exec.sh kubectl delete --wait=false >/dev/null || true
 mkdir -p _output
 go test -c -tags e2e -o _output/e2e.test ./e2e
 go build -o /dev/null ./cmd/approver # warms the build cache: the node namespace has no module proxy

@@ -5,9 +5,8 @@
 #   hack/cluster/exec.sh argo -n demo list
 #   hack/cluster/exec.sh bash          # a shell "on the node"
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
-source hack/cluster/lib.sh
+source "$(dirname "$0")/lib.sh" # no cd: the command runs in the caller's directory
 export PATH="${GANTRY_TOOLS:-${HOME}/.cache/gantry/tools}/bin:${PATH}"
 [[ -e "/run/netns/${NETNS}" ]] || die "cluster is not up (hack/cluster/up.sh)"
 exec nsenter --net="/run/netns/${NETNS}" -- "$@"

@@ -111,7 +111,7 @@ func Run(ctx context.Context, app *cli.App, args []string, stdout, stderr io.Wri
 		setUsage(cmd, usage)
 	}
 	app.Suggest = true
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, Interspersed(app, args))
 	if err == nil {
 		return exitcode.OK
 	}
@@ -175,4 +175,73 @@ func MissingFlags(app *cli.App, path []string, flags []string) []string {
 		}
 	}
 	return missing
+}
+
+// Interspersed moves a command's flags in front of its positional arguments, so that
+// `approver reject RUN --reason TEXT` means what it says: urfave/cli v2 stops parsing flags at
+// the first positional argument and would hand "--reason" to the command as an argument.
+// Everything after "--" stays positional; flags it does not know are left for cli to reject.
+func Interspersed(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	rest := args[1:]
+	flags, cmds := app.Flags, app.Commands
+	// Walk down the command path: global/parent flags, then a command name.
+	for len(rest) > 0 {
+		n := flagLen(flags, rest)
+		if n > 0 {
+			out, rest = append(out, rest[:n]...), rest[n:]
+			continue
+		}
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(rest[0]) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		out, rest = append(out, rest[0]), rest[1:]
+		flags, cmds = next.Flags, next.Subcommands
+	}
+	var pos []string
+	for len(rest) > 0 {
+		if rest[0] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if n := flagLen(flags, rest); n > 0 {
+			out, rest = append(out, rest[:n]...), rest[n:]
+			continue
+		}
+		pos, rest = append(pos, rest[0]), rest[1:]
+	}
+	return append(out, pos...)
+}
+
+// flagLen is how many tokens the flag at args[0] takes (0: not a known flag).
+func flagLen(flags []cli.Flag, args []string) int {
+	a := args[0]
+	if len(a) < 2 || a[0] != '-' || a == "--" {
+		return 0
+	}
+	name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n != name {
+				continue
+			}
+			if _, isBool := f.(*cli.BoolFlag); isBool || hasValue || len(args) < 2 {
+				return 1
+			}
+			return 2
+		}
+	}
+	if name == "help" || name == "h" {
+		return 1
+	}
+	return 0
 }

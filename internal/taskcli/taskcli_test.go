@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -67,5 +68,31 @@ func TestMissingFlags(t *testing.T) {
 	}
 	if m := MissingFlags(app, []string{"nosuch"}, []string{"a"}); len(m) == 0 {
 		t.Error("unknown subcommand not reported")
+	}
+}
+
+func TestInterspersedFlagsAfterPositionalArguments(t *testing.T) {
+	app := &cli.App{Name: "approver",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "kubeconfig"}},
+		Commands: []*cli.Command{{Name: "reject", ArgsUsage: "RUN", Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason"}, &cli.StringFlag{Name: "namespace", Aliases: []string{"n"}}, &cli.BoolFlag{Name: "tekton"}}}}}
+	for _, tc := range []struct{ in, want string }{
+		{"approver reject RUN --reason why -n ns", "approver reject --reason why -n ns RUN"},
+		{"approver --kubeconfig k reject RUN --tekton --reason=x", "approver --kubeconfig k reject --tekton --reason=x RUN"},
+		{"approver reject --reason why RUN", "approver reject --reason why RUN"},
+		{"approver reject RUN -- --reason", "approver reject RUN -- --reason"},
+		{"approver reject RUN --unknown", "approver reject RUN --unknown"},
+		{"approver reject RUN --tekton OTHER", "approver reject --tekton RUN OTHER"},
+	} {
+		if got := strings.Join(Interspersed(app, strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// And through Run: the flag after the argument is seen as a flag.
+	var reason string
+	var args []string
+	app.Commands[0].Action = func(c *cli.Context) error { reason, args = c.String("reason"), c.Args().Slice(); return nil }
+	if code := Run(context.Background(), app, strings.Fields("approver reject RUN --reason why"), io.Discard, io.Discard); code != 0 || reason != "why" || len(args) != 1 || args[0] != "RUN" {
+		t.Errorf("code %d reason %q args %q", code, reason, args)
 	}
 }
