@@ -28,7 +28,7 @@ import (
 
 const (
 	toApproval = 10 * time.Minute // train (2 epochs) → publish → staging → canary of 10k images
-	toEnd      = 4 * time.Minute // approval → promote → smoke → exit handler
+	toEnd      = 4 * time.Minute  // approval → promote → smoke → exit handler
 )
 
 // Given gantry in a namespace, when a run is submitted, the Argo controller is restarted
