@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gantry-ml/gantry/internal/kube"
@@ -11,12 +12,23 @@ import (
 	"github.com/gantry-ml/gantry/tasks/train"
 )
 
+func dynamicClient(kubeconfig, namespace string) (dynamic.Interface, error) {
+	cfg, _, err := kube.Config(kubeconfig, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return dynamic.NewForConfig(cfg)
+}
+
 // clientFunc builds the Kubernetes client; tests replace it.
 type clientFunc func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
 
 func newApp(newClient clientFunc) *cli.App {
+	// The Workflow lookup behind --delete-on-cancel uses the dynamic client; tests with a fake
+	// clientset leave it out (tasks/train tests cover it with a fake dynamic client).
+	var newDynamic func(kubeconfig, namespace string) (dynamic.Interface, error)
 	if newClient == nil {
-		newClient = kube.Clientset
+		newClient, newDynamic = kube.Clientset, dynamicClient
 	}
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "image", EnvVars: taskcli.Env("image"), Usage: "training image (pin it by digest)"},
@@ -36,7 +48,7 @@ func newApp(newClient clientFunc) *cli.App {
 		&cli.DurationFlag{Name: "timeout", Value: 2 * time.Hour, EnvVars: taskcli.Env("timeout"), Usage: "Job deadline (activeDeadlineSeconds)"},
 		&cli.DurationFlag{Name: "unschedulable-timeout", Value: 10 * time.Minute, EnvVars: taskcli.Env("unschedulable-timeout"), Usage: "fail when a training pod stays unschedulable this long"},
 		&cli.IntFlag{Name: "backoff-limit", EnvVars: taskcli.Env("backoff-limit"), Usage: "Job backoffLimit: pod retries inside the Job"},
-		&cli.BoolFlag{Name: "delete-on-cancel", EnvVars: taskcli.Env("delete-on-cancel"), Usage: "delete the Job when the launcher is cancelled (SIGTERM/SIGINT)"},
+		&cli.BoolFlag{Name: "delete-on-cancel", EnvVars: taskcli.Env("delete-on-cancel"), Usage: "delete the Job when the launcher is cancelled (SIGTERM/SIGINT) — with --run-name, only when that Argo run itself is stopping (argo stop/terminate, deleted, finished): a launcher pod killed mid-run keeps the Job for the retry to re-attach"},
 	}
 	flags = append(flags, taskcli.KubeFlags()...)
 	flags = append(flags, taskcli.StoreFlags()...)
@@ -91,7 +103,15 @@ func newApp(newClient clientFunc) *cli.App {
 				return err
 			}
 			o.Namespace = ns
-			res, err := train.NewLauncher(client, store, train.WithLogger(log), train.WithPodLogs(c.App.ErrWriter)).Run(c.Context, o)
+			opts := []train.Option{train.WithLogger(log), train.WithPodLogs(c.App.ErrWriter)}
+			if run := c.String("run-name"); run != "" && o.DeleteOnCancel && newDynamic != nil {
+				dyn, err := newDynamic(c.String("kubeconfig"), c.String("namespace"))
+				if err != nil {
+					return err
+				}
+				opts = append(opts, train.WithRunStopping(train.ArgoRunStopping(dyn, ns, run)))
+			}
+			res, err := train.NewLauncher(client, store, opts...).Run(c.Context, o)
 			if err != nil {
 				return err
 			}

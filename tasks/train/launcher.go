@@ -56,6 +56,9 @@ type Launcher struct {
 	log    *slog.Logger
 	logOut io.Writer
 	now    func() time.Time
+	// runStopping, when set, decides on a cancel whether the whole run is ending (delete the Job)
+	// or only this launcher (keep the Job for the retry to re-attach to).
+	runStopping func(context.Context) (bool, error)
 }
 
 // Option configures a Launcher.
@@ -63,6 +66,13 @@ type Option func(*Launcher)
 
 // WithLogger sets the progress logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(x *Launcher) { x.log = l } }
+
+// WithRunStopping makes --delete-on-cancel conditional: on a cancel the Job is deleted only
+// when f reports that the run itself is ending (see ArgoRunStopping). When f fails, the Job is
+// kept: a retry can re-attach to it, and its deadline bounds a leak.
+func WithRunStopping(f func(context.Context) (bool, error)) Option {
+	return func(x *Launcher) { x.runStopping = f }
+}
 
 // WithPodLogs sets where the training container's log lines go (default: discard).
 func WithPodLogs(w io.Writer) Option { return func(x *Launcher) { x.logOut = w } }
@@ -98,7 +108,11 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 	v, err := l.wait(ctx, &o)
 	if err != nil {
 		if ctx.Err() != nil && o.DeleteOnCancel {
-			l.deleteJob(context.WithoutCancel(ctx), &o, "cancelled")
+			if l.runGoesOn(context.WithoutCancel(ctx)) {
+				l.log.Info("launcher cancelled while its run goes on: keeping the Job for the retry to re-attach", "job", o.JobName)
+			} else {
+				l.deleteJob(context.WithoutCancel(ctx), &o, "cancelled")
+			}
 		}
 		return res, err
 	}
@@ -164,6 +178,21 @@ func (l *Launcher) deleteJob(ctx context.Context, o *Options, why string) {
 		return
 	}
 	l.log.Info("deleted training job", "job", o.JobName, "why", why)
+}
+
+// runGoesOn reports whether the run outlives this cancelled launcher.
+func (l *Launcher) runGoesOn(ctx context.Context) bool {
+	if l.runStopping == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stopping, err := l.runStopping(ctx)
+	if err != nil {
+		l.log.Warn("cannot tell whether the run is stopping; keeping the Job", "error", err)
+		return true
+	}
+	return !stopping
 }
 
 func ptrTo[T any](v T) *T { return &v }

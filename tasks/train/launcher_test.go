@@ -17,9 +17,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -381,6 +383,55 @@ func TestCancelDeletesJobOnlyWhenAsked(t *testing.T) {
 		_, err := f.client.BatchV1().Jobs(ns).Get(context.Background(), "run-1-train", metav1.GetOptions{})
 		if gone := apierrors.IsNotFound(err); gone != del {
 			t.Errorf("--delete-on-cancel=%t: job deleted = %t", del, gone)
+		}
+	}
+}
+
+// A killed launcher pod (its run goes on) keeps the Job for the retry; a stopped run deletes it;
+// when the run's state cannot be read, the Job is kept.
+func TestCancelKeepsJobWhileTheRunGoesOn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		stopping bool
+		err      error
+		deleted  bool
+	}{
+		{"run stopping", true, nil, true},
+		{"run goes on", false, nil, false},
+		{"state unknown", false, errors.New("apiserver down"), false},
+	} {
+		f := newFixture(t)
+		o := f.opts()
+		o.DeleteOnCancel = true
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := f.start(ctx, o, WithRunStopping(func(context.Context) (bool, error) { return tc.stopping, tc.err }))
+		f.watching()
+		cancel()
+		awaitRun(t, ch)
+		_, err := f.client.BatchV1().Jobs(ns).Get(context.Background(), "run-1-train", metav1.GetOptions{})
+		if gone := apierrors.IsNotFound(err); gone != tc.deleted {
+			t.Errorf("%s: job deleted = %t, want %t", tc.name, gone, tc.deleted)
+		}
+	}
+}
+
+func TestArgoRunStopping(t *testing.T) {
+	t.Parallel()
+	wf := func(name string, spec, status map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+			"metadata": map[string]any{"name": name, "namespace": ns}, "spec": spec, "status": status}}
+	}
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"},
+		wf("running", map[string]any{}, map[string]any{"phase": "Running"}),
+		wf("terminated", map[string]any{"shutdown": "Terminate"}, map[string]any{"phase": "Running"}),
+		wf("stopped", map[string]any{"shutdown": "Stop"}, map[string]any{"phase": "Running"}),
+		wf("failed", map[string]any{}, map[string]any{"phase": "Failed"}))
+	for name, want := range map[string]bool{"running": false, "terminated": true, "stopped": true, "failed": true, "gone": true} {
+		got, err := ArgoRunStopping(client, ns, name)(context.Background())
+		if err != nil || got != want {
+			t.Errorf("%s: stopping = %t (%v), want %t", name, got, err, want)
 		}
 	}
 }

@@ -1,0 +1,42 @@
+package train
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+)
+
+// WorkflowsResource is Argo's Workflow resource.
+var WorkflowsResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
+
+// ArgoRunStopping reports whether the Argo run (Workflow) ns/name is ending: stopped or
+// terminated (spec.shutdown), being deleted, already finished, or gone. A launcher pod that is
+// killed while its run goes on (eviction, node loss, `kubectl delete pod`) sees false and keeps
+// the training Job, so that the step's retry re-attaches to it instead of training twice. Outside
+// Argo (no such Workflow) the answer is true: a cancel is then the whole run's cancel.
+func ArgoRunStopping(client dynamic.Interface, ns, name string) func(context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		wf, err := client.Resource(WorkflowsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if wf.GetDeletionTimestamp() != nil {
+			return true, nil
+		}
+		if s, _, _ := unstructured.NestedString(wf.Object, "spec", "shutdown"); s != "" {
+			return true, nil
+		}
+		switch phase, _, _ := unstructured.NestedString(wf.Object, "status", "phase"); phase {
+		case "Succeeded", "Failed", "Error":
+			return true, nil
+		}
+		return false, nil
+	}
+}
