@@ -211,16 +211,10 @@ func TestKilledLauncherReattachesToTheSameJob(t *testing.T) {
 	jobs := f.countJobs()
 	run := f.submit("hyperparameters=epochs=6,learning-rate=0.001,batch-size=128") // long enough to kill it mid-way
 	f.waitPod("job-name="+run+"-train", 5*time.Minute, "training pod running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
-	w, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(f.ctx, run, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := f.waitRun(run, time.Minute, "launcher running", nodeIs("train(0)", wfv1.NodeRunning))
 	job, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, run+"-train", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if n := w.Status.Nodes.FindByDisplayName("train(0)"); n == nil || n.Phase != wfv1.NodeRunning {
-		t.Fatalf("the launcher is not running while its Job trains: %s", summary(w))
 	}
 	launcher := w.Status.Nodes.FindByDisplayName("train(0)")
 	pod := launcherPod(t, f, run, launcher.ID)
