@@ -10,7 +10,8 @@ t0=${SECONDS}
 hack/install-deps.sh >/dev/null
 hack/cluster/up.sh
 hack/cluster/gantry.sh
-if [[ -n "${E2E_DOWN:-}" ]]; then trap 'hack/cluster/down.sh' EXIT; fi
+root=$(pwd)
+if [[ -n "${E2E_DOWN:-}" ]]; then trap '"${root}/hack/cluster/down.sh"' EXIT; fi
 # namespaces an interrupted earlier run left behind
 hack/cluster/exec.sh kubectl get namespaces -o name | grep '^namespace/e2e-' | xargs -r hack/cluster/exec.sh kubectl delete --wait=false >/dev/null || true
 mkdir -p _output
