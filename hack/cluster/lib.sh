@@ -29,7 +29,14 @@ die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
 in_node() { nsenter --net="/run/netns/${NETNS}" -- "$@"; }
 k() { in_node kubectl "$@"; }
 
-pid_alive() { [[ -f "${RUN}/pids/$1.pid" ]] && kill -0 "$(cat "${RUN}/pids/$1.pid")" 2>/dev/null; }
+# pid_alive NAME: the daemon's recorded PID runs and is still ours (every daemon's command line
+# names a path under ${RUN}): after a reboot a stale PID file must not point at someone else.
+pid_alive() {
+  local f="${RUN}/pids/$1.pid" pid
+  [[ -f "${f}" ]] || return 1
+  pid=$(cat "${f}")
+  kill -0 "${pid}" 2>/dev/null && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "${RUN}"
+}
 
 # daemon NAME CMD...: start CMD in the node namespace unless NAME already runs; log to logs/NAME.log.
 daemon() {
@@ -54,7 +61,7 @@ stop_daemon() {
   local name=$1 f="${RUN}/pids/$1.pid"
   [[ -f "${f}" ]] || return 0
   local pid; pid=$(cat "${f}")
-  if kill -0 "${pid}" 2>/dev/null; then
+  if pid_alive "${name}"; then
     kill "${pid}" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
     kill -9 "${pid}" 2>/dev/null || true
