@@ -14,7 +14,7 @@ t0=${SECONDS}
 
 # --- packages and binaries ---------------------------------------------------------------------
 pkgs=()
-for p in containerd:containerd runc:runc iptables:iptables conntrack:conntrack socat:socat openssl:openssl curl:curl nsenter:util-linux; do
+for p in containerd:containerd runc:runc iptables:iptables conntrack:conntrack socat:socat openssl:openssl curl:curl nsenter:util-linux ip:iproute2; do
   command -v "${p%%:*}" >/dev/null || pkgs+=("${p#*:}")
 done
 [[ -x /usr/lib/cni/bridge ]] || pkgs+=(containernetworking-plugins)
