@@ -18,8 +18,10 @@ for d in kube-proxy kubelet coredns minio kube-scheduler kube-controller-manager
 done
 pkill -9 -f "containerd-shim-runc-v2 .*-address ${SOCK_DIR}/containerd.sock" 2>/dev/null || true
 # Kubelet's mounts (secrets, projected tokens) and containerd's overlay mounts.
-grep -E " (${VARLIB}|${SOCK_DIR})/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "${m}" 2>/dev/null || true; done
-[[ -e "/run/netns/${NETNS}" ]] && ip netns delete "${NETNS}"
+{ grep -E " (${VARLIB}|${SOCK_DIR})/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "${m}" 2>/dev/null || true; done
+# The pods' network namespaces (containerd's cni-*) and the node's own.
+for n in /run/netns/cni-*; do [[ -e "${n}" ]] && ip netns delete "${n##*/}" 2>/dev/null || true; done
+if [[ -e "/run/netns/${NETNS}" ]]; then ip netns delete "${NETNS}"; fi
 if [[ "${1:-}" == "--purge" ]]; then
   rm -rf "${RUN}" "${VARLIB}" "${SOCK_DIR}"
   log "purged cluster state (builds kept in ${CLUSTER_BIN})"
