@@ -14,10 +14,10 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -75,43 +75,81 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	}
 }
 
-// restartController deletes the Argo controller's pod and waits for its replacement to be ready.
+// restartController deletes the Argo controller's pod and waits until that pod is gone and its
+// replacement is ready. Both are watched on the pods themselves: the old pod terminates
+// gracefully and may outlive the Deployment's last status change, so a condition checked only
+// on Deployment events could miss the moment it is gone.
 func restartController(f *fixture) {
 	f.t.Helper()
-	pods, err := kube.CoreV1().Pods("argo").List(f.ctx, metav1.ListOptions{LabelSelector: "app=workflow-controller"})
+	const selector = "app=workflow-controller"
+	pods, err := kube.CoreV1().Pods("argo").List(f.ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil || len(pods.Items) == 0 {
 		f.t.Fatalf("controller pods: %v (%d)", err, len(pods.Items))
 	}
+	t0 := time.Now()
+	old := map[types.UID]bool{}
 	for _, p := range pods.Items {
+		old[p.UID] = true
 		if err := kube.CoreV1().Pods("argo").Delete(f.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
 			f.t.Fatal(err)
 		}
 	}
-	old := pods.Items[0].Name
-	lw := cache.NewListWatchFromClient(kube.AppsV1().RESTClient(), "deployments", "argo",
-		fields.OneTermEqualSelector("metadata.name", "workflow-controller"))
 	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Minute)
 	defer cancel()
-	_, err = watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
-		d, ok := ev.Object.(*appsv1.Deployment)
+	lw := &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return kube.CoreV1().Pods("argo").List(ctx, o)
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return kube.CoreV1().Pods("argo").Watch(ctx, o)
+		},
+	}
+	live := map[types.UID]*corev1.Pod{}
+	_, err = watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
 		if !ok {
 			return false, nil
 		}
-		now, err := kube.CoreV1().Pods("argo").List(f.ctx, metav1.ListOptions{LabelSelector: "app=workflow-controller"})
-		if err != nil {
-			return false, nil
+		if ev.Type == watch.Deleted {
+			delete(live, p.UID)
+		} else {
+			live[p.UID] = p
 		}
-		for _, p := range now.Items {
-			if p.Name == old {
-				return false, nil
+		ready := false
+		for uid, p := range live {
+			if old[uid] {
+				return false, nil // the old controller still runs (terminating)
 			}
+			ready = ready || podReady(p)
 		}
-		return d.Status.ReadyReplicas == 1 && d.Status.UpdatedReplicas == 1 && d.Status.Replicas == 1, nil
+		return ready, nil
 	})
 	if err != nil {
-		f.t.Fatalf("controller did not come back: %v", err)
+		f.t.Fatalf("controller did not come back: %v (pods: %v)", err, podNames(live))
 	}
-	f.t.Logf("Argo controller restarted (was %s)", old)
+	f.t.Logf("Argo controller restarted in %s (was %s, now %v)", time.Since(t0).Round(time.Second), pods.Items[0].Name, podNames(live))
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podNames(m map[types.UID]*corev1.Pod) []string {
+	var names []string
+	for _, p := range m {
+		names = append(names, p.Name)
+	}
+	return names
 }
 
 // predictProduction posts the first Fashion-MNIST test image to the production Service (its
