@@ -10,6 +10,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/tasks/publish"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 var (
@@ -250,6 +255,35 @@ func summary(w *wfv1.Workflow) string {
 }
 
 // notPromoted asserts that no production server exists in the namespace.
+// runRecord reads what the exit handler recorded for run (model-publisher record) from the
+// cluster's MinIO, with the namespace's own gantry-s3 credentials.
+func (f *fixture) runRecord(run string) publish.RunRecord {
+	f.t.Helper()
+	sec, err := kube.CoreV1().Secrets(f.ns).Get(f.ctx, "gantry-s3", metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	svc, err := kube.CoreV1().Services("gantry-system").Get(f.ctx, "minio", metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port),
+		Creds: credentials.NewStaticV4(string(sec.Data["AWS_ACCESS_KEY_ID"]), string(sec.Data["AWS_SECRET_ACCESS_KEY"]), "")})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	uri := "s3://models/registry/fashion-mnist/runs/" + run + ".json"
+	b, err := objstore.ReadAll(f.ctx, s3, uri, 1<<20)
+	if err != nil {
+		f.t.Fatalf("run record: %v", err)
+	}
+	var r publish.RunRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		f.t.Fatalf("run record %s: %v: %s", uri, err, b)
+	}
+	return r
+}
+
 func (f *fixture) notPromoted() {
 	f.t.Helper()
 	_, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})

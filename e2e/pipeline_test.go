@@ -73,6 +73,9 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	if _, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-staging", metav1.GetOptions{}); err == nil {
 		t.Errorf("staging server still exists after the run (keep-staging=false)")
 	}
+	if r := f.runRecord(run); r.Status != "Succeeded" || !r.Promoted || r.ModelVersion != version {
+		t.Errorf("run record %+v: want Succeeded, promoted, version %s", r, version)
+	}
 }
 
 // restartController deletes the Argo controller's pod and waits until that pod is gone and its
@@ -238,6 +241,12 @@ func TestFailedCanaryIsNotPromoted(t *testing.T) {
 	f.notPromoted()
 	if _, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-staging", metav1.GetOptions{}); err == nil {
 		t.Errorf("staging server left behind after a failed run")
+	}
+	// The exit handler records the failure with the version the run published.
+	r := f.runRecord(run)
+	if r.Status != "Failed" || r.Promoted || r.ModelVersion == "" || r.ModelVersion != output(w, "publish(0)", "model-version") ||
+		!strings.Contains(string(r.Failures), "canary-gate") {
+		t.Errorf("run record %+v (failures %s): want Failed, not promoted, version %s, canary-gate in failures", r, r.Failures, output(w, "publish(0)", "model-version"))
 	}
 }
 

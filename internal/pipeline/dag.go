@@ -33,6 +33,11 @@ func PipelineParams() []PipelineParam {
 	}
 }
 
+// GlobalModelVersion is the version publish exported as a workflow output, or "" when the run
+// ended before publishing: a plain {{workflow.outputs.parameters.model-version}} would fail to
+// resolve in the exit handler of such a run.
+const GlobalModelVersion = "{{=sprig.dig('outputs', 'parameters', 'model-version', '', workflow)}}"
+
 func wp(name string) string { return "{{workflow.parameters." + name + "}}" }
 func tp(task, result string) string {
 	return fmt.Sprintf("{{tasks.%s.outputs.parameters.%s}}", task, result)
@@ -116,7 +121,8 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			{Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
 				Arguments: args("environment", "staging", "model-name", wp("model-name"))},
 			{Name: "record-outcome", TemplateRef: ref("model-publisher", "record"), Arguments: args(
-				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "registry-uri", registry, "model-name", wp("model-name"),
+				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "model-version", GlobalModelVersion,
+				"registry-uri", registry, "model-name", wp("model-name"),
 				"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("s3-secret"))},
 		}}},
 	}

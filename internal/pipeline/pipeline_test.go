@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,6 +118,45 @@ func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
 	y, _ := ToYAML(Pipeline())
 	if !strings.Contains(string(y), "supplied: {}") {
 		t.Error("YAML lost valueFrom.supplied")
+	}
+}
+
+// The exit handler records the version the run published: publish exports it as the workflow
+// output the record step reads, through an expression that yields "" when publish never ran.
+func TestExitHandlerRecordsThePublishedVersion(t *testing.T) {
+	t.Parallel()
+	pl := fromYAML(t, "ml-pipeline.yaml")
+	var record *wfv1.WorkflowStep
+	for _, tm := range pl.Spec.Templates {
+		if tm.Name != pl.Spec.OnExit {
+			continue
+		}
+		for _, ps := range tm.Steps {
+			for i := range ps.Steps {
+				if ps.Steps[i].TemplateRef != nil && ps.Steps[i].TemplateRef.Template == "record" {
+					record = &ps.Steps[i]
+				}
+			}
+		}
+	}
+	if record == nil {
+		t.Fatalf("exit handler %q has no record step", pl.Spec.OnExit)
+	}
+	got := argValue(record.Arguments, "model-version")
+	m := regexp.MustCompile(`^\{\{=sprig\.dig\('outputs', 'parameters', '([a-z0-9-]+)', '', workflow\)\}\}$`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("record model-version = %q, want a workflow output with an empty default", got)
+	}
+	var exported []string
+	for _, tm := range fromYAML(t, "model-publisher.yaml").Spec.Templates {
+		for _, o := range tm.Outputs.Parameters {
+			if o.GlobalName != "" {
+				exported = append(exported, tm.Name+"."+o.Name+"→"+o.GlobalName)
+			}
+		}
+	}
+	if want := []string{"publish.model-version→" + m[1]}; !slices.Equal(exported, want) {
+		t.Errorf("model-publisher exports %v, want %v", exported, want)
 	}
 }
 

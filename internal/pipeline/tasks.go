@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -63,8 +64,11 @@ type Task struct {
 	Params      []Param
 	Fixed       []string // fixed flags, e.g. --delete-on-cancel
 	Results     []string
-	Metrics     *wfv1.Metrics
-	Retry       bool // API-calling: retried on exit 3 and pod errors
+	// Globals are results also exported as workflow outputs of the same name
+	// ({{workflow.outputs.parameters.NAME}}), e.g. for the exit handler.
+	Globals []string
+	Metrics *wfv1.Metrics
+	Retry   bool // API-calling: retried on exit 3 and pod errors
 }
 
 var (
@@ -87,7 +91,7 @@ func Tasks() []Task {
 			Params: []Param{runName, p("source-uri", "trainer output prefix"), p("registry-uri", "model registry prefix, e.g. s3://models"),
 				pd("model-name", "fashion-mnist", "model name"), pd("training-image-digest", "", "training image recorded in the manifest"),
 				pd("oci-ref", "", "also push an OCI artifact to this repository"), s3Endpoint, s3Secret},
-			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Retry: true},
+			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, p("environment", "staging or production"), p("model-uri", "published version prefix"), p("model-digest", "its digest"),
 				p("registry-uri", "model registry prefix (environment history)"), pd("model-name", "fashion-mnist", "model name"),
@@ -191,8 +195,11 @@ func (t Task) template() wfv1.Template {
 		tm.Inputs.Parameters = append(tm.Inputs.Parameters, ip)
 	}
 	for _, r := range t.Results {
-		tm.Outputs.Parameters = append(tm.Outputs.Parameters, wfv1.Parameter{Name: r,
-			ValueFrom: &wfv1.ValueFrom{Path: ResultsDir + "/" + r, Default: wfv1.AnyStringPtr("")}})
+		op := wfv1.Parameter{Name: r, ValueFrom: &wfv1.ValueFrom{Path: ResultsDir + "/" + r, Default: wfv1.AnyStringPtr("")}}
+		if slices.Contains(t.Globals, r) {
+			op.GlobalName = r
+		}
+		tm.Outputs.Parameters = append(tm.Outputs.Parameters, op)
 	}
 	c := &apiv1.Container{
 		Name: "main", Image: Image(t.Binary), Command: Command(t.Binary), Args: append(append([]string{}, t.Subcommand...), t.args()...),
