@@ -110,9 +110,11 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 		if ctx.Err() != nil && o.DeleteOnCancel {
 			if l.runGoesOn(context.WithoutCancel(ctx)) {
 				l.log.Info("launcher cancelled while its run goes on: keeping the Job for the retry to re-attach", "job", o.JobName)
-			} else {
-				l.deleteJob(context.WithoutCancel(ctx), &o, "cancelled")
+				// Exit 3, so the template's retry (transient errors only) starts a launcher
+				// that re-attaches; exit 1 would end the run with the Job still training.
+				return res, exitcode.Retryable(fmt.Errorf("launcher stopped while its run goes on; job %s keeps training for the retry to re-attach: %w", o.JobName, err))
 			}
+			l.deleteJob(context.WithoutCancel(ctx), &o, "cancelled")
 		}
 		return res, err
 	}

@@ -396,10 +396,11 @@ func TestCancelKeepsJobWhileTheRunGoesOn(t *testing.T) {
 		stopping bool
 		err      error
 		deleted  bool
+		exit     int // the retry expression retries exit 3 only
 	}{
-		{"run stopping", true, nil, true},
-		{"run goes on", false, nil, false},
-		{"state unknown", false, errors.New("apiserver down"), false},
+		{"run stopping", true, nil, true, exitcode.Failed},
+		{"run goes on", false, nil, false, exitcode.Transient},
+		{"state unknown", false, errors.New("apiserver down"), false, exitcode.Transient},
 	} {
 		f := newFixture(t)
 		o := f.opts()
@@ -408,10 +409,13 @@ func TestCancelKeepsJobWhileTheRunGoesOn(t *testing.T) {
 		ch := f.start(ctx, o, WithRunStopping(func(context.Context) (bool, error) { return tc.stopping, tc.err }))
 		f.watching()
 		cancel()
-		awaitRun(t, ch)
+		r := awaitRun(t, ch)
 		_, err := f.client.BatchV1().Jobs(ns).Get(context.Background(), "run-1-train", metav1.GetOptions{})
 		if gone := apierrors.IsNotFound(err); gone != tc.deleted {
 			t.Errorf("%s: job deleted = %t, want %t", tc.name, gone, tc.deleted)
+		}
+		if got := exitcode.Of(r.err); got != tc.exit || !errors.Is(r.err, context.Canceled) {
+			t.Errorf("%s: exit %d (%v), want %d wrapping context.Canceled", tc.name, got, r.err, tc.exit)
 		}
 	}
 }
