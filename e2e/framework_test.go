@@ -254,7 +254,6 @@ func summary(w *wfv1.Workflow) string {
 	return b.String()
 }
 
-// notPromoted asserts that no production server exists in the namespace.
 // runRecord reads what the exit handler recorded for run (model-publisher record) from the
 // cluster's MinIO, with the namespace's own gantry-s3 credentials.
 func (f *fixture) runRecord(run string) publish.RunRecord {
@@ -272,7 +271,7 @@ func (f *fixture) runRecord(run string) publish.RunRecord {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	uri := "s3://models/registry/fashion-mnist/runs/" + run + ".json"
+	uri := publish.RunRecordURI("s3://models/registry", "fashion-mnist", run)
 	b, err := objstore.ReadAll(f.ctx, s3, uri, 1<<20)
 	if err != nil {
 		f.t.Fatalf("run record: %v", err)
@@ -284,6 +283,7 @@ func (f *fixture) runRecord(run string) publish.RunRecord {
 	return r
 }
 
+// notPromoted asserts that no production server exists in the namespace.
 func (f *fixture) notPromoted() {
 	f.t.Helper()
 	_, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})

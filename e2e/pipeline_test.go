@@ -251,10 +251,10 @@ func TestFailedCanaryIsNotPromoted(t *testing.T) {
 }
 
 // Given training in progress, when the train-launcher pod is killed, then a new launcher
-// re-attaches to the running Job: exactly one training Job ever exists. Argo takes one of two
-// paths, depending on what its controller saw of the dying pod: it marks the attempt "pod
-// deleted" and the template's retry starts train(1), or it re-creates the pod for the same
-// attempt. Both must end in a launcher that re-attached, so the test accepts either.
+// re-attaches to the running Job: exactly one training Job ever exists. Argo takes one of three
+// paths, depending on what its controller saw of the dying pod: the launcher's exit 3 or a
+// "pod deleted" error makes the template's retry start train(1), or the pod is re-created for
+// the same attempt. All must end in a launcher that re-attached, so the test accepts any.
 func TestKilledLauncherReattachesToTheSameJob(t *testing.T) {
 	t.Parallel()
 	f := given(t)

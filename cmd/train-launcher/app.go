@@ -48,7 +48,7 @@ func newApp(newClient clientFunc) *cli.App {
 		&cli.DurationFlag{Name: "timeout", Value: 2 * time.Hour, EnvVars: taskcli.Env("timeout"), Usage: "Job deadline (activeDeadlineSeconds)"},
 		&cli.DurationFlag{Name: "unschedulable-timeout", Value: 10 * time.Minute, EnvVars: taskcli.Env("unschedulable-timeout"), Usage: "fail when a training pod stays unschedulable this long"},
 		&cli.IntFlag{Name: "backoff-limit", EnvVars: taskcli.Env("backoff-limit"), Usage: "Job backoffLimit: pod retries inside the Job"},
-		&cli.BoolFlag{Name: "delete-on-cancel", EnvVars: taskcli.Env("delete-on-cancel"), Usage: "delete the Job when the launcher is cancelled (SIGTERM/SIGINT) — with --run-name, only when that Argo run itself is stopping (argo stop/terminate, deleted, finished): a launcher pod killed mid-run keeps the Job for the retry to re-attach"},
+		&cli.BoolFlag{Name: "delete-on-cancel", EnvVars: taskcli.Env("delete-on-cancel"), Usage: "delete the Job when the launcher is cancelled (SIGTERM/SIGINT) — with --run-name, only when that Argo run itself is stopping (argo stop/terminate, deleted, finished): a launcher pod killed mid-run keeps the Job and exits 3 for the retry to re-attach"},
 	}
 	flags = append(flags, taskcli.KubeFlags()...)
 	flags = append(flags, taskcli.StoreFlags()...)

@@ -33,10 +33,12 @@ func PipelineParams() []PipelineParam {
 	}
 }
 
-// GlobalModelVersion is the version publish exported as a workflow output, or "" when the run
-// ended before publishing: a plain {{workflow.outputs.parameters.model-version}} would fail to
-// resolve in the exit handler of such a run.
-const GlobalModelVersion = "{{=sprig.dig('outputs', 'parameters', 'model-version', '', workflow)}}"
+// globalOutput is the workflow output name (exported by a task's Globals), or "" when no step
+// has set it yet: a plain {{workflow.outputs.parameters.NAME}} would fail to resolve in the exit
+// handler of a run that ended before that step.
+func globalOutput(name string) string {
+	return "{{=sprig.dig('outputs', 'parameters', '" + name + "', '', workflow)}}"
+}
 
 func wp(name string) string { return "{{workflow.parameters." + name + "}}" }
 func tp(task, result string) string {
@@ -121,7 +123,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			{Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
 				Arguments: args("environment", "staging", "model-name", wp("model-name"))},
 			{Name: "record-outcome", TemplateRef: ref("model-publisher", "record"), Arguments: args(
-				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "model-version", GlobalModelVersion,
+				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "model-version", globalOutput("model-version"),
 				"registry-uri", registry, "model-name", wp("model-name"),
 				"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("s3-secret"))},
 		}}},

@@ -20,6 +20,11 @@ type RunRecord struct {
 	Finished     time.Time       `json:"finished"`
 }
 
+// RunRecordURI is where RecordRun writes a run's record: <registry>/<model>/runs/<run>.json.
+func RunRecordURI(registry, model, run string) string {
+	return modelDir(registry, model).Join("runs", run+".json").String()
+}
+
 // RecordRun writes the run's outcome next to the model's versions.
 func RecordRun(ctx context.Context, s objstore.Store, registry, model string, r RunRecord) (string, error) {
 	if r.Run == "" || r.Status == "" {
@@ -36,7 +41,7 @@ func RecordRun(ctx context.Context, s objstore.Store, registry, model string, r 
 		r.Failures, _ = json.Marshal(string(r.Failures))
 	}
 	r.Promoted = r.Status == "Succeeded"
-	uri := modelDir(registry, model).Join("runs", r.Run+".json").String()
+	uri := RunRecordURI(registry, model, r.Run)
 	b, _ := json.MarshalIndent(r, "", "  ")
 	if err := objstore.PutBytes(ctx, s, uri, b); err != nil {
 		return "", fmt.Errorf("recording run: %w", err)
