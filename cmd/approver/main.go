@@ -1,6 +1,9 @@
-// Command approver is gantry's manual approval gate. See tasks/approve/README.md.
+// Command approver requests, records and verifies manual approvals. See tasks/approve/README.md.
 package main
 
-import "github.com/gantry-ml/gantry/internal/taskcli"
+import (
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/approve/command"
+)
 
-func main() { taskcli.Main(newApp(nil)) }
+func main() { taskcli.Main(command.New(nil)) }

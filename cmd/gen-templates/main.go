@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/gantry-ml/gantry/internal/pipeline"
+	"github.com/gantry-ml/gantry/internal/templategen"
 )
 
 func main() {
@@ -22,11 +22,11 @@ func main() {
 }
 
 func write(dir string) error {
-	files, err := pipeline.Files()
+	files, err := templategen.Files()
 	if err != nil {
 		return err
 	}
-	for _, name := range pipeline.SortedNames(files) {
+	for _, name := range templategen.SortedNames(files) {
 		path := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err

@@ -1,6 +1,9 @@
-// Command model-publisher publishes model versions and serves them. See tasks/publish/README.md.
+// Command model-publisher publishes, serves and rolls back model versions. See tasks/publish/README.md.
 package main
 
-import "github.com/gantry-ml/gantry/internal/taskcli"
+import (
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/publish/command"
+)
 
-func main() { taskcli.Main(newApp(nil)) }
+func main() { taskcli.Main(command.New(nil)) }

@@ -10,58 +10,74 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gantry-ml/gantry/images/model-server/serving"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
-	"github.com/gantry-ml/gantry/internal/serving"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 )
 
-func newApp() *cli.App {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "model-uri", EnvVars: taskcli.Env("model-uri"), Usage: "directory holding config.json and model.safetensors (file:// or s3://)"},
-		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", EnvVars: taskcli.Env("model-name"), Usage: "name the model is served under"},
-		&cli.StringFlag{Name: "model-version", Value: "1", EnvVars: taskcli.Env("model-version"), Usage: "version reported by the status endpoints"},
-		&cli.StringFlag{Name: "model-digest", EnvVars: taskcli.Env("model-digest"), Usage: "sha256:… digest the model files must have; the server refuses a model that differs"},
-		&cli.StringFlag{Name: "listen", Value: ":8501", EnvVars: taskcli.Env("listen"), Usage: "listen address"},
-		&cli.IntFlag{Name: "max-batch", Value: serving.DefaultMaxBatch, EnvVars: taskcli.Env("max-batch"), Usage: "most instances in one request"},
+// serveOptions are the model server's flags.
+type serveOptions struct {
+	ModelURI, ModelName, ModelVersion, ModelDigest string
+	Listen                                         string
+	MaxBatch                                       int
+}
+
+func (o *serveOptions) validate() error {
+	if o.ModelURI == "" {
+		return exitcode.Invalidf("--model-uri is required")
 	}
-	flags = append(flags, taskcli.StoreFlags()...)
-	flags = append(flags, taskcli.LogFormatFlag, taskcli.LogLevelFlag)
+	if _, err := objstore.Parse(o.ModelURI); err != nil {
+		return err
+	}
+	if o.MaxBatch <= 0 {
+		return exitcode.Invalidf("--max-batch must be positive")
+	}
+	return nil
+}
+
+func newApp() *cli.App {
+	var (
+		o      serveOptions
+		common taskcli.Common
+		store  taskcli.Store
+	)
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "model-uri", Destination: &o.ModelURI, Usage: "directory holding config.json and model.safetensors (file:// or s3://)"},
+		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: &o.ModelName, Usage: "name the model is served under"},
+		&cli.StringFlag{Name: "model-version", Value: "1", Destination: &o.ModelVersion, Usage: "version reported by the status endpoints"},
+		&cli.StringFlag{Name: "model-digest", Destination: &o.ModelDigest, Usage: "sha256:… digest the model files must have; the server refuses a model that differs"},
+		&cli.StringFlag{Name: "listen", Value: ":8501", Destination: &o.Listen, Usage: "listen address"},
+		&cli.IntFlag{Name: "max-batch", Value: serving.DefaultMaxBatch, Destination: &o.MaxBatch, Usage: "most instances in one request"},
+	}
 	return &cli.App{
 		Name:  "model-server",
 		Usage: "serve a gantry MLP over TF Serving REST v1 and KServe Open Inference Protocol v2",
 		Description: "Endpoints: GET /v1/models/NAME, POST /v1/models/NAME:predict, POST /v2/models/NAME/infer,\n" +
 			"GET /v2/models/NAME, /v2/health/live, /v2/health/ready (200 only once the model is loaded and\n" +
 			"verified), GET /metrics. An instance is 784 pixels scaled to [0,1] (pixel/255), row-major 28×28.",
-		Flags: flags,
+		Flags: taskcli.Flags(flags, store.Flags(), common.LogFlags()),
 		Action: func(c *cli.Context) error {
-			log, err := taskcli.Logger(c)
+			log, err := common.Logger(c.App.ErrWriter)
 			if err != nil {
 				return err
 			}
-			uri := c.String("model-uri")
-			if uri == "" {
-				return exitcode.Invalidf("--model-uri is required")
-			}
-			if _, err := objstore.Parse(uri); err != nil {
+			if err := o.validate(); err != nil {
 				return err
 			}
-			if c.Int("max-batch") <= 0 {
-				return exitcode.Invalidf("--max-batch must be positive")
-			}
-			store, err := taskcli.Store(c)
+			s, err := store.Open()
 			if err != nil {
 				return err
 			}
-			return run(c.Context, c.String("listen"), store, uri, c.String("model-name"), c.String("model-version"), c.String("model-digest"),
-				c.Int("max-batch"), log)
+			return run(c.Context, s, o, log)
 		},
 	}
 }
 
 // run listens at once (liveness answers while loading), loads the model, and
 // serves until ctx ends. A model that fails to load or verify ends the process.
-func run(ctx context.Context, addr string, store objstore.Store, uri, name, version, digest string, maxBatch int, log *slog.Logger) error {
+func run(ctx context.Context, store objstore.Store, o serveOptions, log *slog.Logger) error {
+	addr, uri, name, version, digest, maxBatch := o.Listen, o.ModelURI, o.ModelName, o.ModelVersion, o.ModelDigest, o.MaxBatch
 	srv := serving.New(name, serving.WithLogger(log), serving.WithMaxBatch(maxBatch))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -12,13 +12,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gantry-ml/gantry/images/fashion-trainer/trainer"
+	"github.com/gantry-ml/gantry/images/mlp"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/idx"
 	"github.com/gantry-ml/gantry/internal/manifest"
-	"github.com/gantry-ml/gantry/internal/mlp"
 	"github.com/gantry-ml/gantry/internal/objstore"
 	"github.com/gantry-ml/gantry/internal/testenv"
-	"github.com/gantry-ml/gantry/internal/trainer"
 )
 
 // trainSmall trains on a small subset of the real dataset (seconds).
@@ -39,7 +39,7 @@ func startServer(t *testing.T, store objstore.Store, uri, digest string) (string
 	ctx, cancel := context.WithCancel(context.Background())
 	errc, done := make(chan error, 1), make(chan struct{})
 	go func() {
-		errc <- run(ctx, addr, store, uri, "fashion-mnist", "1", digest, 256, slog.New(slog.DiscardHandler))
+		errc <- run(ctx, store, serveOptions{Listen: addr, ModelURI: uri, ModelName: "fashion-mnist", ModelVersion: "1", ModelDigest: digest, MaxBatch: 256}, slog.New(slog.DiscardHandler))
 		close(done)
 	}()
 	t.Cleanup(func() {

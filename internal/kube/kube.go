@@ -6,10 +6,8 @@ package kube
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
-	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
@@ -17,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/transient"
 )
 
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -80,11 +79,10 @@ func IsTransient(err error) bool {
 		return true
 	}
 	var status apierrors.APIStatus
-	if errors.As(err, &status) && status.Status().Code >= 500 {
+	if errors.As(err, &status) && transient.IsStatus(int(status.Status().Code)) {
 		return true
 	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+	return transient.IsError(err)
 }
 
 // Clientset builds a Kubernetes client from Config's rules.

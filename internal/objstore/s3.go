@@ -2,20 +2,18 @@ package objstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/transient"
 )
 
 // S3Config configures the S3 backend.
@@ -101,20 +99,11 @@ func classify(op, uri string, err error) error {
 }
 
 func isTransient(err error, resp minio.ErrorResponse) bool {
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
-		return true
-	}
 	switch resp.Code {
 	case "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "XMinioServerNotInitialized":
 		return true
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ue *url.Error
-	return errors.As(err, &ue) && !errors.Is(err, context.Canceled)
+	return transient.IsStatus(resp.StatusCode) || transient.IsError(err)
 }
 
 func (s *S3Store) Open(ctx context.Context, uri string) (io.ReadCloser, error) {

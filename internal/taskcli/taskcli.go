@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -27,76 +29,108 @@ func Env(flag string) []string {
 	return []string{"GANTRY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
 }
 
-// Common flags of every binary.
-var (
-	LogFormatFlag = &cli.StringFlag{Name: "log-format", Value: "text", EnvVars: Env("log-format"),
-		Usage: "log format on stderr: text or json"}
-	LogLevelFlag = &cli.StringFlag{Name: "log-level", Value: "info", EnvVars: Env("log-level"),
-		Usage: "log level: debug, info, warn or error"}
-	ResultsDirFlag = &cli.StringFlag{Name: "results-dir", EnvVars: Env("results-dir"),
-		Usage: "write one file per result here (Argo: /tmp/results, Tekton: /tekton/results); empty: stdout only"}
-	S3EndpointFlag = &cli.StringFlag{Name: "s3-endpoint", EnvVars: Env("s3-endpoint"),
-		Usage: "S3 API endpoint, e.g. http://minio.gantry:9000 (empty: AWS S3). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"}
-	S3RegionFlag   = &cli.StringFlag{Name: "s3-region", EnvVars: Env("s3-region"), Usage: "S3 region"}
-	KubeconfigFlag = &cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"GANTRY_KUBECONFIG", "KUBECONFIG"},
-		Usage: "kubeconfig file (default: in-cluster config)"}
-	NamespaceFlag = &cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, EnvVars: Env("namespace"),
-		Usage: "namespace (default: the pod's namespace, or the kubeconfig context's)"}
-)
+// Common are the flags of every binary, bound to their values: each app owns its own.
+type Common struct {
+	LogFormat  string
+	LogLevel   string
+	ResultsDir string
+}
 
-// CommonFlags are on every binary.
-func CommonFlags() []cli.Flag { return []cli.Flag{LogFormatFlag, LogLevelFlag, ResultsDirFlag} }
+// Flags of every task binary: the log flags and --results-dir.
+func (o *Common) Flags() []cli.Flag {
+	return append(o.LogFlags(), &cli.StringFlag{Name: "results-dir", Destination: &o.ResultsDir,
+		Usage: "write one file per result here (Argo: /tmp/results, Tekton: /tekton/results); empty: stdout only"})
+}
 
-// StoreFlags are on every binary that touches object storage.
-func StoreFlags() []cli.Flag { return []cli.Flag{S3EndpointFlag, S3RegionFlag} }
+// LogFlags are the log flags alone, for binaries without results (the example images).
+func (o *Common) LogFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-format", Value: "text", Destination: &o.LogFormat, Usage: "log format on stderr: text or json"},
+		&cli.StringFlag{Name: "log-level", Value: "info", Destination: &o.LogLevel, Usage: "log level: debug, info, warn or error"},
+	}
+}
 
-// KubeFlags are on every binary that talks to Kubernetes.
-func KubeFlags() []cli.Flag { return []cli.Flag{KubeconfigFlag, NamespaceFlag} }
-
-// Logger builds the slog logger the flags ask for, writing to c.App.ErrWriter.
-func Logger(c *cli.Context) (*slog.Logger, error) {
+// Logger builds the slog logger the flags ask for, writing to w.
+func (o *Common) Logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String(LogLevelFlag.Name))); err != nil {
-		return nil, exitcode.Invalidf("--log-level %q: want debug, info, warn or error", c.String(LogLevelFlag.Name))
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return nil, exitcode.Invalidf("--log-level %q: want debug, info, warn or error", o.LogLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	w := c.App.ErrWriter
-	switch f := c.String(LogFormatFlag.Name); f {
+	switch o.LogFormat {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return nil, exitcode.Invalidf("--log-format %q: want text or json", f)
+		return nil, exitcode.Invalidf("--log-format %q: want text or json", o.LogFormat)
 	}
 }
 
-// Store builds the object store from the flags and the standard credential variables.
-func Store(c *cli.Context) (*objstore.Router, error) {
-	return objstore.New(&objstore.S3Config{Endpoint: c.String(S3EndpointFlag.Name), Region: c.String(S3RegionFlag.Name)})
+// WriteResults writes values to --results-dir and as one JSON line to stdout.
+func (o *Common) WriteResults(stdout io.Writer, values map[string]string) error {
+	return results.Write(o.ResultsDir, stdout, values)
 }
 
-// WriteResults writes results to --results-dir and as a JSON line to stdout.
-func WriteResults(c *cli.Context, values map[string]string) error {
-	return results.Write(c.String(ResultsDirFlag.Name), c.App.Writer, values)
+// Store are the object-store flags of every binary that touches S3.
+type Store struct {
+	Endpoint string
+	Region   string
 }
 
-// KeyValues parses repeated K=V flags, in order. Errors are bad input naming the flag.
-func KeyValues(flag string, in []string) ([][2]string, error) {
-	out := make([][2]string, 0, len(in))
-	seen := map[string]bool{}
-	for _, kv := range in {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, exitcode.Invalidf("--%s %q: want KEY=VALUE", flag, kv)
-		}
-		if seen[k] {
-			return nil, exitcode.Invalidf("--%s: %s given twice", flag, k)
-		}
-		seen[k] = true
-		out = append(out, [2]string{k, v})
+// Flags of the object store.
+func (o *Store) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "s3-endpoint", Destination: &o.Endpoint,
+			Usage: "S3 API endpoint, e.g. http://minio.gantry:9000 (empty: AWS S3). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"},
+		&cli.StringFlag{Name: "s3-region", Destination: &o.Region, Usage: "S3 region"},
 	}
-	return out, nil
+}
+
+// Open builds the object store from the flags and the standard credential variables.
+func (o *Store) Open() (*objstore.Router, error) {
+	return objstore.New(&objstore.S3Config{Endpoint: o.Endpoint, Region: o.Region})
+}
+
+// Kube are the flags of every binary that talks to Kubernetes.
+type Kube struct {
+	Kubeconfig string
+	Namespace  string
+}
+
+// Flags of the Kubernetes client.
+func (o *Kube) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"GANTRY_KUBECONFIG", "KUBECONFIG"}, Destination: &o.Kubeconfig,
+			Usage: "kubeconfig file (default: in-cluster config)"},
+		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Destination: &o.Namespace,
+			Usage: "namespace (default: the pod's namespace, or the kubeconfig context's)"},
+	}
+}
+
+// Flags joins flag lists and gives every flag without one its GANTRY_<FLAG> environment variable.
+func Flags(lists ...[]cli.Flag) []cli.Flag {
+	var out []cli.Flag
+	for _, l := range lists {
+		for _, f := range l {
+			setEnv(f)
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// setEnv fills the EnvVars field every urfave/cli flag type has.
+func setEnv(f cli.Flag) {
+	v := reflect.ValueOf(f)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	ev := v.Elem().FieldByName("EnvVars")
+	if !ev.IsValid() || ev.Len() > 0 {
+		return
+	}
+	ev.Set(reflect.ValueOf(Env(f.Names()[0])))
 }
 
 // Run runs app with args (args[0] is the program name) and returns the exit
@@ -142,39 +176,35 @@ func Main(app *cli.App) {
 	os.Exit(code)
 }
 
-// MissingFlags returns the flags not defined on the (sub)command path of app:
-// the templates' tests use it so a renamed flag breaks the build of the pipeline.
-func MissingFlags(app *cli.App, path []string, flags []string) []string {
-	defined := map[string]bool{}
-	add := func(fs []cli.Flag) {
+// Lookup finds the flag name on the (sub)command path of app (the app's own flags included):
+// the template generator reads a flag's description, default and environment variable from it.
+func Lookup(app *cli.App, path []string, name string) (cli.Flag, bool) {
+	find := func(fs []cli.Flag) cli.Flag {
 		for _, f := range fs {
-			for _, n := range f.Names() {
-				defined[n] = true
+			if slices.Contains(f.Names(), name) {
+				return f
 			}
 		}
+		return nil
 	}
-	add(app.Flags)
+	found := find(app.Flags)
 	cmds := app.Commands
-	for _, name := range path {
+	for _, step := range path {
 		var next *cli.Command
 		for _, c := range cmds {
-			if c.Name == name {
+			if c.Name == step {
 				next = c
 			}
 		}
 		if next == nil {
-			return append([]string{"subcommand " + name}, flags...)
+			return nil, false
 		}
-		add(next.Flags)
+		if f := find(next.Flags); f != nil {
+			found = f
+		}
 		cmds = next.Subcommands
 	}
-	var missing []string
-	for _, f := range flags {
-		if !defined[f] {
-			missing = append(missing, f)
-		}
-	}
-	return missing
+	return found, found != nil
 }
 
 // Interspersed moves a command's flags in front of its positional arguments, so that

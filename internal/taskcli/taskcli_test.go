@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
@@ -20,15 +21,53 @@ func TestEnvNames(t *testing.T) {
 	}
 }
 
-func TestKeyValues(t *testing.T) {
-	t.Parallel()
-	kv, err := KeyValues("env", []string{"A=1", "B=x=y", "C="})
-	if err != nil || len(kv) != 3 || kv[1] != [2]string{"B", "x=y"} || kv[2] != [2]string{"C", ""} {
-		t.Errorf("KeyValues = %v %v", kv, err)
+func TestBoundFlagsFromArgsAndEnvironment(t *testing.T) {
+	var (
+		kv    [][2]string
+		list  []string
+		strs  []string
+		name  string
+		extra = &cli.StringFlag{Name: "own-env", EnvVars: []string{"OTHER"}, Destination: new(string)}
+	)
+	flags := Flags([]cli.Flag{
+		&cli.GenericFlag{Name: "hyperparameter", Value: KeyValues(&kv)},
+		&cli.GenericFlag{Name: "approvers", Value: List(&list)},
+		&cli.GenericFlag{Name: "args", Value: Strings(&strs)},
+		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: &name},
+		extra,
+	})
+	if got := extra.EnvVars; len(got) != 1 || got[0] != "OTHER" {
+		t.Errorf("an explicit env var was replaced: %v", got)
 	}
-	for _, bad := range [][]string{{"A"}, {"=1"}, {"A=1", "A=2"}} {
-		if _, err := KeyValues("env", bad); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "--env") {
-			t.Errorf("%v: %v", bad, err)
+	t.Setenv("GANTRY_HYPERPARAMETER", "epochs=2, lr=0.1")
+	t.Setenv("GANTRY_MODEL_NAME", "from-env")
+	app := &cli.App{Name: "t", Flags: flags, Action: func(*cli.Context) error { return nil }}
+	if code := Run(context.Background(), app, []string{"t", "--approvers", " alice, ,bob", "--args=a,b", "--args", "c"}, io.Discard, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	want := [][2]string{{"epochs", "2"}, {"lr", "0.1"}}
+	if diff := cmp.Diff(want, kv); diff != "" {
+		t.Errorf("hyperparameters (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"alice", "bob"}, list); diff != "" {
+		t.Errorf("list (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "c"}, strs); diff != "" {
+		t.Errorf("strings (-want +got):\n%s", diff)
+	}
+	if name != "from-env" {
+		t.Errorf("model-name = %q, want the GANTRY_MODEL_NAME value", name)
+	}
+}
+
+func TestKeyValuesRefusesMalformedPairsAsBadInput(t *testing.T) {
+	t.Parallel()
+	for _, bad := range [][]string{{"--env=A"}, {"--env==1"}, {"--env=A=1", "--env=A=2"}} {
+		var kv [][2]string
+		app := &cli.App{Name: "t", Flags: []cli.Flag{&cli.GenericFlag{Name: "env", Value: KeyValues(&kv)}}, Action: func(*cli.Context) error { return nil }}
+		var errb bytes.Buffer
+		if code := Run(context.Background(), app, append([]string{"t"}, bad...), io.Discard, &errb); code != exitcode.BadInput || !strings.Contains(errb.String(), "env") {
+			t.Errorf("%v: exit %d, %q", bad, code, errb.String())
 		}
 	}
 }
@@ -59,15 +98,23 @@ func TestRunMapsErrorsToExitCodes(t *testing.T) {
 	}
 }
 
-func TestMissingFlags(t *testing.T) {
+func TestLookupFindsTheFlagOnTheCommandPath(t *testing.T) {
 	t.Parallel()
-	app := &cli.App{Flags: []cli.Flag{&cli.StringFlag{Name: "a", Aliases: []string{"x"}}},
-		Commands: []*cli.Command{{Name: "sub", Flags: []cli.Flag{&cli.StringFlag{Name: "b"}}}}}
-	if m := MissingFlags(app, []string{"sub"}, []string{"a", "x", "b", "c"}); len(m) != 1 || m[0] != "c" {
-		t.Errorf("missing = %v", m)
-	}
-	if m := MissingFlags(app, []string{"nosuch"}, []string{"a"}); len(m) == 0 {
-		t.Error("unknown subcommand not reported")
+	app := &cli.App{Flags: []cli.Flag{&cli.StringFlag{Name: "a", Aliases: []string{"x"}, Usage: "top"}},
+		Commands: []*cli.Command{{Name: "sub", Flags: []cli.Flag{&cli.StringFlag{Name: "b"}, &cli.StringFlag{Name: "a", Usage: "sub"}}}}}
+	for _, tc := range []struct {
+		path  []string
+		name  string
+		usage string
+		found bool
+	}{
+		{nil, "a", "top", true}, {nil, "x", "top", true}, {[]string{"sub"}, "a", "sub", true}, {[]string{"sub"}, "b", "", true},
+		{[]string{"sub"}, "c", "", false}, {[]string{"nosuch"}, "a", "", false},
+	} {
+		f, ok := Lookup(app, tc.path, tc.name)
+		if ok != tc.found || (ok && f.(*cli.StringFlag).Usage != tc.usage) {
+			t.Errorf("Lookup(%v, %s) = %v %v", tc.path, tc.name, f, ok)
+		}
 	}
 }
 

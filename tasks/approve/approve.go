@@ -1,4 +1,4 @@
-// Package approve is gantry's manual approval gate. The pipeline suspends on
+// Package approve is gantry's manual approval. The pipeline suspends on
 // an "approval" node whose output parameter "decision" is supplied by a human
 // (plain `argo resume` approves with the default); Verify then reads that node
 // from the Workflow, treats an expired suspend as a rejection, enforces the
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -60,20 +61,32 @@ type Candidate struct {
 	ReportURI        string `json:"reportURI,omitempty"`
 }
 
-// Gate talks to the Workflow API.
-type Gate struct {
-	wf   versioned.Interface
-	kube kubernetes.Interface
-	log  *slog.Logger
-	now  func() time.Time
+// Approver requests, records, waits for and verifies approval decisions.
+type Approver struct {
+	wf        versioned.Interface
+	kube      kubernetes.Interface
+	log       *slog.Logger
+	now       func() time.Time
+	transport http.RoundTripper
 }
 
-// NewGate returns a Gate. kube may be nil where no identity lookup is needed.
-func NewGate(wf versioned.Interface, kube kubernetes.Interface, log *slog.Logger) *Gate {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Option configures an Approver.
+type Option func(*Approver)
+
+// WithLogger sets the logger (default: silent).
+func WithLogger(l *slog.Logger) Option { return func(a *Approver) { a.log = l } }
+
+// WithTransport sets the transport under the notification's retries (default: http.DefaultTransport).
+func WithTransport(t http.RoundTripper) Option { return func(a *Approver) { a.transport = t } }
+
+// NewApprover returns an Approver over the Argo and Kubernetes clients; either may be nil where
+// the operations used do not need it (kube: identity lookups and Tekton decisions).
+func NewApprover(wf versioned.Interface, kube kubernetes.Interface, opts ...Option) *Approver {
+	a := &Approver{wf: wf, kube: kube, log: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, o := range opts {
+		o(a)
 	}
-	return &Gate{wf: wf, kube: kube, log: log, now: time.Now}
+	return a
 }
 
 // approvalNode finds the newest suspend node with the display name.
@@ -102,7 +115,7 @@ func normalise(v string) (string, bool) {
 }
 
 // Identity returns the caller's username from a SelfSubjectReview.
-func (g *Gate) Identity(ctx context.Context) (string, error) {
+func (g *Approver) Identity(ctx context.Context) (string, error) {
 	if g.kube == nil {
 		return "", errors.New("no Kubernetes client for the identity lookup")
 	}
@@ -129,7 +142,7 @@ type DecideOptions struct {
 
 // Decide records who decided on the Workflow and resumes its approval node
 // with the decision, in one update retried on conflicts.
-func (g *Gate) Decide(ctx context.Context, o DecideOptions) (string, error) {
+func (g *Approver) Decide(ctx context.Context, o DecideOptions) (string, error) {
 	if o.Run == "" {
 		return "", exitcode.Invalidf("the run (workflow name) is required")
 	}
@@ -254,7 +267,7 @@ func (v *Verdict) Values() map[string]string {
 
 // Verify reads the finished approval node and decides what it means. Silence
 // (an expired suspend) is a rejection; so is an identity outside the allow-list.
-func (g *Gate) Verify(ctx context.Context, s objstore.Store, o VerifyOptions) (*Verdict, error) {
+func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions) (*Verdict, error) {
 	if o.Run == "" {
 		return nil, exitcode.Invalidf("--run-name is required")
 	}
@@ -349,7 +362,7 @@ type Waiting struct {
 }
 
 // List returns the runs in the namespace whose approval node is waiting, oldest first.
-func (g *Gate) List(ctx context.Context, ns, node string) ([]Waiting, error) {
+func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error) {
 	if node == "" {
 		node = "approval"
 	}
@@ -372,7 +385,7 @@ func (g *Gate) List(ctx context.Context, ns, node string) ([]Waiting, error) {
 }
 
 // Annotate records the candidate on the run so `approver list` can show it.
-func (g *Gate) Annotate(ctx context.Context, ns, run string, c Candidate) error {
+func (g *Approver) Annotate(ctx context.Context, ns, run string, c Candidate) error {
 	b, _ := json.Marshal(c)
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnCandidate: string(b)}}})
 	_, err := g.wf.ArgoprojV1alpha1().Workflows(ns).Patch(ctx, run, "application/merge-patch+json", patch, metav1.PatchOptions{})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -69,7 +68,7 @@ func verify(t *testing.T, wf *wfv1.Workflow, o VerifyOptions) *Verdict {
 	t.Helper()
 	store, _ := objstore.New(nil)
 	o.Namespace, o.Run = ns, wf.Name
-	v, err := NewGate(argofake.NewSimpleClientset(wf), nil, nil).Verify(context.Background(), store, o)
+	v, err := NewApprover(argofake.NewSimpleClientset(wf), nil).Verify(context.Background(), store, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +109,7 @@ func TestVerifyDecisions(t *testing.T) {
 func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	t.Parallel()
 	wfc := argofake.NewSimpleClientset(run("r1"))
-	g := NewGate(wfc, whoami("alice@example.com"), nil)
+	g := NewApprover(wfc, whoami("alice@example.com"))
 	ctx := context.Background()
 	who, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Reason: "numbers look right"})
 	if err != nil || who != "alice@example.com" {
@@ -152,7 +151,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 func TestRejectByOtherThanAllowListAndRejectNeedsReason(t *testing.T) {
 	t.Parallel()
 	wfc := argofake.NewSimpleClientset(run("r1"))
-	g := NewGate(wfc, whoami("mallory"), nil)
+	g := NewApprover(wfc, whoami("mallory"))
 	ctx := context.Background()
 	if _, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "reject"}); exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("reject without reason: %v", err)
@@ -180,7 +179,7 @@ func TestDecideRetriesConflicts(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	if _, err := NewGate(wfc, nil, nil).Decide(context.Background(), DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Identity: "bob"}); err != nil {
+	if _, err := NewApprover(wfc, nil).Decide(context.Background(), DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Identity: "bob"}); err != nil {
 		t.Fatalf("Decide with 2 conflicts: %v", err)
 	}
 	if conflicts.Load() != 3 {
@@ -192,7 +191,7 @@ func TestListShowsWaitingRunsWithCandidate(t *testing.T) {
 	t.Parallel()
 	done := finish(run("r0"), time.Hour, Approved, "")
 	wfc := argofake.NewSimpleClientset(run("r1"), done)
-	g := NewGate(wfc, nil, nil)
+	g := NewApprover(wfc, nil)
 	ctx := context.Background()
 	if err := g.Annotate(ctx, ns, "r1", Candidate{ModelVersion: "20261125T090001Z-abc", Accuracy: "0.8861", BaselineAccuracy: "0.8790"}); err != nil {
 		t.Fatal(err)
@@ -220,7 +219,7 @@ func TestRequestRetriesWebhook(t *testing.T) {
 	defer ts.Close()
 	o := RequestOptions{Namespace: ns, Run: "ml-pipeline-x", NotifyURL: ts.URL, Retries: 3,
 		Candidate: Candidate{ModelName: "fashion-mnist", ModelVersion: "v1", Accuracy: "0.8861", BaselineAccuracy: "0.8790", P99Ms: "4.20", ReportURI: "s3://r/report.html"}}
-	m, err := Request(context.Background(), http.DefaultClient, o, slog.New(slog.DiscardHandler))
+	m, err := NewApprover(nil, nil).Request(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,13 +235,13 @@ func TestRequestRetriesWebhook(t *testing.T) {
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "x", 503) }))
 	defer down.Close()
 	o.NotifyURL, o.Retries = down.URL, 1
-	if _, err := Request(context.Background(), http.DefaultClient, o, slog.New(slog.DiscardHandler)); exitcode.Of(err) != exitcode.Transient {
+	if _, err := NewApprover(nil, nil).Request(context.Background(), o); exitcode.Of(err) != exitcode.Transient {
 		t.Errorf("down webhook: %v", err)
 	}
 	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "x", 404) }))
 	defer refuse.Close()
 	o.NotifyURL = refuse.URL
-	if _, err := Request(context.Background(), http.DefaultClient, o, slog.New(slog.DiscardHandler)); exitcode.Of(err) != exitcode.BadInput {
+	if _, err := NewApprover(nil, nil).Request(context.Background(), o); exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("refusing webhook: %v", err)
 	}
 }
@@ -250,9 +249,9 @@ func TestRequestRetriesWebhook(t *testing.T) {
 func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	t.Parallel()
 	kc := whoami("alice")
-	g := NewGate(nil, kc, nil)
+	g := NewApprover(nil, kc)
 	ctx := context.Background()
-	v, err := g.Wait(ctx, ns, "pr-1", 200*time.Millisecond, nil)
+	v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-1", Timeout: 200 * time.Millisecond})
 	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
 		t.Errorf("timeout: %+v %v", v, err)
 	}
@@ -261,9 +260,9 @@ func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 		err error
 	}
 	ch := make(chan res, 1)
-	go func() { v, err := g.Wait(ctx, ns, "pr-2", 10*time.Second, []string{"alice"}); ch <- res{v, err} }()
+	go func() { v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-2", Timeout: 10 * time.Second, Approvers: []string{"alice"}}); ch <- res{v, err} }()
 	time.Sleep(100 * time.Millisecond) // let the watch start; a decision before it is seen by the initial list anyway
-	if _, err := g.Record(ctx, ns, "pr-2", "approve", "", ""); err != nil {
+	if _, err := g.Record(ctx, DecideOptions{Namespace: ns, Run: "pr-2", Decision: "approve"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -274,7 +273,7 @@ func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("wait did not see the decision")
 	}
-	if _, err := g.Record(ctx, ns, "pr-2", "reject", "late", ""); exitcode.Of(err) != exitcode.BadInput {
+	if _, err := g.Record(ctx, DecideOptions{Namespace: ns, Run: "pr-2", Decision: "reject", Reason: "late"}); exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("second decision: %v", err)
 	}
 }

@@ -6,15 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
-
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/transient"
 )
 
 // RequestOptions describe an approval request.
@@ -61,8 +59,9 @@ func NewMessage(o RequestOptions) Message {
 	return Message{Text: b.String(), Run: o.Run, Namespace: o.Namespace, Candidate: c, Approve: approve, Reject: reject}
 }
 
-// Request logs the request and posts it to the webhook with retries.
-func Request(ctx context.Context, client *http.Client, o RequestOptions, log *slog.Logger) (Message, error) {
+// Request logs the request and posts it to the webhook, retrying transient failures
+// (o.Retries times). A webhook that refuses the request (4xx) is bad input.
+func (g *Approver) Request(ctx context.Context, o RequestOptions) (Message, error) {
 	if o.Run == "" {
 		return Message{}, exitcode.Invalidf("--run-name is required")
 	}
@@ -72,47 +71,31 @@ func Request(ctx context.Context, client *http.Client, o RequestOptions, log *sl
 		}
 	}
 	m := NewMessage(o)
-	log.Info("approval requested", "run", o.Run, "text", m.Text)
+	g.log.Info("approval requested", "run", o.Run, "text", m.Text)
 	if o.NotifyURL == "" {
 		return m, nil
 	}
 	body, _ := json.Marshal(m)
-	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: o.Retries + 1, Cap: 10 * time.Second}
-	var last error
-	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.NotifyURL, bytes.NewReader(body))
-		if err != nil {
-			return false, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			last = err
-			log.Warn("notify failed, retrying", "error", err)
-			return false, nil
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode < 300:
-			return true, nil
-		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-			last = fmt.Errorf("notify webhook answered %s", resp.Status)
-			log.Warn("notify failed, retrying", "status", resp.Status)
-			return false, nil
-		default:
-			return false, exitcode.Invalidf("notify webhook refused the request: %s", resp.Status)
-		}
-	})
+	client := &http.Client{Transport: transient.NewTransport(g.transport, transient.WithRetries(o.Retries),
+		transient.WithBackoff(200*time.Millisecond, 10*time.Second), transient.WithAttemptTimeout(30*time.Second), transient.WithLogger(g.log))}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.NotifyURL, bytes.NewReader(body))
 	if err != nil {
-		if exitcode.Of(err) == exitcode.BadInput {
-			return m, err
-		}
-		if last != nil {
-			err = last
-		}
+		return m, exitcode.Invalidf("--notify-url: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
 		return m, exitcode.Retryable(fmt.Errorf("notifying %s: %w", o.NotifyURL, err))
 	}
-	log.Info("approval request delivered", "url", o.NotifyURL)
-	return m, nil
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode < 300:
+		g.log.Info("approval request delivered", "url", o.NotifyURL)
+		return m, nil
+	case transient.IsStatus(resp.StatusCode):
+		return m, exitcode.Retryable(fmt.Errorf("notifying %s: webhook answered %s", o.NotifyURL, resp.Status))
+	default:
+		return m, exitcode.Invalidf("notify webhook refused the request: %s", resp.Status)
+	}
 }

@@ -23,16 +23,18 @@ import (
 // decision for engines without suspend (Tekton): a ConfigMap per run.
 func DecisionConfigMap(run string) string { return "gantry-approval-" + run }
 
-// Record writes a decision ConfigMap (Tekton). It refuses to overwrite one.
-func (g *Gate) Record(ctx context.Context, ns, run, decision, reason, identity string) (string, error) {
-	d, ok := normalise(decision)
+// Record writes a decision ConfigMap for a Tekton run (o.Node is not used). It refuses to
+// overwrite one.
+func (g *Approver) Record(ctx context.Context, o DecideOptions) (string, error) {
+	ns, run, reason := o.Namespace, o.Run, o.Reason
+	d, ok := normalise(o.Decision)
 	if !ok {
-		return "", exitcode.Invalidf("decision %q: want approved or rejected", decision)
+		return "", exitcode.Invalidf("decision %q: want approved or rejected", o.Decision)
 	}
 	if d == Rejected && reason == "" {
 		return "", exitcode.Invalidf("--reason is required to reject")
 	}
-	who := identity
+	who := o.Identity
 	if who == "" {
 		var err error
 		if who, err = g.Identity(ctx); err != nil {
@@ -49,9 +51,18 @@ func (g *Gate) Record(ctx context.Context, ns, run, decision, reason, identity s
 	return who, kube.Classify("recording decision", err)
 }
 
-// Wait blocks until a decision ConfigMap for run appears (watch, not poll),
+// WaitOptions describe a wait for a Tekton run's decision.
+type WaitOptions struct {
+	Namespace string
+	Run       string
+	Timeout   time.Duration // silence this long is a rejection
+	Approvers []string      // allow-list; empty: anyone
+}
+
+// Wait blocks until a decision ConfigMap for the run appears (watch, not poll),
 // or the timeout passes, which is a rejection.
-func (g *Gate) Wait(ctx context.Context, ns, run string, timeout time.Duration, approvers []string) (*Verdict, error) {
+func (g *Approver) Wait(ctx context.Context, o WaitOptions) (*Verdict, error) {
+	ns, run, timeout, approvers := o.Namespace, o.Run, o.Timeout, o.Approvers
 	if run == "" {
 		return nil, exitcode.Invalidf("--run-name is required")
 	}

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-ml/gantry/images/mlp"
+	"github.com/gantry-ml/gantry/images/model-server/serving"
 	"github.com/gantry-ml/gantry/internal/idx"
-	"github.com/gantry-ml/gantry/internal/mlp"
 	"github.com/gantry-ml/gantry/internal/objstore"
-	"github.com/gantry-ml/gantry/internal/serving"
 	"github.com/gantry-ml/gantry/internal/testenv"
 )
 

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gantry-ml/gantry/internal/mlp"
+	"github.com/gantry-ml/gantry/images/fashion-trainer/trainer"
+	"github.com/gantry-ml/gantry/images/mlp"
+	"github.com/gantry-ml/gantry/images/model-server/serving"
 	"github.com/gantry-ml/gantry/internal/objstore"
-	"github.com/gantry-ml/gantry/internal/serving"
 	"github.com/gantry-ml/gantry/internal/testenv"
-	"github.com/gantry-ml/gantry/internal/trainer"
 )
 
 var (

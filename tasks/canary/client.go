@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
+	"github.com/gantry-ml/gantry/internal/transient"
 )
 
 // pixelText[p] is p/255 as JSON text: the request body is built from it
@@ -26,21 +25,29 @@ var pixelText = func() [256][]byte {
 
 // predictor sends one batch of images and returns one probability row per image.
 type predictor struct {
-	client   *http.Client
+	client   *http.Client // retries transient failures (internal/transient)
 	url      string
 	protocol string
-	retries  int
-	backoff  wait.Backoff
 }
 
-func newPredictor(c *http.Client, base, model, protocol string, retries int) *predictor {
+func newPredictor(c *http.Client, base, model, protocol string) *predictor {
 	u := base + "/v1/models/" + model + ":predict"
 	if protocol == "v2" {
 		u = base + "/v2/models/" + model + "/infer"
 	}
-	return &predictor{client: c, url: u, protocol: protocol, retries: retries,
-		backoff: wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: retries + 1, Cap: 5 * time.Second}}
+	return &predictor{client: c, url: u, protocol: protocol}
 }
+
+// newClient is the evaluator's HTTP client: base's connections, o.Retries retries of transient
+// failures (connection errors, 408, 429, 5xx, a body cut short), o.RequestTimeout per request.
+func newClient(base http.RoundTripper, o Options) *http.Client {
+	tr := transient.NewTransport(base, transient.WithRetries(o.Retries), transient.WithBackoff(100*time.Millisecond, 5*time.Second),
+		transient.WithReadBody(maxResponse), transient.WithAttemptTimeout(o.RequestTimeout))
+	return &http.Client{Transport: tr}
+}
+
+// maxResponse bounds one predict response.
+const maxResponse = 64 << 20
 
 func (p *predictor) body(images [][]byte) []byte {
 	var b bytes.Buffer
@@ -75,59 +82,30 @@ func (p *predictor) body(images [][]byte) []byte {
 	return b.Bytes()
 }
 
-// transientError is worth another attempt.
-type transientError struct{ error }
-
-// predict returns the probability rows, the latency of the successful
-// attempt, and the attempts made.
+// predict returns the probability rows and the latency of the attempt that answered.
 func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) ([][]float32, time.Duration, error) {
-	body := p.body(images)
-	bo := p.backoff
-	var last error
-	for attempt := 0; attempt <= p.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, 0, ctx.Err()
-			case <-time.After(bo.Step()):
-			}
-		}
-		start := time.Now()
-		rows, err := p.once(ctx, body, len(images), classes)
-		if err == nil {
-			return rows, time.Since(start), nil
-		}
-		last = err
-		var te transientError
-		if !errors.As(err, &te) || ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, 0, last
-}
-
-func (p *predictor) once(ctx context.Context, body []byte, n, classes int) ([][]float32, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	var start time.Time
+	ctx = transient.OnAttempt(ctx, func(int) { start = time.Now() })
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(p.body(images)))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
-	if err != nil { // connection refused/reset, timeouts: all worth another try
-		return nil, transientError{fmt.Errorf("POST %s: %w", p.url, err)}
+	if err != nil {
+		return nil, 0, fmt.Errorf("POST %s: %w", p.url, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return nil, transientError{fmt.Errorf("reading response: %w", err)}
+		return nil, 0, fmt.Errorf("reading response: %w", err)
 	}
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
-		return nil, transientError{fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))}
-	}
+	latency := time.Since(start)
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
+		return nil, 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
 	}
-	return decodeResponse(p.protocol, b, n, classes)
+	rows, err := decodeResponse(p.protocol, b, len(images), classes)
+	return rows, latency, err
 }
 
 func snippet(b []byte) string {

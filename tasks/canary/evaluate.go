@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gantry-ml/gantry/internal/idx"
-	"github.com/gantry-ml/gantry/internal/mlp"
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
@@ -92,9 +91,9 @@ type Report struct {
 
 // Evaluator runs evaluations.
 type Evaluator struct {
-	store  objstore.Store
-	client *http.Client
-	log    *slog.Logger
+	store     objstore.Store
+	transport http.RoundTripper
+	log       *slog.Logger
 }
 
 // Option configures an Evaluator.
@@ -103,8 +102,9 @@ type Option func(*Evaluator)
 // WithLogger sets the progress logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Evaluator) { e.log = l } }
 
-// WithHTTPClient sets the HTTP client (default: pooled, one connection per worker).
-func WithHTTPClient(c *http.Client) Option { return func(e *Evaluator) { e.client = c } }
+// WithTransport sets the transport under the evaluator's retries (default: pooled, two idle
+// connections per worker).
+func WithTransport(t http.RoundTripper) Option { return func(e *Evaluator) { e.transport = t } }
 
 // NewEvaluator returns an Evaluator reading datasets from store.
 func NewEvaluator(store objstore.Store, opts ...Option) *Evaluator {
@@ -120,25 +120,25 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	data, err := idx.Load(ctx, e.store, o.DatasetURI, o.Split, len(mlp.FashionClasses))
+	data, err := idx.Load(ctx, e.store, o.DatasetURI, o.Split, len(o.ClassNames))
 	if err != nil {
 		return nil, fmt.Errorf("loading evaluation data: %w", err)
 	}
 	sample := sampleIndices(data.Images.N, o.Limit, o.Seed)
-	client := e.client
-	if client == nil {
+	base := e.transport
+	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = o.Concurrency * 2
-		client = &http.Client{Transport: tr}
+		base = tr
 	}
-	client = &http.Client{Transport: client.Transport, Timeout: o.RequestTimeout}
+	client := newClient(base, o)
 	rep := &Report{Model: o.ModelName, Protocol: o.Protocol, Dataset: o.DatasetURI, Digest: data.Digest, Seed: o.Seed, Created: time.Now().UTC()}
 	e.log.Info("scoring candidate", "endpoint", o.Endpoint, "samples", len(sample), "batch", o.BatchSize, "concurrency", o.Concurrency)
-	rep.Candidate = e.score(ctx, newPredictor(client, strings.TrimRight(o.Endpoint, "/"), o.ModelName, o.Protocol, o.Retries), data, sample, o)
+	rep.Candidate = e.score(ctx, newPredictor(client, strings.TrimRight(o.Endpoint, "/"), o.ModelName, o.Protocol), data, sample, o)
 	rep.Candidate.Endpoint = o.Endpoint
 	if o.BaselineEndpoint != "" {
 		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
-		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol, o.Retries), data, sample, o)
+		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol), data, sample, o)
 		b.Endpoint = o.BaselineEndpoint
 		rep.Baseline = &b
 	}
@@ -173,7 +173,7 @@ func sampleIndices(n, limit int, seed uint64) []int {
 }
 
 func (e *Evaluator) score(ctx context.Context, p *predictor, data *idx.Split, sample []int, o Options) Score {
-	classes := len(mlp.FashionClasses)
+	classes := len(o.ClassNames)
 	type batch struct{ idx []int }
 	batches := make(chan batch)
 	preds := make([]int, len(sample)) // -1: no answer
@@ -269,7 +269,7 @@ feed:
 			support += sc.Confusion[c][t]
 		}
 		tp = sc.Confusion[c][c]
-		cs := ClassScore{Class: mlp.FashionClasses[c], Support: support}
+		cs := ClassScore{Class: o.ClassNames[c], Support: support}
 		if predicted > 0 {
 			cs.Precision = float64(tp) / float64(predicted)
 		}

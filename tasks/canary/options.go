@@ -9,6 +9,7 @@ package canary
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
@@ -40,7 +41,13 @@ type Options struct {
 	MaxAccuracyDrop float64 // only with a baseline
 
 	ReportURI string // prefix for report.json and report.html; empty: none
+
+	// ClassNames name the dataset's labels in order; their number is the number of classes.
+	ClassNames []string
 }
+
+// FashionMNISTClasses are the default ClassNames: Fashion-MNIST's labels in order.
+var FashionMNISTClasses = []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
 
 // Validate checks the options; errors are bad input naming the flag.
 func (o *Options) Validate() error {
@@ -77,6 +84,19 @@ func (o *Options) Validate() error {
 	}
 	if _, err := objstore.Parse(o.DatasetURI); err != nil {
 		return fmt.Errorf("--dataset-uri: %w", err)
+	}
+	if len(o.ClassNames) == 0 {
+		o.ClassNames = FashionMNISTClasses
+	}
+	names := make([]string, len(o.ClassNames))
+	for i, n := range o.ClassNames {
+		if names[i] = strings.TrimSpace(n); names[i] == "" {
+			return exitcode.Invalidf("--class-names: name %d is empty", i+1)
+		}
+	}
+	o.ClassNames = names
+	if len(o.ClassNames) < 2 || len(o.ClassNames) > 1000 {
+		return exitcode.Invalidf("--class-names: want 2..1000 names, got %d", len(o.ClassNames))
 	}
 	if o.Split == "" {
 		o.Split = "t10k"

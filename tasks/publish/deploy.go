@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -54,7 +53,7 @@ type DeployOptions struct {
 	ModelVersion   string
 	RegistryURI    string // for the environment history
 	ServerImage    string
-	Replicas       int32
+	Replicas       int
 	S3Endpoint     string
 	S3Secret       string // Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, referenced, never copied
 	ServiceAccount string
@@ -113,16 +112,12 @@ func (d *Deployed) Values() map[string]string {
 type Deployer struct {
 	client kubernetes.Interface
 	store  objstore.Store
-	log    *slog.Logger
-	now    func() time.Time
+	config
 }
 
-// NewDeployer returns a Deployer.
-func NewDeployer(client kubernetes.Interface, store objstore.Store, log *slog.Logger) *Deployer {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Deployer{client: client, store: store, log: log, now: time.Now}
+// NewDeployer returns a Deployer applying to client and keeping history in store.
+func NewDeployer(client kubernetes.Interface, store objstore.Store, opts ...Option) *Deployer {
+	return &Deployer{client: client, store: store, config: newConfig(opts)}
 }
 
 // Deploy verifies the version, applies the Deployment and Service, waits for
@@ -213,7 +208,7 @@ func deploymentConfig(o DeployOptions, name, prevURI, prevDigest string) *appsac
 		pod.WithServiceAccountName(o.ServiceAccount)
 	}
 	return appsac.Deployment(name, o.Namespace).WithLabels(lbl).WithAnnotations(ann).
-		WithSpec(appsac.DeploymentSpec().WithReplicas(o.Replicas).WithSelector(metaac.LabelSelector().WithMatchLabels(sel)).
+		WithSpec(appsac.DeploymentSpec().WithReplicas(int32(o.Replicas)).WithSelector(metaac.LabelSelector().WithMatchLabels(sel)).
 			WithProgressDeadlineSeconds(int32(max(o.RolloutTimeout.Seconds(), 30))).
 			WithTemplate(coreac.PodTemplateSpec().WithLabels(lbl).WithAnnotations(map[string]string{AnnModelDigest: o.ModelDigest}).WithSpec(pod)))
 }
@@ -373,9 +368,23 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	return d.apply(ctx, o, true)
 }
 
-// Teardown deletes the environment's Deployment and Service.
-func (d *Deployer) Teardown(ctx context.Context, ns, model, env string) error {
-	name := Name(model, env)
+// ValidateTeardown checks what Teardown uses: the environment and the model name (bad input).
+func (o *DeployOptions) ValidateTeardown() error {
+	if o.Environment != "staging" && o.Environment != "production" {
+		return exitcode.Invalidf("--environment %q: want staging or production", o.Environment)
+	}
+	if !nameRE.MatchString(o.ModelName) {
+		return exitcode.Invalidf("--model-name %q: want a DNS label", o.ModelName)
+	}
+	return nil
+}
+
+// Teardown deletes the environment's Deployment and Service (o.Namespace, o.ModelName, o.Environment).
+func (d *Deployer) Teardown(ctx context.Context, o DeployOptions) error {
+	if err := o.ValidateTeardown(); err != nil {
+		return err
+	}
+	ns, name := o.Namespace, Name(o.ModelName, o.Environment)
 	bg := metav1.DeletePropagationBackground
 	if err := d.client.AppsV1().Deployments(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
 		return kube.Classify("deleting deployment "+name, err)

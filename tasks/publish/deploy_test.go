@@ -49,7 +49,7 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	e := newEnv(t)
 	c := fake.NewClientset()
 	kubelet(t, c, "ml")
-	d := NewDeployer(c, e.store, nil)
+	d := NewDeployer(c, e.store)
 	v1, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w1"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {
 		t.Fatal(err)
@@ -120,13 +120,13 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 		t.Errorf("history %v, want %v", got, want)
 	}
 
-	if err := d.Teardown(e.ctx, "ml", "fashion-mnist", "production"); err != nil {
+	if err := d.Teardown(e.ctx, DeployOptions{Namespace: "ml", ModelName: "fashion-mnist", Environment: "production"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("deployment still there: %v", err)
 	}
-	if err := d.Teardown(e.ctx, "ml", "fashion-mnist", "production"); err != nil {
+	if err := d.Teardown(e.ctx, DeployOptions{Namespace: "ml", ModelName: "fashion-mnist", Environment: "production"}); err != nil {
 		t.Errorf("teardown twice: %v", err)
 	}
 }
@@ -138,7 +138,7 @@ func equalSpec(a, b *appsv1.Deployment) bool {
 
 func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 	e := newEnv(t)
-	d := NewDeployer(fake.NewClientset(), e.store, nil)
+	d := NewDeployer(fake.NewClientset(), e.store)
 	o := e.deployOpts("staging")
 	o.ModelURI = e.trainerOutput("r1", "w") // trainer output: no manifest
 	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "not a published") {
@@ -160,7 +160,7 @@ func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 func TestFailedRolloutIsExplained(t *testing.T) {
 	e := newEnv(t)
 	c := fake.NewClientset()
-	d := NewDeployer(c, e.store, nil)
+	d := NewDeployer(c, e.store)
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {
 		t.Fatal(err)

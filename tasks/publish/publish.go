@@ -27,7 +27,7 @@ type PublishOptions struct {
 	// sortable by time and tied to the content.
 	Version             string
 	TrainingImageDigest string
-	Workflow            string
+	Run                 string // the run publishing it, recorded in the manifest
 	OCIRef              string // optional repository to push the OCI artifact to
 	OCIBase             string // optional base image for the artifact (KServe modelcar needs a shell)
 }
@@ -69,12 +69,25 @@ func (o *PublishOptions) Validate() error {
 	return nil
 }
 
-// Publisher publishes models.
+// Publisher publishes models and records runs.
 type Publisher struct {
 	store objstore.Store
-	log   *slog.Logger
-	now   func() time.Time
-	oci   OCIPusher
+	config
+}
+
+// config holds what the Options of this package set, for Publisher and Deployer alike.
+type config struct {
+	log *slog.Logger
+	now func() time.Time
+	oci OCIPusher
+}
+
+func newConfig(opts []Option) config {
+	c := config{log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
 }
 
 // OCIPusher pushes a model as an OCI artifact and returns repo@digest.
@@ -82,25 +95,21 @@ type OCIPusher interface {
 	Push(ctx context.Context, ref, base string, m manifest.Manifest, files map[string][]byte) (string, error)
 }
 
-// Option configures a Publisher.
-type Option func(*Publisher)
+// Option configures a Publisher or a Deployer.
+type Option func(*config)
 
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(p *Publisher) { p.log = l } }
+// WithLogger sets the logger (default: silent).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // WithClock sets the clock (tests).
-func WithClock(now func() time.Time) Option { return func(p *Publisher) { p.now = now } }
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // WithOCI sets the OCI pusher (default: go-containerregistry remote).
-func WithOCI(o OCIPusher) Option { return func(p *Publisher) { p.oci = o } }
+func WithOCI(o OCIPusher) Option { return func(c *config) { c.oci = o } }
 
 // NewPublisher returns a Publisher over store.
 func NewPublisher(store objstore.Store, opts ...Option) *Publisher {
-	p := &Publisher{store: store, log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
+	return &Publisher{store: store, config: newConfig(opts)}
 }
 
 // modelDir is <registry>/<model>/.
@@ -149,7 +158,7 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		return nil, fmt.Errorf("copied files have digest %s, source has %s: the source changed during publish or the copy is corrupt", got, digest)
 	}
 	m := manifest.Manifest{SchemaVersion: 1, ModelName: o.ModelName, Version: version, Digest: digest, Files: src,
-		SourceURI: o.SourceURI, TrainingImageDigest: o.TrainingImageDigest, Workflow: o.Workflow, Created: p.now().UTC()}
+		SourceURI: o.SourceURI, TrainingImageDigest: o.TrainingImageDigest, Workflow: o.Run, Created: p.now().UTC()}
 	p.readMetrics(ctx, srcDir, &m)
 	b, _ := json.MarshalIndent(m, "", "  ")
 	if err := objstore.PutBytes(ctx, p.store, dir.Join(manifest.FileName).String(), b); err != nil {

@@ -63,7 +63,7 @@ func (e *env) publisher(opts ...Option) *Publisher {
 func TestPublishIsImmutableAndIdempotent(t *testing.T) {
 	e := newEnv(t)
 	src := e.trainerOutput("run-1", "weights-1")
-	o := PublishOptions{SourceURI: src, RegistryURI: "s3://models", ModelName: "fashion-mnist", Workflow: "ml-pipeline-abc", TrainingImageDigest: "reg/trainer@sha256:11"}
+	o := PublishOptions{SourceURI: src, RegistryURI: "s3://models", ModelName: "fashion-mnist", Run: "ml-pipeline-abc", TrainingImageDigest: "reg/trainer@sha256:11"}
 	first, err := e.publisher().Publish(e.ctx, o)
 	if err != nil {
 		t.Fatal(err)

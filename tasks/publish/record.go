@@ -20,30 +20,41 @@ type RunRecord struct {
 	Finished     time.Time       `json:"finished"`
 }
 
-// RunRecordURI is where RecordRun writes a run's record: <registry>/<model>/runs/<run>.json.
+// RunRecordURI is where Record writes a run's record: <registry>/<model>/runs/<run>.json.
 func RunRecordURI(registry, model, run string) string {
 	return modelDir(registry, model).Join("runs", run+".json").String()
 }
 
-// RecordRun writes the run's outcome next to the model's versions.
-func RecordRun(ctx context.Context, s objstore.Store, registry, model string, r RunRecord) (string, error) {
-	if r.Run == "" || r.Status == "" {
+// RecordOptions describe how a run ended.
+type RecordOptions struct {
+	RegistryURI  string
+	ModelName    string
+	Run          string
+	Status       string // Argo {{workflow.status}}
+	Failures     string // Argo {{workflow.failures}}: JSON, or "" / "null" when none
+	ModelVersion string // the version the run published, if any
+}
+
+// Record writes the run's outcome next to the model's versions and returns its URI.
+func (p *Publisher) Record(ctx context.Context, o RecordOptions) (string, error) {
+	if o.Run == "" || o.Status == "" {
 		return "", exitcode.Invalidf("--run-name and --status are required")
 	}
-	if !nameRE.MatchString(model) {
-		return "", exitcode.Invalidf("--model-name %q: want a DNS label", model)
+	if !nameRE.MatchString(o.ModelName) {
+		return "", exitcode.Invalidf("--model-name %q: want a DNS label", o.ModelName)
 	}
-	if _, err := objstore.Parse(registry); err != nil {
+	if _, err := objstore.Parse(o.RegistryURI); err != nil {
 		return "", fmt.Errorf("--registry-uri: %w", err)
 	}
+	r := RunRecord{Run: o.Run, Status: o.Status, ModelVersion: o.ModelVersion, Failures: json.RawMessage(o.Failures), Finished: p.now().UTC()}
 	if len(r.Failures) > 0 && !json.Valid(r.Failures) {
 		// Argo renders an empty list as "" or "null"; anything else must be JSON.
-		r.Failures, _ = json.Marshal(string(r.Failures))
+		r.Failures, _ = json.Marshal(o.Failures)
 	}
 	r.Promoted = r.Status == "Succeeded"
-	uri := RunRecordURI(registry, model, r.Run)
+	uri := RunRecordURI(o.RegistryURI, o.ModelName, r.Run)
 	b, _ := json.MarshalIndent(r, "", "  ")
-	if err := objstore.PutBytes(ctx, s, uri, b); err != nil {
+	if err := objstore.PutBytes(ctx, p.store, uri, b); err != nil {
 		return "", fmt.Errorf("recording run: %w", err)
 	}
 	return uri, nil

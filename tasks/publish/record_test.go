@@ -17,8 +17,9 @@ func TestRecordRun(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := objstore.New(nil)
 	failures := `[{"displayName":"canary-gate","message":"canary failed: accuracy 0.41 vs min 0.85","phase":"Failed"}]`
-	uri, err := RecordRun(context.Background(), s, "file://"+dir, "fashion-mnist",
-		RunRecord{Run: "ml-pipeline-x", Status: "Failed", Failures: json.RawMessage(failures), Finished: time.Now()})
+	p := NewPublisher(s, WithClock(func() time.Time { return time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC) }))
+	reg := "file://" + dir
+	uri, err := p.Record(context.Background(), RecordOptions{RegistryURI: reg, ModelName: "fashion-mnist", Run: "ml-pipeline-x", Status: "Failed", Failures: failures})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,13 +29,13 @@ func TestRecordRun(t *testing.T) {
 	}
 	var got RunRecord
 	json.Unmarshal(b, &got)
-	if got.Promoted || got.Status != "Failed" || string(got.Failures) == "" {
+	if got.Promoted || got.Status != "Failed" || string(got.Failures) == "" || !got.Finished.Equal(time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)) {
 		t.Errorf("record %s", b)
 	}
-	if _, err := RecordRun(context.Background(), s, "file://"+dir, "fashion-mnist", RunRecord{Run: "r", Status: "Succeeded", Failures: json.RawMessage("not json")}); err != nil {
+	if _, err := p.Record(context.Background(), RecordOptions{RegistryURI: reg, ModelName: "fashion-mnist", Run: "r", Status: "Succeeded", Failures: "not json"}); err != nil {
 		t.Errorf("non-JSON failures must be kept as a string: %v", err)
 	}
-	if _, err := RecordRun(context.Background(), s, "file://"+dir, "fashion-mnist", RunRecord{Run: "r"}); exitcode.Of(err) != exitcode.BadInput {
+	if _, err := p.Record(context.Background(), RecordOptions{RegistryURI: reg, ModelName: "fashion-mnist", Run: "r"}); exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("missing status: %v", err)
 	}
 }

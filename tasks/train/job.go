@@ -67,7 +67,7 @@ func buildJob(o *Options) *batchv1.Job {
 		envFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: o.EnvFromSecret}}}}
 	}
 	spec := batchv1.JobSpec{
-		BackoffLimit:          ptr.To(o.BackoffLimit),
+		BackoffLimit:          ptr.To(int32(o.BackoffLimit)),
 		ActiveDeadlineSeconds: ptr.To(int64(o.Timeout.Seconds())),
 		Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Labels: labels},

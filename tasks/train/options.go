@@ -22,6 +22,9 @@ import (
 // Options describe one training run.
 type Options struct {
 	Namespace string
+	// Run is the run this training belongs to (Argo: the workflow name). When set it labels the
+	// Job and its pods and, without JobName, derives the Job's name.
+	Run string
 	// JobName is the Job's name; the same name re-attaches to the same Job.
 	JobName string
 	Image   string
@@ -40,7 +43,7 @@ type Options struct {
 	Timeout time.Duration
 	// UnschedulableTimeout fails the run when a pod stays unschedulable this long.
 	UnschedulableTimeout time.Duration
-	BackoffLimit         int32
+	BackoffLimit         int
 	DatasetURI           string
 	OutputURI            string
 	// S3Endpoint is handed to the container as GANTRY_S3_ENDPOINT when set.
@@ -54,6 +57,15 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Validate checks every option; all errors are bad input naming the flag.
 func (o *Options) Validate() error {
+	if o.Run != "" {
+		if o.JobName == "" {
+			o.JobName = JobNameFor(o.Run)
+		}
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		o.Labels["gantry.dev/run"] = RunLabel(o.Run)
+	}
 	if o.JobName == "" {
 		return exitcode.Invalidf("--job-name or --run-name is required")
 	}

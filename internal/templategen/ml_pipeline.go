@@ -1,0 +1,146 @@
+package templategen
+
+import (
+	"fmt"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// PipelineParam is a parameter of ml-pipeline with its default.
+type PipelineParam struct{ Name, Default, Description string }
+
+// PipelineParams run the Fashion-MNIST example out of the box (DESIGN §5).
+func PipelineParams() []PipelineParam {
+	return []PipelineParam{
+		{"model-name", "fashion-mnist", "model name (a DNS label)"},
+		{"train-image", Image("fashion-trainer"), "training image; the push trigger sets it to the pushed digest"},
+		{"hyperparameters", "epochs=10,learning-rate=0.001,batch-size=128", "comma-separated KEY=VALUE for the trainer"},
+		{"dataset-uri", "s3://datasets/fashion-mnist/", "dataset prefix with the four IDX .gz files"},
+		{"bucket", "models", "bucket holding training outputs, the model registry and reports"},
+		{"s3-endpoint", "http://minio.gantry-system.svc:9000", "S3 endpoint URL (empty: AWS)"},
+		{"s3-secret", DefaultSecret, "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"},
+		{"server-image", Image("model-server"), "model server image"},
+		{"min-accuracy", "0.85", "canary gate: minimum accuracy"},
+		{"max-accuracy-drop", "0.02", "canary gate: largest accuracy drop against production"},
+		{"max-p99-ms", "500", "canary gate: largest request p99 in ms"},
+		{"approvers", "", "comma-separated usernames allowed to approve (empty: anyone)"},
+		{"approval-timeout", "24h", "how long to wait for a decision; silence rejects"},
+		{"notify-url", "", "webhook for approval requests (Slack-compatible text)"},
+		{"keep-staging", "false", "keep the staging server after the run"},
+		{"oci-ref", "", "also push each model version as an OCI artifact to this repository"},
+	}
+}
+
+// globalOutput is the workflow output name (exported by a task's Globals), or "" when no step
+// has set it yet: a plain {{workflow.outputs.parameters.NAME}} would fail to resolve in the exit
+// handler of a run that ended before that step.
+func globalOutput(name string) string {
+	return "{{=sprig.dig('outputs', 'parameters', '" + name + "', '', workflow)}}"
+}
+
+func wp(name string) string { return "{{workflow.parameters." + name + "}}" }
+func tp(task, result string) string {
+	return fmt.Sprintf("{{tasks.%s.outputs.parameters.%s}}", task, result)
+}
+
+func args(kv ...string) wfv1.Arguments {
+	var a wfv1.Arguments
+	for i := 0; i < len(kv); i += 2 {
+		a.Parameters = append(a.Parameters, wfv1.Parameter{Name: kv[i], Value: wfv1.AnyStringPtr(kv[i+1])})
+	}
+	return a
+}
+
+func ref(binary, template string) *wfv1.TemplateRef {
+	return &wfv1.TemplateRef{Name: binary, Template: template}
+}
+
+// Pipeline is the ml-pipeline WorkflowTemplate (DESIGN §1).
+func Pipeline() *wfv1.WorkflowTemplate {
+	var params []wfv1.Parameter
+	for _, pp := range PipelineParams() {
+		params = append(params, wfv1.Parameter{Name: pp.Name, Value: wfv1.AnyStringPtr(pp.Default), Description: wfv1.AnyStringPtr(pp.Description)})
+	}
+	s3 := []string{"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("s3-secret")}
+	with := func(base []string, extra ...string) wfv1.Arguments {
+		return args(append(append([]string{}, extra...), base...)...)
+	}
+	registry := "s3://" + wp("bucket") + "/registry"
+	runDir := "s3://" + wp("bucket") + "/runs/{{workflow.name}}"
+	prodEndpoint := "http://" + wp("model-name") + "-production.{{workflow.namespace}}.svc:8501"
+	deployArgs := func(env string) wfv1.Arguments {
+		return args("environment", env, "model-uri", tp("publish", "model-uri"), "model-digest", tp("publish", "model-digest"),
+			"registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
+			"s3-secret", wp("s3-secret"), "s3-endpoint", wp("s3-endpoint"))
+	}
+	tasks := []wfv1.DAGTask{
+		{Name: "train", TemplateRef: ref("train-launcher", "train"), Arguments: with(s3,
+			"image", wp("train-image"), "dataset-uri", wp("dataset-uri"), "output-uri", runDir+"/model/",
+			"hyperparameters", wp("hyperparameters"), "env-from-secret", wp("s3-secret"))},
+		{Name: "publish", Depends: "train", TemplateRef: ref("model-publisher", "publish"), Arguments: with(s3,
+			"source-uri", tp("train", "model-uri"), "registry-uri", registry, "model-name", wp("model-name"),
+			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"))},
+		{Name: "deploy-staging", Depends: "publish", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("staging")},
+		{Name: "canary", Depends: "deploy-staging", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(s3,
+			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", prodEndpoint, "model-name", wp("model-name"),
+			"dataset-uri", wp("dataset-uri"), "min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"),
+			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/")},
+		{Name: "canary-gate", Depends: "canary", TemplateRef: ref("approver", "gate"),
+			Arguments: args("decision", tp("canary", "verdict"), "reason", tp("canary", "reason"))},
+		{Name: "request-approval", Depends: "canary-gate", TemplateRef: ref("approver", "request"), Arguments: args(
+			"notify-url", wp("notify-url"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
+			"model-uri", tp("publish", "model-uri"), "accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
+			"p99-ms", tp("canary", "p99-ms"), "report-uri", tp("canary", "report-uri"))},
+		{Name: "approval", Depends: "request-approval", Template: "approval"},
+		{Name: "verify-approval", Depends: "approval", TemplateRef: ref("approver", "verify"), Arguments: with(s3,
+			"timeout", wp("approval-timeout"), "approvers", wp("approvers"),
+			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
+			"model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
+			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"))},
+		{Name: "approval-gate", Depends: "verify-approval", TemplateRef: ref("approver", "gate"),
+			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
+		{Name: "promote", Depends: "approval-gate", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("production")},
+		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(s3,
+			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "dataset-uri", wp("dataset-uri"), "limit", "500",
+			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
+		{Name: "rollback", Depends: "smoke", When: tp("smoke", "verdict") + " == fail", TemplateRef: ref("model-publisher", "rollback"),
+			Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
+				"s3-secret", wp("s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
+		{Name: "smoke-gate", Depends: "rollback", TemplateRef: ref("approver", "gate"),
+			Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed, rolled back: "+tp("smoke", "reason"))},
+	}
+	approval := wfv1.Template{
+		Name:    "approval",
+		Suspend: &wfv1.SuspendTemplate{Duration: wp("approval-timeout")},
+		Outputs: wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", Description: wfv1.AnyStringPtr("approved or rejected; plain `argo resume` approves"),
+			ValueFrom: &wfv1.ValueFrom{Supplied: &wfv1.SuppliedValueFrom{}, Default: wfv1.AnyStringPtr("approved")}}}},
+	}
+	exit := wfv1.Template{
+		Name: "exit-handler",
+		Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{
+			{Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
+				Arguments: args("environment", "staging", "model-name", wp("model-name"))},
+			{Name: "record-outcome", TemplateRef: ref("model-publisher", "record"), Arguments: args(
+				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "model-version", globalOutput("model-version"),
+				"registry-uri", registry, "model-name", wp("model-name"),
+				"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("s3-secret"))},
+		}}},
+	}
+	return &wfv1.WorkflowTemplate{
+		TypeMeta: metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "WorkflowTemplate"},
+		ObjectMeta: metav1.ObjectMeta{Name: "ml-pipeline", Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"},
+			Annotations: map[string]string{"workflows.argoproj.io/description": "train → publish → staging → canary → approval → production → smoke; approve with `argo resume RUN`"}},
+		Spec: wfv1.WorkflowSpec{
+			Entrypoint: "pipeline", OnExit: "exit-handler", ServiceAccountName: ServiceAccount,
+			Arguments:             wfv1.Arguments{Parameters: params},
+			PodGC:                 &wfv1.PodGC{Strategy: wfv1.PodGCOnWorkflowSuccess},
+			ActiveDeadlineSeconds: ptr.To(int64(7 * 24 * 3600)),
+			Templates: []wfv1.Template{
+				{Name: "pipeline", DAG: &wfv1.DAGTemplate{Tasks: tasks}},
+				approval, exit,
+			},
+		},
+	}
+}

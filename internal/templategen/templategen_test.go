@@ -1,0 +1,385 @@
+package templategen
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/workflow/validate"
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+)
+
+type wftGetter map[string]*wfv1.WorkflowTemplate
+
+func (g wftGetter) Get(name string) (*wfv1.WorkflowTemplate, error) {
+	if w, ok := g[name]; ok {
+		return w, nil
+	}
+	return nil, fmt.Errorf("workflowtemplate %q not found", name)
+}
+
+type cwftGetter struct{}
+
+func (cwftGetter) Get(name string) (*wfv1.ClusterWorkflowTemplate, error) {
+	return nil, fmt.Errorf("clusterworkflowtemplate %q not found", name)
+}
+
+// fromYAML reads a generated file back, so validation sees exactly what users apply.
+func fromYAML(t *testing.T, name string) *wfv1.WorkflowTemplate {
+	t.Helper()
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.SplitN(string(files[name]), "---\n", 2)[1]
+	var w wfv1.WorkflowTemplate
+	if err := yaml.UnmarshalStrict([]byte(doc), &w); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return &w
+}
+
+func TestArgoValidatesEveryTemplate(t *testing.T) {
+	getter := wftGetter{}
+	for _, w := range TaskTemplates() {
+		getter[w.Name] = fromYAML(t, w.Name+".yaml")
+	}
+	getter["ml-pipeline"] = fromYAML(t, "ml-pipeline.yaml")
+	for name, w := range getter {
+		for _, lint := range []bool{false, true} {
+			if err := validate.ValidateWorkflowTemplate(getter, cwftGetter{}, w, nil, validate.ValidateOpts{Lint: lint, WorkflowTemplateValidation: true}); err != nil {
+				t.Errorf("%s (lint=%t): %v", name, lint, err)
+			}
+		}
+	}
+	// A broken reference must be caught: the validation is not a no-op.
+	broken := Pipeline()
+	broken.Spec.Templates[0].DAG.Tasks[1].TemplateRef.Template = "nope"
+	if err := validate.ValidateWorkflowTemplate(getter, cwftGetter{}, broken, nil, validate.ValidateOpts{}); err == nil {
+		t.Error("validation accepted a templateRef to a missing template")
+	}
+}
+
+func TestEveryAPICallingStepRetriesOnlyTransientErrors(t *testing.T) {
+	t.Parallel()
+	apiCalling := map[string]bool{"train-launcher": true, "model-publisher": true, "canary-evaluator": true}
+	for _, w := range TaskTemplates() {
+		for _, tm := range w.Spec.Templates {
+			calls := apiCalling[w.Name] || tm.Name == "request" || tm.Name == "verify"
+			rs := tm.RetryStrategy
+			if calls && (rs == nil || rs.Expression != RetryExpression || rs.Backoff == nil || rs.Limit == nil || rs.RetryPolicy != wfv1.RetryPolicyAlways) {
+				t.Errorf("%s/%s calls APIs but has retry strategy %+v", w.Name, tm.Name, rs)
+			}
+			if tm.Name == "gate" && rs != nil {
+				t.Errorf("approver/gate turns a verdict into a failure: it must never be retried")
+			}
+		}
+	}
+	for _, code := range []string{"2", "1"} {
+		if strings.Contains(RetryExpression, "== "+code) {
+			t.Errorf("retry expression retries exit %s", code)
+		}
+	}
+}
+
+func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
+	t.Parallel()
+	var found bool
+	for _, tm := range Pipeline().Spec.Templates {
+		if tm.Suspend == nil {
+			continue
+		}
+		found = true
+		if tm.Suspend.Duration != "{{workflow.parameters.approval-timeout}}" {
+			t.Errorf("suspend duration %q", tm.Suspend.Duration)
+		}
+		ps := tm.Outputs.Parameters
+		if len(ps) != 1 || ps[0].Name != "decision" || ps[0].ValueFrom == nil || ps[0].ValueFrom.Supplied == nil || ps[0].ValueFrom.Default.String() != "approved" {
+			t.Errorf("approval outputs %+v: want a supplied decision defaulting to approved (plain argo resume approves)", ps)
+		}
+	}
+	if !found {
+		t.Fatal("no suspend node")
+	}
+	// Verify runs after it with the same timeout, so silence is a rejection.
+	for _, task := range Pipeline().Spec.Templates[0].DAG.Tasks {
+		if task.Name == "verify-approval" {
+			if task.Depends != "approval" || argValue(task.Arguments, "timeout") != "{{workflow.parameters.approval-timeout}}" {
+				t.Errorf("verify-approval: depends %q timeout %q", task.Depends, argValue(task.Arguments, "timeout"))
+			}
+		}
+	}
+	y, _ := ToYAML(Pipeline())
+	if !strings.Contains(string(y), "supplied: {}") {
+		t.Error("YAML lost valueFrom.supplied")
+	}
+}
+
+// The exit handler records the version the run published: publish exports it as the workflow
+// output the record step reads, through an expression that yields "" when publish never ran.
+func TestExitHandlerRecordsThePublishedVersion(t *testing.T) {
+	t.Parallel()
+	pl := fromYAML(t, "ml-pipeline.yaml")
+	var record *wfv1.WorkflowStep
+	for _, tm := range pl.Spec.Templates {
+		if tm.Name != pl.Spec.OnExit {
+			continue
+		}
+		for _, ps := range tm.Steps {
+			for i := range ps.Steps {
+				if ps.Steps[i].TemplateRef != nil && ps.Steps[i].TemplateRef.Template == "record" {
+					record = &ps.Steps[i]
+				}
+			}
+		}
+	}
+	if record == nil {
+		t.Fatalf("exit handler %q has no record step", pl.Spec.OnExit)
+	}
+	got := argValue(record.Arguments, "model-version")
+	m := regexp.MustCompile(`^\{\{=sprig\.dig\('outputs', 'parameters', '([a-z0-9-]+)', '', workflow\)\}\}$`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("record model-version = %q, want a workflow output with an empty default", got)
+	}
+	var exported []string
+	for _, tm := range fromYAML(t, "model-publisher.yaml").Spec.Templates {
+		for _, o := range tm.Outputs.Parameters {
+			if o.GlobalName != "" {
+				exported = append(exported, tm.Name+"."+o.Name+"→"+o.GlobalName)
+			}
+		}
+	}
+	if want := []string{"publish.model-version→" + m[1]}; !slices.Equal(exported, want) {
+		t.Errorf("model-publisher exports %v, want %v", exported, want)
+	}
+}
+
+func argValue(a wfv1.Arguments, name string) string {
+	for _, p := range a.Parameters {
+		if p.Name == name && p.Value != nil {
+			return p.Value.String()
+		}
+	}
+	return ""
+}
+
+var refRE = regexp.MustCompile(`\{\{(inputs|workflow)\.parameters\.([a-z0-9-]+)\}\}`)
+
+func TestNoParameterUnusedOrUndefined(t *testing.T) {
+	t.Parallel()
+	for _, w := range TaskTemplates() {
+		for _, tm := range w.Spec.Templates {
+			body, _ := yaml.Marshal(struct {
+				C any
+				M any
+			}{tm.Container, tm.Metrics})
+			defined := map[string]bool{}
+			for _, p := range tm.Inputs.Parameters {
+				defined[p.Name] = true
+				if !strings.Contains(string(body), "{{inputs.parameters."+p.Name+"}}") {
+					t.Errorf("%s/%s: input %s is never used", w.Name, tm.Name, p.Name)
+				}
+				if p.Description == nil || p.Description.String() == "" {
+					t.Errorf("%s/%s: input %s has no description", w.Name, tm.Name, p.Name)
+				}
+			}
+			for _, m := range refRE.FindAllStringSubmatch(string(body), -1) {
+				if m[1] == "inputs" && !defined[m[2]] {
+					t.Errorf("%s/%s uses undefined input %s", w.Name, tm.Name, m[2])
+				}
+			}
+		}
+	}
+	pl := Pipeline()
+	body, _ := yaml.Marshal(pl.Spec.Templates)
+	for _, p := range pl.Spec.Arguments.Parameters {
+		if !strings.Contains(string(body), "{{workflow.parameters."+p.Name+"}}") {
+			t.Errorf("ml-pipeline parameter %s is never used", p.Name)
+		}
+	}
+	// Every argument a DAG task passes is an input of the template it calls.
+	for _, task := range pl.Spec.Templates[0].DAG.Tasks {
+		if task.TemplateRef == nil {
+			continue
+		}
+		tk, ok := FindTask(task.TemplateRef.Name, task.TemplateRef.Template)
+		if !ok {
+			t.Errorf("task %s calls unknown %s/%s", task.Name, task.TemplateRef.Name, task.TemplateRef.Template)
+			continue
+		}
+		inputs := map[string]bool{}
+		for _, p := range tk.Params {
+			inputs[p.Name] = true
+			if p.Default == nil && argValue(task.Arguments, p.Name) == "" {
+				t.Errorf("task %s does not pass required %s", task.Name, p.Name)
+			}
+		}
+		for _, a := range task.Arguments.Parameters {
+			if !inputs[a.Name] {
+				t.Errorf("task %s passes %s, which %s/%s does not take", task.Name, a.Name, tk.Binary, tk.Template)
+			}
+		}
+	}
+}
+
+func TestEveryImageIsKo(t *testing.T) {
+	t.Parallel()
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgRE := regexp.MustCompile(`(?m)image: (\S+)`)
+	n := 0
+	for name, b := range files {
+		if strings.HasSuffix(name, ".md") {
+			continue
+		}
+		for _, m := range imgRE.FindAllStringSubmatch(string(b), -1) {
+			n++
+			if !strings.HasPrefix(m[1], "ko://"+Module+"/") {
+				t.Errorf("%s: image %s is not a ko:// reference", name, m[1])
+			}
+		}
+		if !strings.HasPrefix(string(b), Header) {
+			t.Errorf("%s lacks the generated header", name)
+		}
+		meaningful := strings.NewReplacer("supplied: {}", "", "emptyDir: {}", "").Replace(string(b))
+		for _, bad := range []string{"creationTimestamp", ": {}\n", "name: \"\"", "status:"} {
+			if strings.Contains(meaningful, bad) {
+				t.Errorf("%s contains %q", name, bad)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d images found", n)
+	}
+}
+
+func TestTektonShape(t *testing.T) {
+	t.Parallel()
+	paramRE := regexp.MustCompile(`\$\(params\.([a-z0-9-]+)\)`)
+	for _, task := range TektonTasks() {
+		b, _ := yaml.Marshal(task)
+		var shape struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string
+			Metadata   struct {
+				Name        string
+				Labels      map[string]string
+				Annotations map[string]string
+			}
+			Spec struct {
+				Description string
+				Params      []struct{ Name, Type, Description, Default string }
+				Results     []struct{ Name, Description string }
+				Steps       []struct {
+					Name, Image, Script string
+					Args, Command       []string
+					Env                 []map[string]any
+					SecurityContext     map[string]any `json:"securityContext"`
+				}
+			}
+		}
+		if err := yaml.UnmarshalStrict(b, &shape); err != nil {
+			t.Fatalf("%v", err)
+		}
+		name := shape.Metadata.Name
+		if shape.APIVersion != "tekton.dev/v1" || shape.Kind != "Task" || shape.Metadata.Annotations["tekton.dev/pipelines.minVersion"] == "" || shape.Spec.Description == "" {
+			t.Errorf("%s: not a catalog-style Task: %+v", name, shape)
+		}
+		defined := map[string]bool{}
+		for _, p := range shape.Spec.Params {
+			if p.Description == "" || p.Type != "string" || defined[p.Name] {
+				t.Errorf("%s: param %+v", name, p)
+			}
+			defined[p.Name] = true
+		}
+		for _, m := range paramRE.FindAllStringSubmatch(string(b), -1) {
+			if !defined[m[1]] {
+				t.Errorf("%s references undefined param %s", name, m[1])
+			}
+		}
+		for _, s := range shape.Spec.Steps {
+			if s.Script != "" {
+				t.Errorf("%s: steps must not use scripts", name)
+			}
+			if len(shape.Spec.Results) > 0 && !contains(s.Args, "--results-dir=/tekton/results") {
+				t.Errorf("%s: results declared but not written to /tekton/results", name)
+			}
+		}
+		// Results share the 4096-byte termination message. Free text (reason, metrics,
+		// message) is capped at 1 KB by the binaries; the rest are URIs, digests and numbers (< 256 B).
+		budget := 0
+		for _, r := range shape.Spec.Results {
+			if r.Name == "reason" || r.Name == "metrics" || r.Name == "message" {
+				budget += 1024
+			} else {
+				budget += 256
+			}
+		}
+		if budget > 4096 {
+			t.Errorf("%s: results may need %d bytes, over Tekton's 4096", name, budget)
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCommittedTemplatesAreCurrent(t *testing.T) {
+	t.Parallel()
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join("..", "..", "templates", name))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("templates/%s is stale (run hack/update-templates.sh): %v", name, err)
+		}
+	}
+}
+
+// ko puts a binary at /ko-app/<last element of its import path>; a template that names another
+// path fails only at run time, so check that every container's command matches its image.
+func TestCommandMatchesKoEntrypoint(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, wft := range TaskTemplates() {
+		for _, tmpl := range wft.Spec.Templates {
+			if tmpl.Container == nil {
+				continue
+			}
+			n++
+			img := tmpl.Container.Image
+			want := "/ko-app/" + img[strings.LastIndex(img, "/")+1:]
+			if len(tmpl.Container.Command) != 1 || tmpl.Container.Command[0] != want {
+				t.Errorf("%s/%s: command %q, want [%s] for image %s", wft.Name, tmpl.Name, tmpl.Container.Command, want, img)
+			}
+		}
+	}
+	for _, task := range TektonTasks() {
+		for _, step := range task["spec"].(obj)["steps"].([]obj) {
+			n++
+			img := step["image"].(string)
+			if got, want := step["command"], Command(img[strings.LastIndex(img, "/")+1:]); !cmp.Equal(got, want) {
+				t.Errorf("tekton step %s: command %v, want %v", step["name"], got, want)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d containers checked", n)
+	}
+}

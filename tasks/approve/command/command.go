@@ -1,0 +1,250 @@
+// Package command is the approver CLI: its flags bind straight into the
+// approve package's Options structs, and the generated templates and
+// tasks/approve/README.md read their descriptions and defaults from here.
+package command
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/approve"
+)
+
+// Name is the binary's name (and image and template name).
+const Name = "approver"
+
+// ClientsFunc builds the Argo and Kubernetes clients and returns the namespace to use.
+type ClientsFunc func(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error)
+
+// RealClients are the in-cluster / kubeconfig clients.
+func RealClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error) {
+	cfg, ns, err := kube.Config(kubeconfig, namespace)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	wf, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	return wf, kc, ns, err
+}
+
+// Flags that several subcommands share, each described here once.
+func runFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "run-name", Destination: p, Usage: "the run (Argo: {{workflow.name}}; Tekton: the PipelineRun)"}
+}
+
+func nodeFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "node", Value: "approval", Destination: p, Usage: "display name of the approval suspend node"}
+}
+
+func approversFlag(p *[]string) cli.Flag {
+	return &cli.GenericFlag{Name: "approvers", Value: taskcli.List(p), Usage: "comma-separated usernames allowed to approve (empty: anyone)"}
+}
+
+func candidateFlags(c *approve.Candidate) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "model-name", Destination: &c.ModelName, Usage: "model name"},
+		&cli.StringFlag{Name: "model-version", Destination: &c.ModelVersion, Usage: "candidate version"},
+		&cli.StringFlag{Name: "model-uri", Destination: &c.ModelURI, Usage: "candidate version URI"},
+		&cli.StringFlag{Name: "accuracy", Destination: &c.Accuracy, Usage: "canary accuracy"},
+		&cli.StringFlag{Name: "baseline-accuracy", Destination: &c.BaselineAccuracy, Usage: "production accuracy on the same samples"},
+		&cli.StringFlag{Name: "p99-ms", Destination: &c.P99Ms, Usage: "canary p99 latency"},
+		&cli.StringFlag{Name: "report-uri", Destination: &c.ReportURI, Usage: "canary report"},
+	}
+}
+
+// New returns the approver app; newClients nil: RealClients.
+func New(newClients ClientsFunc) *cli.App {
+	if newClients == nil {
+		newClients = RealClients
+	}
+	var (
+		common   taskcli.Common
+		store    taskcli.Store
+		k        taskcli.Kube
+		request  approve.RequestOptions
+		verify   approve.VerifyOptions
+		wait     approve.WaitOptions
+		decision approve.DecideOptions
+		tekton   bool
+		listNode string
+		conclude struct{ decision, reason string }
+	)
+	approver := func(c *cli.Context) (*approve.Approver, string, error) {
+		log, err := common.Logger(c.App.ErrWriter)
+		if err != nil {
+			return nil, "", err
+		}
+		wf, kc, ns, err := newClients(k.Kubeconfig, k.Namespace)
+		if err != nil {
+			return nil, "", err
+		}
+		return approve.NewApprover(wf, kc, approve.WithLogger(log)), ns, nil
+	}
+	base := func(extra ...cli.Flag) []cli.Flag { return taskcli.Flags(extra, k.Flags(), common.Flags()) }
+	decide := func(d string) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			decision.Run, decision.Decision = c.Args().First(), d
+			if decision.Run == "" || c.NArg() > 1 {
+				return exitcode.Invalidf("usage: approver %s RUN [--reason TEXT]", c.Command.Name)
+			}
+			a, ns, err := approver(c)
+			if err != nil {
+				return err
+			}
+			decision.Namespace = ns
+			var who string
+			if tekton {
+				who, err = a.Record(c.Context, decision)
+			} else {
+				who, err = a.Decide(c.Context, decision)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s %s by %s\n", decision.Run, d, who)
+			return nil
+		}
+	}
+	decideFlags := func() []cli.Flag {
+		return base(nodeFlag(&decision.Node), &cli.StringFlag{Name: "reason", Destination: &decision.Reason, Usage: "why (required to reject)"},
+			&cli.BoolFlag{Name: "tekton", Destination: &tekton, Usage: "record the decision for a Tekton PipelineRun (approver wait) instead of resuming an Argo run"})
+	}
+	return &cli.App{
+		Name:  Name,
+		Usage: "gantry's manual approval: request, decide, verify",
+		Description: "In a pipeline: `request` notifies people, the run suspends on its approval node, `verify` reads the\n" +
+			"decision (an expired suspend is a rejection). People: `list`, `approve RUN`, `reject RUN --reason`, or\n" +
+			"plain `argo resume RUN`, which approves. Exit codes: 0 ok (a rejection is a result), 2 bad input, 3 transient.",
+		Commands: []*cli.Command{
+			{
+				Name: "request", Usage: "post the candidate's numbers and the commands to decide to --notify-url (and log them)",
+				Flags: base(append([]cli.Flag{runFlag(&request.Run),
+					&cli.StringFlag{Name: "notify-url", Destination: &request.NotifyURL, Usage: "webhook receiving JSON with a Slack-compatible text field (empty: log only)"},
+					&cli.IntFlag{Name: "retries", Value: 5, Destination: &request.Retries, Usage: "webhook retries"},
+				}, candidateFlags(&request.Candidate)...)...),
+				Action: func(c *cli.Context) error {
+					a, ns, err := approver(c)
+					if err != nil {
+						return err
+					}
+					request.Namespace = ns
+					m, err := a.Request(c.Context, request)
+					if err != nil {
+						return err
+					}
+					if err := a.Annotate(c.Context, ns, request.Run, request.Candidate); err != nil {
+						// `approver list` shows fewer numbers; the request itself went out.
+						log, _ := common.Logger(c.App.ErrWriter)
+						log.Warn("could not record the candidate on the run", "error", err)
+					}
+					return common.WriteResults(c.App.Writer, map[string]string{"message": truncate(m.Text)})
+				},
+			},
+			{
+				Name: "verify", Usage: "after the suspend: read the decision, enforce --approvers, write the audit record",
+				Description: "Results: decision (approved|rejected), approved-by, reason, waited-seconds. A rejection exits 0.",
+				Flags: base(append(append([]cli.Flag{runFlag(&verify.Run), nodeFlag(&verify.Node), approversFlag(&verify.Approvers),
+					&cli.DurationFlag{Name: "timeout", Destination: &verify.Timeout, Usage: "the approval suspend's duration; a node that ended at it expired (rejected)"},
+					&cli.StringFlag{Name: "audit-uri", Destination: &verify.AuditURI, Usage: "prefix for the audit record <run>.json"},
+				}, candidateFlags(&verify.Candidate)...), store.Flags()...)...),
+				Action: func(c *cli.Context) error {
+					if verify.Run == "" {
+						return exitcode.Invalidf("--run-name is required")
+					}
+					a, ns, err := approver(c)
+					if err != nil {
+						return err
+					}
+					s, err := store.Open()
+					if err != nil {
+						return err
+					}
+					verify.Namespace = ns
+					v, err := a.Verify(c.Context, s, verify)
+					if err != nil {
+						return err
+					}
+					return common.WriteResults(c.App.Writer, v.Values())
+				},
+			},
+			{
+				Name: "wait", Usage: "Tekton (no suspend): block until `approver approve|reject --tekton` records a decision, or time out (rejected)",
+				Flags: base(runFlag(&wait.Run), approversFlag(&wait.Approvers),
+					&cli.DurationFlag{Name: "timeout", Value: 24 * time.Hour, Destination: &wait.Timeout, Usage: "how long to wait; silence rejects"}),
+				Action: func(c *cli.Context) error {
+					a, ns, err := approver(c)
+					if err != nil {
+						return err
+					}
+					wait.Namespace = ns
+					v, err := a.Wait(c.Context, wait)
+					if err != nil {
+						return err
+					}
+					return common.WriteResults(c.App.Writer, v.Values())
+				},
+			},
+			{
+				Name: "list", Usage: "runs waiting for approval, with their canary numbers",
+				Flags: base(nodeFlag(&listNode)),
+				Action: func(c *cli.Context) error {
+					a, ns, err := approver(c)
+					if err != nil {
+						return err
+					}
+					l, err := a.List(c.Context, ns, listNode)
+					if err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "RUN\tMODEL\tVERSION\tACCURACY\tBASELINE\tP99 MS\tWAITING")
+					for _, w := range l {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Run, dash(w.Candidate.ModelName), dash(w.Candidate.ModelVersion), dash(w.Candidate.Accuracy),
+							dash(w.Candidate.BaselineAccuracy), dash(w.Candidate.P99Ms), time.Since(w.Since).Round(time.Second))
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name: "conclude", Usage: "end the run as Failed with --reason unless --decision is approved or pass (how the pipeline turns a verdict into its outcome)",
+				Flags: taskcli.Flags([]cli.Flag{
+					&cli.StringFlag{Name: "decision", Destination: &conclude.decision, Usage: "approved|rejected (approval) or pass|fail (canary verdict)"},
+					&cli.StringFlag{Name: "reason", Destination: &conclude.reason, Usage: "the message the failed run shows"}}, common.Flags()),
+				Action: func(c *cli.Context) error {
+					if err := approve.Conclude(conclude.decision, conclude.reason); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "concluded: %s\n", conclude.decision)
+					return nil
+				},
+			},
+			{Name: "approve", Usage: "approve a waiting run as yourself (identity from your kube credentials)", ArgsUsage: "RUN", Flags: decideFlags(), Action: decide(approve.Approved)},
+			{Name: "reject", Usage: "reject a waiting run as yourself; --reason is required", ArgsUsage: "RUN", Flags: decideFlags(), Action: decide(approve.Rejected)},
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func truncate(s string) string {
+	if len(s) > 1000 {
+		return s[:1000]
+	}
+	return s
+}

@@ -1,0 +1,85 @@
+// Package command is the canary-evaluator CLI: its flags bind straight into
+// canary.Options, and the generated templates and tasks/canary/README.md read
+// their descriptions and defaults from here.
+package command
+
+import (
+	"errors"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/canary"
+)
+
+// Name is the binary's name (and image and template name).
+const Name = "canary-evaluator"
+
+// New returns the canary-evaluator app.
+func New() *cli.App {
+	var (
+		o            canary.Options
+		failOnReject bool
+		common       taskcli.Common
+		store        taskcli.Store
+	)
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "endpoint", Destination: &o.Endpoint, Usage: "candidate model server base URL, e.g. http://fashion-mnist-staging:8501"},
+		&cli.StringFlag{Name: "baseline-endpoint", Destination: &o.BaselineEndpoint, Usage: "production model server base URL; scored on the same samples for --max-accuracy-drop"},
+		&cli.BoolFlag{Name: "baseline-optional", Destination: &o.BaselineOptional, Usage: "skip the baseline gate when the baseline answers no request (first deployment)"},
+		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: &o.ModelName, Usage: "served model name"},
+		&cli.StringFlag{Name: "baseline-model-name", Destination: &o.BaselineModel, Usage: "baseline's served model name (default: --model-name)"},
+		&cli.StringFlag{Name: "protocol", Value: "v1", Destination: &o.Protocol, Usage: "v1 (TF Serving REST :predict) or v2 (KServe Open Inference Protocol /infer)"},
+		&cli.StringFlag{Name: "dataset-uri", Destination: &o.DatasetURI, Usage: "prefix holding the labelled IDX .gz files (file:// or s3://)"},
+		&cli.StringFlag{Name: "split", Value: "t10k", Destination: &o.Split, Usage: "t10k or train"},
+		&cli.GenericFlag{Name: "class-names", Value: taskcli.List(&o.ClassNames), Usage: "the dataset's label names in label order, comma-separated (default: Fashion-MNIST's ten)"},
+		&cli.IntFlag{Name: "limit", Destination: &o.Limit, Usage: "score a reproducible sample of N images (0: all)"},
+		&cli.Uint64Flag{Name: "seed", Value: 1, Destination: &o.Seed, Usage: "sample seed"},
+		&cli.IntFlag{Name: "batch-size", Value: 64, Destination: &o.BatchSize, Usage: "instances per request"},
+		&cli.IntFlag{Name: "concurrency", Value: 4, Destination: &o.Concurrency, Usage: "requests in flight"},
+		&cli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Destination: &o.RequestTimeout, Usage: "timeout of one request"},
+		&cli.IntFlag{Name: "retries", Value: 3, Destination: &o.Retries, Usage: "retries of a request that failed transiently (connection errors, 5xx, 429)"},
+		&cli.Float64Flag{Name: "min-accuracy", Destination: &o.MinAccuracy, Usage: "gate: fail below this accuracy (0: off)"},
+		&cli.Float64Flag{Name: "max-p99-ms", Destination: &o.MaxP99Ms, Usage: "gate: fail when request p99 latency exceeds this (0: off)"},
+		&cli.Float64Flag{Name: "max-error-rate", Value: 0.01, Destination: &o.MaxErrorRate, Usage: "gate: fail when more than this share of samples got no answer"},
+		&cli.Float64Flag{Name: "max-accuracy-drop", Value: 0.02, Destination: &o.MaxAccuracyDrop, Usage: "gate (with a baseline): fail when accuracy is this much below the baseline's"},
+		&cli.StringFlag{Name: "report-uri", Destination: &o.ReportURI, Usage: "prefix for report.json and report.html (file:// or s3://)"},
+		&cli.BoolFlag{Name: "fail-on-reject", Destination: &failOnReject, Usage: "exit 1 when the verdict is fail (default: exit 0 with verdict=fail)"},
+	}
+	return &cli.App{
+		Name:      Name,
+		Usage:     "score a served model on real predictions and decide pass or fail",
+		UsageText: "canary-evaluator --endpoint URL --dataset-uri s3://datasets/fashion-mnist/ [--baseline-endpoint URL] [gates]",
+		Description: "Sends batched, concurrent predict requests for a labelled dataset, computes accuracy, per-class\n" +
+			"precision/recall, confusion matrix, latency p50/p90/p99, throughput and error rate, and applies the\n" +
+			"gates. Results: verdict (pass|fail), accuracy, baseline-accuracy, p99-ms, reason, report-uri.\n" +
+			"A failed gate is a result (exit 0) unless --fail-on-reject. Exit 2: bad input; 3: transient error.",
+		Flags: taskcli.Flags(flags, store.Flags(), common.Flags()),
+		Action: func(c *cli.Context) error {
+			log, err := common.Logger(c.App.ErrWriter)
+			if err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			s, err := store.Open()
+			if err != nil {
+				return err
+			}
+			rep, err := canary.NewEvaluator(s, canary.WithLogger(log)).Evaluate(c.Context, o)
+			if err != nil {
+				return err
+			}
+			if err := common.WriteResults(c.App.Writer, rep.Values()); err != nil {
+				return err
+			}
+			if rep.Verdict == canary.Fail && failOnReject {
+				return exitcode.With(exitcode.Failed, errors.New(rep.Reason))
+			}
+			return nil
+		},
+	}
+}

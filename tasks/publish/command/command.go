@@ -1,0 +1,203 @@
+// Package command is the model-publisher CLI: its flags bind straight into
+// the publish package's Options structs, and the generated templates and
+// tasks/publish/README.md read their descriptions and defaults from here.
+package command
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/publish"
+)
+
+// Name is the binary's name (and image and template name).
+const Name = "model-publisher"
+
+// KubeFunc returns the clientset and the namespace to use.
+type KubeFunc func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
+
+// Flags that several subcommands share, each described here once.
+func modelNameFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: p, Usage: "model name (a DNS label)"}
+}
+
+func registryFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "registry-uri", Destination: p, Usage: "model registry prefix, e.g. s3://models; versions live at <registry>/<model>/<version>/"}
+}
+
+func runFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "run-name", Destination: p, Usage: "the run doing this (Argo: {{workflow.name}}), recorded in manifests, history and run records"}
+}
+
+func environmentFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "environment", Destination: p, Usage: "staging or production"}
+}
+
+func serveFlags(o *publish.DeployOptions) []cli.Flag {
+	return []cli.Flag{modelNameFlag(&o.ModelName), registryFlag(&o.RegistryURI), environmentFlag(&o.Environment),
+		&cli.StringFlag{Name: "server-image", Destination: &o.ServerImage, Usage: "model server image (pin it by digest)"},
+		&cli.IntFlag{Name: "replicas", Value: 1, Destination: &o.Replicas, Usage: "server replicas"},
+		&cli.StringFlag{Name: "s3-secret", Destination: &o.S3Secret, Usage: "Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY the server reads the model with (referenced, never copied)"},
+		&cli.StringFlag{Name: "service-account", Destination: &o.ServiceAccount, Usage: "service account of the server pods"},
+		runFlag(&o.Run),
+		&cli.DurationFlag{Name: "rollout-timeout", Value: 5 * time.Minute, Destination: &o.RolloutTimeout, Usage: "how long the rollout may take"},
+	}
+}
+
+// New returns the model-publisher app; newKube nil: in-cluster / kubeconfig clients.
+func New(newKube KubeFunc) *cli.App {
+	if newKube == nil {
+		newKube = kube.Clientset
+	}
+	var (
+		common taskcli.Common
+		store  taskcli.Store
+		k      taskcli.Kube
+		po     publish.PublishOptions
+		do     publish.DeployOptions
+		ro     publish.RecordOptions
+	)
+	publisher := func(c *cli.Context) (*publish.Publisher, error) {
+		log, err := common.Logger(c.App.ErrWriter)
+		if err != nil {
+			return nil, err
+		}
+		s, err := store.Open()
+		if err != nil {
+			return nil, err
+		}
+		return publish.NewPublisher(s, publish.WithLogger(log)), nil
+	}
+	// deployer validates the options before building any client.
+	deployer := func(c *cli.Context, validate func() error) (*publish.Deployer, error) {
+		log, err := common.Logger(c.App.ErrWriter)
+		if err != nil {
+			return nil, err
+		}
+		do.S3Endpoint = store.Endpoint
+		if err := validate(); err != nil {
+			return nil, err
+		}
+		s, err := store.Open()
+		if err != nil {
+			return nil, err
+		}
+		client, ns, err := newKube(k.Kubeconfig, k.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		do.Namespace = ns
+		return publish.NewDeployer(client, s, publish.WithLogger(log)), nil
+	}
+	roll := func(deploy bool) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			d, err := deployer(c, do.Validate)
+			if err != nil {
+				return err
+			}
+			var res *publish.Deployed
+			if deploy {
+				res, err = d.Deploy(c.Context, do)
+			} else {
+				res, err = d.Rollback(c.Context, do)
+			}
+			if err != nil {
+				return err
+			}
+			return common.WriteResults(c.App.Writer, res.Values())
+		}
+	}
+	storeFlags, kubeFlags := store.Flags(), k.Flags()
+	return &cli.App{
+		Name:  Name,
+		Usage: "make a model an immutable version, push it as an OCI artifact, and serve it in staging or production",
+		Description: "Exit codes: 0 ok, 1 failed, 2 bad input (never retried), 3 transient infrastructure error.\n" +
+			"Versions live at <registry-uri>/<model-name>/<version>/ with manifest.json written last; a version without\n" +
+			"a manifest does not exist. Environment history: <registry-uri>/<model-name>/environments/<env>.json.",
+		Commands: []*cli.Command{
+			{
+				Name:  "publish",
+				Usage: "copy trainer output into a new immutable version (server-side on S3); same content again is a no-op",
+				Description: "Results: model-version, model-uri, model-digest, oci-digest.\n" +
+					"Versions are named <UTC yyyymmddThhmmssZ>-<first 12 hex of the model digest> unless --version is given.",
+				Flags: taskcli.Flags([]cli.Flag{
+					&cli.StringFlag{Name: "source-uri", Destination: &po.SourceURI, Usage: "trainer output prefix (file:// or s3://)"},
+					modelNameFlag(&po.ModelName), registryFlag(&po.RegistryURI),
+					&cli.StringFlag{Name: "version", Destination: &po.Version, Usage: "explicit version name (default: time + content digest)"},
+					&cli.StringFlag{Name: "training-image-digest", Destination: &po.TrainingImageDigest, Usage: "training image reference recorded in the manifest"},
+					runFlag(&po.Run),
+					&cli.StringFlag{Name: "oci-ref", Destination: &po.OCIRef, Usage: "also push the model as an OCI artifact to this repository (KServe modelcar layout: /models)"},
+					&cli.StringFlag{Name: "oci-base", Destination: &po.OCIBase, Usage: "base image of the OCI artifact (a modelcar needs a shell, e.g. busybox); default: none"},
+				}, storeFlags, common.Flags()),
+				Action: func(c *cli.Context) error {
+					if err := po.Validate(); err != nil {
+						return err
+					}
+					p, err := publisher(c)
+					if err != nil {
+						return err
+					}
+					res, err := p.Publish(c.Context, po)
+					if err != nil {
+						return err
+					}
+					return common.WriteResults(c.App.Writer, res.Values())
+				},
+			},
+			{
+				Name:        "deploy",
+				Usage:       "serve a published version in an environment (server-side apply), wait for the rollout, record history",
+				Description: "Results: endpoint, previous-model-uri, model-uri.",
+				Flags: taskcli.Flags(serveFlags(&do), []cli.Flag{
+					&cli.StringFlag{Name: "model-uri", Destination: &do.ModelURI, Usage: "published version prefix (from publish's model-uri)"},
+					&cli.StringFlag{Name: "model-digest", Destination: &do.ModelDigest, Usage: "expected model digest (from publish's model-digest)"},
+				}, storeFlags, kubeFlags, common.Flags()),
+				Action: roll(true),
+			},
+			{
+				Name:        "rollback",
+				Usage:       "return an environment to the model that was live before the current one",
+				Description: "Results: endpoint, previous-model-uri (the model rolled back from), model-uri.",
+				Flags:       taskcli.Flags(serveFlags(&do), storeFlags, kubeFlags, common.Flags()),
+				Action:      roll(false),
+			},
+			{
+				Name:        "record",
+				Usage:       "record how a pipeline run ended at <registry>/<model>/runs/<run>.json (the exit handler)",
+				Description: "Results: record-uri.",
+				Flags: taskcli.Flags([]cli.Flag{modelNameFlag(&ro.ModelName), registryFlag(&ro.RegistryURI), runFlag(&ro.Run),
+					&cli.StringFlag{Name: "status", Destination: &ro.Status, Usage: "the run's status (Argo: {{workflow.status}})"},
+					&cli.StringFlag{Name: "failures", Destination: &ro.Failures, Usage: "JSON list of failed steps (Argo: {{workflow.failures}})"},
+					&cli.StringFlag{Name: "model-version", Destination: &ro.ModelVersion, Usage: "the version the run published, if any"},
+				}, storeFlags, common.Flags()),
+				Action: func(c *cli.Context) error {
+					p, err := publisher(c)
+					if err != nil {
+						return err
+					}
+					uri, err := p.Record(c.Context, ro)
+					if err != nil {
+						return err
+					}
+					return common.WriteResults(c.App.Writer, map[string]string{"record-uri": uri})
+				},
+			},
+			{
+				Name:  "teardown",
+				Usage: "delete an environment's Deployment and Service (idempotent)",
+				Flags: taskcli.Flags([]cli.Flag{modelNameFlag(&do.ModelName), environmentFlag(&do.Environment)}, kubeFlags, common.Flags()),
+				Action: func(c *cli.Context) error {
+					d, err := deployer(c, do.ValidateTeardown)
+					if err != nil {
+						return err
+					}
+					return d.Teardown(c.Context, do)
+				},
+			},
+		},
+	}
+}

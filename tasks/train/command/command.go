@@ -1,0 +1,114 @@
+// Package command is the train-launcher CLI: its flags bind straight into
+// train.Options, and the generated templates and tasks/train/README.md read
+// their descriptions and defaults from here.
+package command
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/train"
+)
+
+// Name is the binary's name (and image and template name).
+const Name = "train-launcher"
+
+// Clients builds what the launcher talks to; nil members are built from the flags.
+type Clients struct {
+	// Kube returns the clientset and the namespace to use.
+	Kube func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
+	// Dynamic reads the Argo run behind --delete-on-cancel (nil in tests with a fake clientset
+	// leaves the lookup out; tasks/train covers it with a fake dynamic client).
+	Dynamic func(kubeconfig, namespace string) (dynamic.Interface, error)
+}
+
+// RealClients are the in-cluster / kubeconfig clients.
+func RealClients() Clients {
+	return Clients{Kube: kube.Clientset, Dynamic: func(kubeconfig, namespace string) (dynamic.Interface, error) {
+		cfg, _, err := kube.Config(kubeconfig, namespace)
+		if err != nil {
+			return nil, err
+		}
+		return dynamic.NewForConfig(cfg)
+	}}
+}
+
+// New returns the train-launcher app.
+func New(clients Clients) *cli.App {
+	var (
+		o      train.Options
+		common taskcli.Common
+		store  taskcli.Store
+		k      taskcli.Kube
+	)
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "image", Destination: &o.Image, Usage: "training image (pin it by digest)"},
+		&cli.GenericFlag{Name: "command", Value: taskcli.Strings(&o.Command), Usage: "container command (repeat for each element)"},
+		&cli.GenericFlag{Name: "args", Value: taskcli.Strings(&o.Args), Usage: "container args (repeat for each element)"},
+		&cli.GenericFlag{Name: "env", Value: taskcli.KeyValues(&o.Env), Usage: "KEY=VALUE environment variable for the trainer (repeatable)"},
+		&cli.GenericFlag{Name: "hyperparameter", Value: taskcli.KeyValues(&o.Hyperparameters),
+			Usage: "KEY=VALUE hyperparameter, passed as GANTRY_HP_<KEY> and in GANTRY_HYPERPARAMETERS (repeatable; comma-separated pairs)"},
+		&cli.StringFlag{Name: "dataset-uri", Destination: &o.DatasetURI, Usage: "dataset prefix handed to the trainer as GANTRY_DATASET_URI"},
+		&cli.StringFlag{Name: "output-uri", Destination: &o.OutputURI, Usage: "where the trainer writes its model and metrics.json (GANTRY_OUTPUT_URI); verified after success"},
+		&cli.StringFlag{Name: "job-name", Destination: &o.JobName, Usage: "Job name; the same name re-attaches to the same Job (default: <run-name>-train)"},
+		&cli.StringFlag{Name: "run-name", Destination: &o.Run, Usage: "the run this training belongs to (Argo: {{workflow.name}}); labels the Job and derives --job-name"},
+		&cli.StringFlag{Name: "cpu", Destination: &o.CPU, Usage: "CPU request, e.g. 2"},
+		&cli.StringFlag{Name: "memory", Destination: &o.Memory, Usage: "memory request and limit, e.g. 2Gi"},
+		&cli.IntFlag{Name: "gpus", Destination: &o.GPUs, Usage: "nvidia.com/gpu limit"},
+		&cli.StringFlag{Name: "service-account", Destination: &o.ServiceAccount, Usage: "service account of the training pod"},
+		&cli.StringFlag{Name: "env-from-secret", Destination: &o.EnvFromSecret, Usage: "Secret whose keys become the trainer's environment (e.g. S3 credentials)"},
+		&cli.DurationFlag{Name: "timeout", Value: 2 * time.Hour, Destination: &o.Timeout, Usage: "Job deadline (activeDeadlineSeconds)"},
+		&cli.DurationFlag{Name: "unschedulable-timeout", Value: 10 * time.Minute, Destination: &o.UnschedulableTimeout, Usage: "fail when a training pod stays unschedulable this long"},
+		&cli.IntFlag{Name: "backoff-limit", Destination: &o.BackoffLimit, Usage: "Job backoffLimit: pod retries inside the Job"},
+		&cli.BoolFlag{Name: "delete-on-cancel", Destination: &o.DeleteOnCancel, Usage: "delete the Job when the launcher is cancelled (SIGTERM/SIGINT) — with --run-name, " +
+			"only when that Argo run itself is stopping (argo stop/terminate, deleted, finished): a launcher pod killed mid-run keeps the Job and exits 3 for the retry to re-attach"},
+	}
+	return &cli.App{
+		Name:      Name,
+		Usage:     "run one training Job to completion, re-attaching after restarts, and verify its model",
+		UsageText: "train-launcher --image IMAGE --output-uri s3://bucket/run/ --run-name RUN [flags]",
+		Description: "Creates a batch/v1 Job with a deterministic name (or re-attaches to it), watches it and its pods,\n" +
+			"streams the training logs, fails fast with the reason (image pull, config error, OOMKilled,\n" +
+			"unschedulable, deadline), and after success verifies that the model and metrics.json exist at\n" +
+			"--output-uri. Results: job-name, model-uri, metrics, duration-seconds.\n" +
+			"Exit codes: 0 ok, 1 training failed, 2 bad input, 3 transient infrastructure error.",
+		Flags: taskcli.Flags(flags, k.Flags(), store.Flags(), common.Flags()),
+		Action: func(c *cli.Context) error {
+			log, err := common.Logger(c.App.ErrWriter)
+			if err != nil {
+				return err
+			}
+			o.S3Endpoint = store.Endpoint
+			if err := o.Validate(); err != nil { // before any client is built (the namespace comes with it)
+				return err
+			}
+			s, err := store.Open()
+			if err != nil {
+				return err
+			}
+			client, ns, err := clients.Kube(k.Kubeconfig, k.Namespace)
+			if err != nil {
+				return err
+			}
+			o.Namespace = ns
+			opts := []train.Option{train.WithLogger(log), train.WithPodLogs(c.App.ErrWriter)}
+			if o.Run != "" && o.DeleteOnCancel && clients.Dynamic != nil {
+				dyn, err := clients.Dynamic(k.Kubeconfig, k.Namespace)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, train.WithRunStopping(train.ArgoRunStopping(dyn, ns, o.Run)))
+			}
+			res, err := train.NewLauncher(client, s, opts...).Run(c.Context, o)
+			if err != nil {
+				return err
+			}
+			return common.WriteResults(c.App.Writer, res.Values())
+		},
+	}
+}
