@@ -7,10 +7,11 @@ t="${1:-10s}"
 for target in \
   "./internal/idx FuzzReadImages" \
   "./internal/idx FuzzReadLabels" \
-  "./internal/mlp FuzzUnmarshal" \
-  "./internal/serving FuzzParseTensor" \
-  "./internal/serving FuzzPredictRequest"; do
-  set -- ${target}
+  "./images/mlp FuzzUnmarshal" \
+  "./images/model-server/serving FuzzParseTensor" \
+  "./images/model-server/serving FuzzPredictRequest"; do
+  read -r pkg fn <<<"${target}"
+  set -- "${pkg}" "${fn}"
   echo "fuzz $2 (${t})"
   go test -run '^$' -fuzz "^$2\$" -fuzztime "${t}" "$1" 2>&1 | tail -n 2
 done

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: the Fashion-MNIST dataset. Idempotent.
+# Debian packages the tests need: the Fashion-MNIST dataset, git, shellcheck (hack/verify.sh). Idempotent.
 set -euo pipefail
 need=()
 [[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]] || need+=(dataset-fashion-mnist)
 command -v git >/dev/null || need+=(git)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if ((${#need[@]})); then
   sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
   ${sudo} apt-get update -qq

@@ -8,12 +8,10 @@ hack/install-deps.sh
 export GANTRY_TOOLS="${GANTRY_TOOLS:-${HOME}/.cache/gantry/tools}"
 hack/install-tools.sh >/dev/null
 
-echo "== gofmt / go vet"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
-if [[ -n "${unformatted}" ]]; then echo "gofmt needed:"; echo "${unformatted}"; exit 1; fi
+hack/verify.sh
+echo "== go vet"
 go vet ./...
-
-if [[ -x hack/verify.sh ]]; then echo "== verify generated files"; hack/verify.sh; fi
+go vet -tags e2e ./e2e
 
 echo "== go test"
 go test -race -count=1 -timeout 20m ./... 2>&1 | tee /tmp/gantry-test.log

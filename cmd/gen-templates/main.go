@@ -1,39 +1,42 @@
-// Command gen-templates writes gantry's generated Argo WorkflowTemplates,
-// RBAC, push trigger and Tekton catalog into a directory (default templates/).
+// Command gen-templates writes gantry's generated files: the Argo
+// WorkflowTemplates, RBAC, push trigger and Tekton catalog (--out), and the
+// flag tables of the task READMEs (--readmes). hack/update-generated.sh runs
+// it; hack/verify-generated.sh runs it into a temp dir and diffs.
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/urfave/cli/v2"
 
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/internal/templategen"
 )
 
-func main() {
-	dir := "templates"
-	if len(os.Args) > 1 {
-		dir = os.Args[1]
-	}
-	if err := write(dir); err != nil {
-		fmt.Fprintf(os.Stderr, "gen-templates: error: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { taskcli.Main(newApp()) }
 
-func write(dir string) error {
-	files, err := templategen.Files()
-	if err != nil {
-		return err
+func newApp() *cli.App {
+	var out, readmes string
+	return &cli.App{
+		Name:            "gen-templates",
+		HideHelpCommand: true,
+		Usage:           "write gantry's generated templates and README flag tables",
+		UsageText:       "gen-templates [--out DIR] [--readmes ROOT]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Value: "templates", Destination: &out, Usage: "directory the templates are written to (created; files in it are overwritten)"},
+			&cli.StringFlag{Name: "readmes", Destination: &readmes,
+				Usage: "repository root whose tasks/<task>/README.md flag tables are regenerated in place (empty: leave them)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return exitcode.Invalidf("unexpected argument %q (the output directory is --out DIR)", c.Args().First())
+			}
+			if err := templategen.WriteTemplates(out); err != nil {
+				return err
+			}
+			if readmes != "" {
+				return templategen.WriteReadmes(readmes)
+			}
+			return nil
+		},
 	}
-	for _, name := range templategen.SortedNames(files) {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, files[name], 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${BENCH_OUT:-$(mktemp)}"
 go test -run '^$' -bench 'BenchmarkReaction' -benchtime 5x ./tasks/train/ | tee "${out}"
-go test -run '^$' -bench 'BenchmarkPredictHTTP|BenchmarkCompute10k' -benchtime 2s ./internal/serving/ | tee -a "${out}"
+go test -run '^$' -bench 'BenchmarkPredictHTTP|BenchmarkCompute10k' -benchtime 2s ./images/model-server/serving/ | tee -a "${out}"
 go test -run '^$' -bench 'BenchmarkEvaluate10k' -benchtime 1x -count 3 ./tasks/canary/ | tee -a "${out}"
 python3 - "${out}" <<'PY'
 import re, sys, statistics

@@ -30,7 +30,7 @@ build_k8s() {
     # kubernetes' go.mod replaces its staging modules with ./staging/...: pin them to the release instead.
     go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" >/dev/null
     local gomod; gomod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/${K8S_VERSION}.mod"
-    for m in $(grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging' "${gomod}" | awk '{print $1}' | grep -v sample-); do
+    grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging' "${gomod}" | awk '{print $1}' | grep -v sample- | while read -r m; do
       go mod edit -replace="${m}=${m}@${staging}"
     done
     cat > tools.go <<'GO'

@@ -20,7 +20,7 @@ pkill -9 -f "containerd-shim-runc-v2 .*-address ${SOCK_DIR}/containerd.sock" 2>/
 # Kubelet's mounts (secrets, projected tokens) and containerd's overlay mounts.
 { grep -E " (${VARLIB}|${SOCK_DIR})/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "${m}" 2>/dev/null || true; done
 # The pods' network namespaces (containerd's cni-*) and the node's own.
-for n in /run/netns/cni-*; do [[ -e "${n}" ]] && ip netns delete "${n##*/}" 2>/dev/null || true; done
+for n in /run/netns/cni-*; do if [[ -e "${n}" ]]; then ip netns delete "${n##*/}" 2>/dev/null || true; fi; done
 if [[ -e "/run/netns/${NETNS}" ]]; then ip netns delete "${NETNS}"; fi
 if [[ "${1:-}" == "--purge" ]]; then
   rm -rf "${RUN}" "${VARLIB}" "${SOCK_DIR}"

@@ -7,6 +7,8 @@
 # Every daemon and client runs with `nsenter --net=/run/netns/gantry-node` (not `ip netns exec`,
 # which remounts /sys and hides the cgroup mounts kubelet and runc need).
 # shellcheck shell=bash
+# Sourced by the other scripts, which use these names.
+# shellcheck disable=SC2034
 NETNS="${GANTRY_NETNS:-gantry-node}"
 NODE_NAME="${GANTRY_NODE_NAME:-gantry-node}"
 NODE_IP=10.250.0.1

@@ -2,7 +2,7 @@
 # Shows which daemons of the local cluster run, the node and the Argo controller. Exit 0 only
 # when everything is up.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=lib.sh
 source hack/cluster/lib.sh
 ok=0

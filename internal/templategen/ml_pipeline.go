@@ -11,25 +11,37 @@ import (
 // PipelineParam is a parameter of ml-pipeline with its default.
 type PipelineParam struct{ Name, Default, Description string }
 
-// PipelineParams run the Fashion-MNIST example out of the box (DESIGN §5).
+// PipelineParams run the Fashion-MNIST example out of the box (DESIGN §5). A parameter handed
+// straight to one task's flag takes that flag's description; the others describe themselves.
 func PipelineParams() []PipelineParam {
+	flag := func(name, def, binary, template, flag string) PipelineParam {
+		t, ok := FindTask(binary, template)
+		if ok {
+			for _, p := range t.Params {
+				if p.Name == flag {
+					return PipelineParam{name, def, p.Description}
+				}
+			}
+		}
+		panic(fmt.Sprintf("ml-pipeline parameter %s: %s/%s has no parameter %s", name, binary, template, flag))
+	}
 	return []PipelineParam{
-		{"model-name", "fashion-mnist", "model name (a DNS label)"},
+		flag("model-name", "fashion-mnist", "model-publisher", "publish", "model-name"),
 		{"train-image", Image("fashion-trainer"), "training image; the push trigger sets it to the pushed digest"},
-		{"hyperparameters", "epochs=10,learning-rate=0.001,batch-size=128", "comma-separated KEY=VALUE for the trainer"},
-		{"dataset-uri", "s3://datasets/fashion-mnist/", "dataset prefix with the four IDX .gz files"},
+		flag("hyperparameters", "epochs=10,learning-rate=0.001,batch-size=128", "train-launcher", "train", "hyperparameters"),
+		flag("dataset-uri", "s3://datasets/fashion-mnist/", "canary-evaluator", "evaluate", "dataset-uri"),
 		{"bucket", "models", "bucket holding training outputs, the model registry and reports"},
-		{"s3-endpoint", "http://minio.gantry-system.svc:9000", "S3 endpoint URL (empty: AWS)"},
+		flag("s3-endpoint", "http://minio.gantry-system.svc:9000", "model-publisher", "publish", "s3-endpoint"),
 		{"s3-secret", DefaultSecret, "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"},
-		{"server-image", Image("model-server"), "model server image"},
-		{"min-accuracy", "0.85", "canary gate: minimum accuracy"},
-		{"max-accuracy-drop", "0.02", "canary gate: largest accuracy drop against production"},
-		{"max-p99-ms", "500", "canary gate: largest request p99 in ms"},
-		{"approvers", "", "comma-separated usernames allowed to approve (empty: anyone)"},
+		flag("server-image", Image("model-server"), "model-publisher", "deploy", "server-image"),
+		flag("min-accuracy", "0.85", "canary-evaluator", "evaluate", "min-accuracy"),
+		flag("max-accuracy-drop", "0.02", "canary-evaluator", "evaluate", "max-accuracy-drop"),
+		flag("max-p99-ms", "500", "canary-evaluator", "evaluate", "max-p99-ms"),
+		flag("approvers", "", "approver", "verify", "approvers"),
 		{"approval-timeout", "24h", "how long to wait for a decision; silence rejects"},
-		{"notify-url", "", "webhook for approval requests (Slack-compatible text)"},
+		flag("notify-url", "", "approver", "request", "notify-url"),
 		{"keep-staging", "false", "keep the staging server after the run"},
-		{"oci-ref", "", "also push each model version as an OCI artifact to this repository"},
+		flag("oci-ref", "", "model-publisher", "publish", "oci-ref"),
 	}
 }
 
@@ -87,9 +99,9 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", prodEndpoint, "model-name", wp("model-name"),
 			"dataset-uri", wp("dataset-uri"), "min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"),
 			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/")},
-		{Name: "canary-gate", Depends: "canary", TemplateRef: ref("approver", "gate"),
+		{Name: "canary-verdict", Depends: "canary", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("canary", "verdict"), "reason", tp("canary", "reason"))},
-		{Name: "request-approval", Depends: "canary-gate", TemplateRef: ref("approver", "request"), Arguments: args(
+		{Name: "request-approval", Depends: "canary-verdict", TemplateRef: ref("approver", "request"), Arguments: args(
 			"notify-url", wp("notify-url"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
 			"model-uri", tp("publish", "model-uri"), "accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
 			"p99-ms", tp("canary", "p99-ms"), "report-uri", tp("canary", "report-uri"))},
@@ -99,16 +111,16 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
 			"model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
 			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"))},
-		{Name: "approval-gate", Depends: "verify-approval", TemplateRef: ref("approver", "gate"),
+		{Name: "approval-verdict", Depends: "verify-approval", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
-		{Name: "promote", Depends: "approval-gate", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("production")},
+		{Name: "promote", Depends: "approval-verdict", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("production")},
 		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(s3,
 			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "dataset-uri", wp("dataset-uri"), "limit", "500",
 			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
 		{Name: "rollback", Depends: "smoke", When: tp("smoke", "verdict") + " == fail", TemplateRef: ref("model-publisher", "rollback"),
 			Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
 				"s3-secret", wp("s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
-		{Name: "smoke-gate", Depends: "rollback", TemplateRef: ref("approver", "gate"),
+		{Name: "smoke-verdict", Depends: "rollback", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed, rolled back: "+tp("smoke", "reason"))},
 	}
 	approval := wfv1.Template{

@@ -7,8 +7,6 @@ package templategen
 import (
 	"fmt"
 	"slices"
-	"sort"
-	"strings"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	apiv1 "k8s.io/api/core/v1"
@@ -41,21 +39,30 @@ func Image(binary string) string {
 	return "ko://" + Module + "/cmd/" + binary
 }
 
-// Param is one input parameter of a task template. Unless EnvOnly, it is
-// passed to the binary as --<Name>=<value>.
+// Param is one input parameter of a task template. Unless NotAFlag or Env, it
+// is passed to the binary as --<Name>=<value>. Its description (and, with
+// FlagDefault, its default) comes from the binary's CLI definition, so each
+// flag is described once: in tasks/<task>/command.
 type Param struct {
-	Name, Description string
-	Default           *string
-	// Env, when set, passes the value as this environment variable instead of a flag.
+	Name string
+	// Flag is the CLI flag behind the parameter when its name differs (default: Name).
+	Flag string
+	// Description is filled in from the flag; set it only on parameters that are not flags.
+	Description string
+	// Default nil: the caller must pass the parameter. FlagDefault: the flag's own default.
+	Default     *string
+	FlagDefault bool
+	// Env, when set, passes the value as this environment variable (one the flag reads) instead of a flag.
 	Env string
 	// NotAFlag marks parameters used elsewhere in the template (e.g. the Secret name).
 	NotAFlag bool
 }
 
-func p(name, desc string) Param { return Param{Name: name, Description: desc} }
-func pd(name, def, desc string) Param {
-	return Param{Name: name, Description: desc, Default: ptr.To(def)}
-}
+// req is a parameter every caller passes; def one with the flag's default; set one with a
+// default of the template's own (e.g. {{workflow.name}}, or a resource request).
+func req(name string) Param        { return Param{Name: name} }
+func def(name string) Param        { return Param{Name: name, FlagDefault: true} }
+func set(name, value string) Param { return Param{Name: name, Default: ptr.To(value)} }
 
 // Task is one template of a per-binary WorkflowTemplate.
 type Task struct {
@@ -74,49 +81,49 @@ type Task struct {
 }
 
 var (
-	s3Secret   = Param{Name: "s3-secret", Description: "Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", Default: ptr.To(DefaultSecret), NotAFlag: true}
-	s3Endpoint = pd("s3-endpoint", "", "S3 endpoint URL, e.g. http://minio.gantry:9000 (empty: AWS)")
-	runName    = pd("run-name", "{{workflow.name}}", "the run this step belongs to")
+	s3Secret = Param{Name: "s3-secret", Description: "Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", Default: ptr.To(DefaultSecret), NotAFlag: true}
+	// s3Endpoint is optional: empty is AWS.
+	s3Endpoint = def("s3-endpoint")
+	runName    = set("run-name", "{{workflow.name}}")
 )
 
-// Tasks are every per-binary template, in file order.
+// Tasks are every per-binary template, in file order, with descriptions and
+// defaults read from the binaries' CLI definitions. A parameter naming a flag
+// its binary does not define panics: the generator and its tests stop there.
 func Tasks() []Task {
+	ts, err := resolve(rawTasks())
+	if err != nil {
+		panic(err)
+	}
+	return ts
+}
+
+func rawTasks() []Task {
 	return []Task{
 		{Binary: "train-launcher", Template: "train", Description: "Run one training Job to completion (re-attaching after restarts) and verify its model.",
-			Params: []Param{runName, p("image", "training image, pinned by digest"), p("dataset-uri", "dataset prefix handed to the trainer"),
-				p("output-uri", "where the trainer writes model + metrics.json"),
-				Param{Name: "hyperparameters", Description: "comma-separated KEY=VALUE hyperparameters (values without commas)", Default: ptr.To(""), Env: "GANTRY_HYPERPARAMETER"},
-				pd("cpu", "1", "CPU request"), pd("memory", "2Gi", "memory request and limit"), pd("timeout", "2h", "Job deadline"),
-				pd("env-from-secret", DefaultSecret, "Secret whose keys become the trainer's environment"), s3Endpoint, s3Secret},
+			Params: []Param{runName, req("image"), req("dataset-uri"), req("output-uri"),
+				{Name: "hyperparameters", Flag: "hyperparameter", Default: ptr.To(""), Env: "GANTRY_HYPERPARAMETER"},
+				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), set("env-from-secret", DefaultSecret), s3Endpoint, s3Secret},
 			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
 		{Binary: "model-publisher", Template: "publish", Subcommand: []string{"publish"}, Description: "Publish trainer output as an immutable model version.",
-			Params: []Param{runName, p("source-uri", "trainer output prefix"), p("registry-uri", "model registry prefix, e.g. s3://models"),
-				pd("model-name", "fashion-mnist", "model name"), pd("training-image-digest", "", "training image recorded in the manifest"),
-				pd("oci-ref", "", "also push an OCI artifact to this repository"), s3Endpoint, s3Secret},
+			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), s3Endpoint, s3Secret},
 			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
-			Params: []Param{runName, p("environment", "staging or production"), p("model-uri", "published version prefix"), p("model-digest", "its digest"),
-				p("registry-uri", "model registry prefix (environment history)"), pd("model-name", "fashion-mnist", "model name"),
-				p("server-image", "model server image"), pd("replicas", "1", "server replicas"), pd("rollout-timeout", "5m", "rollout deadline"),
-				pd("s3-secret", DefaultSecret, "Secret the server reads the model with"), s3Endpoint},
+			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
+				req("server-image"), def("replicas"), def("rollout-timeout"), set("s3-secret", DefaultSecret), s3Endpoint},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri"}, Retry: true},
 		{Binary: "model-publisher", Template: "rollback", Subcommand: []string{"rollback"}, Description: "Return an environment to its previous model.",
-			Params: []Param{runName, p("environment", "staging or production"), p("registry-uri", "model registry prefix"), pd("model-name", "fashion-mnist", "model name"),
-				p("server-image", "model server image"), pd("replicas", "1", "server replicas"), pd("rollout-timeout", "5m", "rollout deadline"),
-				pd("s3-secret", DefaultSecret, "Secret the server reads the model with"), s3Endpoint},
+			Params: []Param{runName, req("environment"), req("registry-uri"), def("model-name"), req("server-image"), def("replicas"), def("rollout-timeout"),
+				set("s3-secret", DefaultSecret), s3Endpoint},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri"}, Retry: true},
 		{Binary: "model-publisher", Template: "record", Subcommand: []string{"record"}, Description: "Record how a pipeline run ended next to the model's versions.",
-			Params: []Param{runName, p("status", "the run's status"), pd("failures", "", "JSON list of failed steps"), pd("model-version", "", "published version"),
-				p("registry-uri", "model registry prefix"), pd("model-name", "fashion-mnist", "model name"), s3Endpoint, s3Secret},
+			Params:  []Param{runName, req("status"), def("failures"), def("model-version"), req("registry-uri"), def("model-name"), s3Endpoint, s3Secret},
 			Results: []string{"record-uri"}, Retry: true},
 		{Binary: "model-publisher", Template: "teardown", Subcommand: []string{"teardown"}, Description: "Delete an environment's Deployment and Service.",
-			Params: []Param{p("environment", "staging or production"), pd("model-name", "fashion-mnist", "model name")}, Retry: true},
+			Params: []Param{req("environment"), def("model-name")}, Retry: true},
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
-			Params: []Param{p("endpoint", "candidate server URL"), pd("baseline-endpoint", "", "production server URL (same samples)"),
-				pd("baseline-optional", "true", "skip the baseline gate when it answers nothing (first deployment)"),
-				pd("model-name", "fashion-mnist", "served model name"), pd("protocol", "v1", "v1 or v2"), p("dataset-uri", "labelled dataset prefix"),
-				pd("limit", "0", "sample size (0: all)"), pd("min-accuracy", "0", "gate"), pd("max-p99-ms", "0", "gate"), pd("max-error-rate", "0.01", "gate"),
-				pd("max-accuracy-drop", "0.02", "gate against the baseline"), pd("report-uri", "", "where report.json/html go"), s3Endpoint, s3Secret},
+			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("protocol"), req("dataset-uri"),
+				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), s3Endpoint, s3Secret},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "p99-ms", "reason", "report-uri"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
 				{Name: "gantry_canary_accuracy", Help: "Canary accuracy of the candidate model", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}},
@@ -125,20 +132,18 @@ func Tasks() []Task {
 					Gauge: &wfv1.Gauge{Value: "{{outputs.parameters.p99-ms}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"},
 			}}},
 		{Binary: "approver", Template: "request", Subcommand: []string{"request"}, Description: "Notify people that a candidate waits for approval.",
-			Params: []Param{runName, pd("notify-url", "", "webhook (empty: log only)"), pd("model-name", "fashion-mnist", "model"), p("model-version", "candidate version"),
-				p("model-uri", "candidate URI"), p("accuracy", "canary accuracy"), pd("baseline-accuracy", "", "production accuracy"), p("p99-ms", "canary p99"),
-				pd("report-uri", "", "canary report")},
+			Params: []Param{runName, def("notify-url"), set("model-name", "fashion-mnist"), req("model-version"), req("model-uri"), req("accuracy"),
+				def("baseline-accuracy"), req("p99-ms"), def("report-uri")},
 			Results: []string{"message"}, Retry: true},
 		{Binary: "approver", Template: "verify", Subcommand: []string{"verify"}, Description: "Read the approval decision; silence and unknown approvers are rejections.",
-			Params: []Param{runName, pd("timeout", "24h", "the approval suspend's duration"), pd("approvers", "", "allow-list (empty: anyone)"),
-				pd("audit-uri", "", "prefix for the audit record"), pd("model-name", "fashion-mnist", "model"), pd("model-version", "", "candidate version"),
-				pd("accuracy", "", "canary accuracy"), pd("baseline-accuracy", "", "production accuracy"), s3Endpoint, s3Secret},
+			Params: []Param{runName, set("timeout", "24h"), def("approvers"), def("audit-uri"), set("model-name", "fashion-mnist"), def("model-version"),
+				def("accuracy"), def("baseline-accuracy"), s3Endpoint, s3Secret},
 			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{{Name: "gantry_approval_wait_seconds", Help: "Seconds a candidate waited for a decision",
 				Labels: []*wfv1.MetricLabel{{Key: "decision", Value: "{{outputs.parameters.decision}}"}},
 				Gauge:  &wfv1.Gauge{Value: "{{outputs.parameters.waited-seconds}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"}}}},
-		{Binary: "approver", Template: "gate", Subcommand: []string{"gate"}, Description: "Fail the run with the reason unless the decision is approved/pass.",
-			Params: []Param{p("decision", "approved|rejected|pass|fail"), pd("reason", "", "message of the failed run")}},
+		{Binary: "approver", Template: "conclude", Subcommand: []string{"conclude"}, Description: "Fail the run with the reason unless the decision is approved/pass.",
+			Params: []Param{req("decision"), def("reason")}},
 	}
 }
 
@@ -154,22 +159,6 @@ func RetryStrategy() *wfv1.RetryStrategy {
 		Expression:  RetryExpression,
 		Backoff:     &wfv1.Backoff{Duration: "10s", Factor: ptr.To(intstrFromInt(2)), MaxDuration: "10m"},
 	}
-}
-
-// Flags returns the flags a task's container passes (for the CLI-definition test).
-func (t Task) Flags() []string {
-	var out []string
-	for _, a := range t.args() {
-		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		out = append(out, name)
-	}
-	for _, pr := range t.Params {
-		if pr.Env != "" {
-			out = append(out, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(pr.Env, "GANTRY_"), "_", "-")))
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (t Task) args() []string {
@@ -263,24 +252,6 @@ func FindTask(binary, template string) (Task, bool) {
 		}
 	}
 	return Task{}, false
-}
-
-// FlagProblems checks every flag the generated templates (Argo and Tekton)
-// pass to binary against its real CLI definition, via missing; it returns how
-// many templates use the binary and what is missing.
-func FlagProblems(binary string, missing func(subcommand, flags []string) []string) (int, []string) {
-	n := 0
-	var problems []string
-	for _, t := range append(Tasks(), TektonOnlyTasks()...) {
-		if t.Binary != binary {
-			continue
-		}
-		n++
-		if m := missing(t.Subcommand, t.Flags()); len(m) > 0 {
-			problems = append(problems, fmt.Sprintf("template %s/%s passes %v, which %s does not define", t.Binary, t.Template, m, binary))
-		}
-	}
-	return n, problems
 }
 
 func intstrFromInt(i int) intstr.IntOrString { return intstr.FromInt32(int32(i)) }

@@ -32,10 +32,14 @@ func TektonTasks() []obj {
 
 // TektonOnlyTasks exist only in the Tekton catalog (Argo suspends instead).
 func TektonOnlyTasks() []Task {
-	return []Task{{Binary: "approver", Template: "wait", Subcommand: []string{"wait"},
+	ts, err := resolve([]Task{{Binary: "approver", Template: "wait", Subcommand: []string{"wait"},
 		Description: "Block until a person runs `approver approve|reject RUN --tekton`, or time out (rejected).",
-		Params:      []Param{p("run-name", "the PipelineRun name"), pd("timeout", "24h", "how long to wait"), pd("approvers", "", "allow-list (empty: anyone)")},
-		Results:     []string{"decision", "approved-by", "reason", "waited-seconds"}}}
+		Params:      []Param{req("run-name"), def("timeout"), def("approvers")},
+		Results:     []string{"decision", "approved-by", "reason", "waited-seconds"}}})
+	if err != nil {
+		panic(err)
+	}
+	return ts
 }
 
 func tektonTask(t Task) obj {
@@ -84,7 +88,7 @@ func tektonTask(t Task) obj {
 	}
 }
 
-// TektonPipeline chains the Tasks; `approver wait` is the approval gate.
+// TektonPipeline chains the Tasks; `approver wait` stands in for the approval suspend.
 func TektonPipeline() obj {
 	pp := func(name string) string { return "$(params." + name + ")" }
 	res := func(task, r string) string { return fmt.Sprintf("$(tasks.%s.results.%s)", task, r) }
@@ -124,13 +128,13 @@ func TektonPipeline() obj {
 			"baseline-endpoint", "http://" + pp("model-name") + "-production.$(context.pipelineRun.namespace).svc:8501", "model-name", pp("model-name"),
 			"dataset-uri", pp("dataset-uri"), "min-accuracy", pp("min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "max-accuracy-drop", pp("max-accuracy-drop"),
 			"report-uri", "s3://" + pp("bucket") + "/runs/" + run + "/canary/"}, s3...)...)),
-		task("canary-gate", "approver-gate", []string{"canary"}, kv("decision", res("canary", "verdict"), "reason", res("canary", "reason"))),
-		task("request-approval", "approver-request", []string{"canary-gate"}, kv("run-name", run, "notify-url", pp("notify-url"), "model-name", pp("model-name"),
+		task("canary-verdict", "approver-conclude", []string{"canary"}, kv("decision", res("canary", "verdict"), "reason", res("canary", "reason"))),
+		task("request-approval", "approver-request", []string{"canary-verdict"}, kv("run-name", run, "notify-url", pp("notify-url"), "model-name", pp("model-name"),
 			"model-version", res("publish", "model-version"), "model-uri", res("publish", "model-uri"), "accuracy", res("canary", "accuracy"),
 			"baseline-accuracy", res("canary", "baseline-accuracy"), "p99-ms", res("canary", "p99-ms"), "report-uri", res("canary", "report-uri"))),
 		task("approval", "approver-wait", []string{"request-approval"}, kv("run-name", run, "timeout", pp("approval-timeout"), "approvers", pp("approvers"))),
-		task("approval-gate", "approver-gate", []string{"approval"}, kv("decision", res("approval", "decision"), "reason", "not promoted: "+res("approval", "reason"))),
-		deploy("promote", "production", "approval-gate"),
+		task("approval-verdict", "approver-conclude", []string{"approval"}, kv("decision", res("approval", "decision"), "reason", "not promoted: "+res("approval", "reason"))),
+		deploy("promote", "production", "approval-verdict"),
 	}
 	teardown := task("teardown-staging", "model-publisher-teardown", nil, kv("environment", "staging", "model-name", pp("model-name")))
 	teardown["when"] = []obj{{"input": pp("keep-staging"), "operator": "notin", "values": []string{"true"}}}

@@ -76,8 +76,8 @@ func TestEveryAPICallingStepRetriesOnlyTransientErrors(t *testing.T) {
 			if calls && (rs == nil || rs.Expression != RetryExpression || rs.Backoff == nil || rs.Limit == nil || rs.RetryPolicy != wfv1.RetryPolicyAlways) {
 				t.Errorf("%s/%s calls APIs but has retry strategy %+v", w.Name, tm.Name, rs)
 			}
-			if tm.Name == "gate" && rs != nil {
-				t.Errorf("approver/gate turns a verdict into a failure: it must never be retried")
+			if tm.Name == "conclude" && rs != nil {
+				t.Errorf("approver/conclude turns a verdict into a failure: it must never be retried")
 			}
 		}
 	}

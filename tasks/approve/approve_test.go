@@ -260,7 +260,10 @@ func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 		err error
 	}
 	ch := make(chan res, 1)
-	go func() { v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-2", Timeout: 10 * time.Second, Approvers: []string{"alice"}}); ch <- res{v, err} }()
+	go func() {
+		v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-2", Timeout: 10 * time.Second, Approvers: []string{"alice"}})
+		ch <- res{v, err}
+	}()
 	time.Sleep(100 * time.Millisecond) // let the watch start; a decision before it is seen by the initial list anyway
 	if _, err := g.Record(ctx, DecideOptions{Namespace: ns, Run: "pr-2", Decision: "approve"}); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func RealClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.
 
 // Flags that several subcommands share, each described here once.
 func runFlag(p *string) cli.Flag {
-	return &cli.StringFlag{Name: "run-name", Destination: p, Usage: "the run (Argo: {{workflow.name}}; Tekton: the PipelineRun)"}
+	return &cli.StringFlag{Name: "run-name", Destination: p, Usage: "the run (Argo: the workflow name; Tekton: the PipelineRun)"}
 }
 
 func nodeFlag(p *string) cli.Flag {

@@ -30,7 +30,7 @@ func registryFlag(p *string) cli.Flag {
 }
 
 func runFlag(p *string) cli.Flag {
-	return &cli.StringFlag{Name: "run-name", Destination: p, Usage: "the run doing this (Argo: {{workflow.name}}), recorded in manifests, history and run records"}
+	return &cli.StringFlag{Name: "run-name", Destination: p, Usage: "the run doing this (Argo: the workflow name), recorded in manifests, history and run records"}
 }
 
 func environmentFlag(p *string) cli.Flag {
@@ -170,8 +170,8 @@ func New(newKube KubeFunc) *cli.App {
 				Usage:       "record how a pipeline run ended at <registry>/<model>/runs/<run>.json (the exit handler)",
 				Description: "Results: record-uri.",
 				Flags: taskcli.Flags([]cli.Flag{modelNameFlag(&ro.ModelName), registryFlag(&ro.RegistryURI), runFlag(&ro.Run),
-					&cli.StringFlag{Name: "status", Destination: &ro.Status, Usage: "the run's status (Argo: {{workflow.status}})"},
-					&cli.StringFlag{Name: "failures", Destination: &ro.Failures, Usage: "JSON list of failed steps (Argo: {{workflow.failures}})"},
+					&cli.StringFlag{Name: "status", Destination: &ro.Status, Usage: "the run's status (Argo: workflow.status)"},
+					&cli.StringFlag{Name: "failures", Destination: &ro.Failures, Usage: "JSON list of failed steps (Argo: workflow.failures, in the exit handler)"},
 					&cli.StringFlag{Name: "model-version", Destination: &ro.ModelVersion, Usage: "the version the run published, if any"},
 				}, storeFlags, common.Flags()),
 				Action: func(c *cli.Context) error {

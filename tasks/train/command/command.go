@@ -56,7 +56,7 @@ func New(clients Clients) *cli.App {
 		&cli.StringFlag{Name: "dataset-uri", Destination: &o.DatasetURI, Usage: "dataset prefix handed to the trainer as GANTRY_DATASET_URI"},
 		&cli.StringFlag{Name: "output-uri", Destination: &o.OutputURI, Usage: "where the trainer writes its model and metrics.json (GANTRY_OUTPUT_URI); verified after success"},
 		&cli.StringFlag{Name: "job-name", Destination: &o.JobName, Usage: "Job name; the same name re-attaches to the same Job (default: <run-name>-train)"},
-		&cli.StringFlag{Name: "run-name", Destination: &o.Run, Usage: "the run this training belongs to (Argo: {{workflow.name}}); labels the Job and derives --job-name"},
+		&cli.StringFlag{Name: "run-name", Destination: &o.Run, Usage: "the run this training belongs to (Argo: the workflow name); labels the Job and derives --job-name"},
 		&cli.StringFlag{Name: "cpu", Destination: &o.CPU, Usage: "CPU request, e.g. 2"},
 		&cli.StringFlag{Name: "memory", Destination: &o.Memory, Usage: "memory request and limit, e.g. 2Gi"},
 		&cli.IntFlag{Name: "gpus", Destination: &o.GPUs, Usage: "nvidia.com/gpu limit"},

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Regenerates every generated file from the Go definitions: templates/ (from internal/templategen)
+# and the flag tables of tasks/*/README.md (from tasks/*/command). Run it after changing either.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf templates
+go run ./cmd/gen-templates --out templates --readmes .
+echo "templates/ and the task README flag tables regenerated"
