@@ -245,8 +245,8 @@ func TestFailedCanaryIsNotPromoted(t *testing.T) {
 	// The exit handler records the failure with the version the run published.
 	r := f.runRecord(run)
 	if r.Status != "Failed" || r.Promoted || r.ModelVersion == "" || r.ModelVersion != output(w, "publish(0)", "model-version") ||
-		!strings.Contains(string(r.Failures), "canary-gate") {
-		t.Errorf("run record %+v (failures %s): want Failed, not promoted, version %s, canary-gate in failures", r, r.Failures, output(w, "publish(0)", "model-version"))
+		!strings.Contains(string(r.Failures), "canary-verdict") {
+		t.Errorf("run record %+v (failures %s): want Failed, not promoted, version %s, canary-verdict in failures", r, r.Failures, output(w, "publish(0)", "model-version"))
 	}
 }
 
@@ -360,22 +360,22 @@ func TestArgoRetryResumesFromTheFailedStep(t *testing.T) {
 }
 
 // Given gantry's per-task WorkflowTemplates, another team's workflow reuses one task by
-// templateRef: the approver's gate passes an approval and fails a rejection with its reason.
+// templateRef: the approver's conclude template passes an approval and fails a rejection with its reason.
 func TestSingleTaskReusedViaTemplateRef(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	wf := func(decision string) string {
 		return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
 kind: Workflow
-metadata: {generateName: reuse-gate-}
+metadata: {generateName: reuse-conclude-}
 spec:
   serviceAccountName: gantry-pipeline
   entrypoint: main
   templates:
   - name: main
     steps:
-    - - name: gate
-        templateRef: {name: approver, template: gate}
+    - - name: conclude
+        templateRef: {name: approver, template: conclude}
         arguments:
           parameters:
           - {name: decision, value: %s}
@@ -389,7 +389,7 @@ spec:
 			t.Fatal(err)
 		}
 		run := f.argo("submit", file, "-o", "name")
-		w := f.waitRun(run, 3*time.Minute, "reused gate finished", func(w *wfv1.Workflow) bool { return w.Status.Fulfilled() })
+		w := f.waitRun(run, 3*time.Minute, "reused conclude finished", func(w *wfv1.Workflow) bool { return w.Status.Fulfilled() })
 		if w.Status.Phase != want {
 			t.Errorf("%s: run %s, want %s (%s)", decision, w.Status.Phase, want, nodeMessages(w))
 		}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local walk-through (make demo): train → publish → serve → canary → gate, with gantry's own
+# The local walk-through (make demo): train → publish → serve → canary → verdict, with gantry's own
 # binaries on 127.0.0.1 and file:// storage (make demo-local). The on-cluster version: hack/cluster/demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +34,8 @@ canary=$("${bin}/canary-evaluator" --endpoint="http://127.0.0.1:${port}" --datas
   --max-p99-ms=500 --report-uri="file://${work}/report/")
 echo "${canary}"
 
-step "gate"
-"${bin}/approver" gate --decision="$(echo "${canary}" | field verdict)" --reason="$(echo "${canary}" | field reason)"
+step "verdict"
+"${bin}/approver" conclude --decision="$(echo "${canary}" | field verdict)" --reason="$(echo "${canary}" | field reason)"
 
 step "one prediction (first test image; label 9 = Ankle boot)"
 python3 - "${port}" <<'PY'

@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,32 @@ func TestWriteReplacesAtomically(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "verdict"))
 	if string(b) != "pass" {
 		t.Errorf("verdict = %q", b)
+	}
+}
+
+// A reader (Argo's executor, Tekton's entrypoint) that opened a result while a retry rewrites it
+// must read a whole value, never a truncated or half-written one: the new value arrives by
+// rename, so a file already open keeps the old one. Writing in place (os.WriteFile truncates
+// first) fails this.
+func TestWriteNeverChangesAFileInPlace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := Write(dir, nil, map[string]string{"reason": "canary failed: accuracy 0.41"}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.Open(filepath.Join(dir, "reason"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := Write(dir, nil, map[string]string{"reason": "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(old)
+	if err != nil || string(b) != "canary failed: accuracy 0.41" {
+		t.Errorf("a reader of the old result read %q (%v): the file was rewritten in place", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "reason")); string(b) != "ok" {
+		t.Errorf("new value %q", b)
 	}
 }

@@ -347,7 +347,7 @@ func TestCommittedTemplatesAreCurrent(t *testing.T) {
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join("..", "..", "templates", name))
 		if err != nil || string(got) != string(want) {
-			t.Errorf("templates/%s is stale (run hack/update-templates.sh): %v", name, err)
+			t.Errorf("templates/%s is stale (run hack/update-generated.sh): %v", name, err)
 		}
 	}
 }

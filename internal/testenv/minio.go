@@ -5,23 +5,20 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-)
-
-// MinIO credentials used by every test server.
-const (
-	MinIOUser     = "gantry-test"
-	MinIOPassword = "gantry-test-secret"
 )
 
 // MinIO is a running MinIO server.
@@ -33,6 +30,9 @@ type MinIO struct {
 	t        testing.TB
 	bin      string
 	addr     string
+	// user and password are this server's own: a client that reached another test's server on
+	// a reused port would be refused, never served someone else's buckets.
+	user, password string
 }
 
 // Binary finds a tool: $GANTRY_<NAME>_BIN, $GANTRY_TOOLS/bin, ~/.cache/gantry/tools/bin, PATH.
@@ -67,48 +67,101 @@ func Binary(t testing.TB, name, envVar string) string {
 }
 
 // StartMinIO starts a MinIO server with a fresh data dir; it is stopped at cleanup.
+//
+// The port is picked free, but another process (a parallel test package) may take it before
+// MinIO binds: then MinIO exits with "address already in use" and the server is started again
+// on another port.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	m := &MinIO{t: t, bin: Binary(t, "minio", "GANTRY_MINIO_BIN"), Dir: t.TempDir(), addr: freeAddr(t)}
-	m.Endpoint = "http://" + m.addr
-	m.Start()
+	m := &MinIO{t: t, bin: Binary(t, "minio", "GANTRY_MINIO_BIN"), Dir: t.TempDir(),
+		user: "gantry-test-" + randomHex(t, 4), password: randomHex(t, 16)}
 	t.Cleanup(m.Stop)
-	return m
+	for attempt := 1; ; attempt++ {
+		m.addr = freeAddr(t)
+		m.Endpoint = "http://" + m.addr
+		err := m.start()
+		if err == nil {
+			return m
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			t.Fatal(err)
+		}
+		t.Logf("minio: %v; trying another port", err)
+	}
 }
 
-// Start (re)starts the server on the same address and data dir and waits until it is ready.
+// Start restarts the server on the same address and data dir and waits until it is ready.
 func (m *MinIO) Start() {
 	m.t.Helper()
-	cmd := exec.Command(m.bin, "server", "--address", m.addr, "--console-address", freeAddr(m.t), "--quiet", m.Dir)
-	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+MinIOUser, "MINIO_ROOT_PASSWORD="+MinIOPassword,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
-	logf, err := os.Create(filepath.Join(m.t.TempDir(), "minio.log"))
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = m.start(); !errors.Is(err, errAddrInUse) {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond) // the old process's socket, or a squatter
+	}
 	if err != nil {
 		m.t.Fatal(err)
 	}
+}
+
+var errAddrInUse = errors.New("address already in use")
+
+func (m *MinIO) start() error {
+	cmd := exec.Command(m.bin, "server", "--address", m.addr, "--console-address", freeAddr(m.t), "--quiet", m.Dir)
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.user, "MINIO_ROOT_PASSWORD="+m.password,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+	logf, err := os.Create(filepath.Join(m.t.TempDir(), "minio.log"))
+	if err != nil {
+		return err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		m.t.Fatalf("starting minio: %v", err)
+		return fmt.Errorf("starting minio: %w", err)
 	}
 	m.cmd, m.done = cmd, make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(m.done) }()
+	exited := func() error {
+		b, _ := os.ReadFile(logf.Name())
+		if strings.Contains(string(b), "address already in use") || strings.Contains(string(b), "port is already in use") {
+			return fmt.Errorf("minio on %s: %w", m.addr, errAddrInUse)
+		}
+		return fmt.Errorf("minio exited during start-up:\n%s", b)
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(m.Endpoint + "/minio/health/ready")
+		select {
+		case <-m.done:
+			return exited()
+		default:
+		}
+		// Ready means: our process is alive and the server on the port knows our credentials.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := m.Client().ListBuckets(ctx)
+		cancel()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
+			select {
+			case <-m.done:
+				return exited()
+			default:
+				return nil
 			}
 		}
 		select {
 		case <-m.done:
-			b, _ := os.ReadFile(logf.Name())
-			m.t.Fatalf("minio exited during start-up:\n%s", b)
+			return exited()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	m.t.Fatal("minio not ready after 60s")
+	return errors.New("minio not ready after 60s")
+}
+
+func randomHex(t testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // Stop stops the server (idempotent).
@@ -128,7 +181,7 @@ func (m *MinIO) Stop() {
 // Client returns an admin client.
 func (m *MinIO) Client() *minio.Client {
 	m.t.Helper()
-	c, err := minio.New(m.addr, &minio.Options{Creds: credentials.NewStaticV4(MinIOUser, MinIOPassword, "")})
+	c, err := minio.New(m.addr, &minio.Options{Creds: credentials.NewStaticV4(m.user, m.password, "")})
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -137,7 +190,7 @@ func (m *MinIO) Client() *minio.Client {
 
 // Creds returns static credentials for the server.
 func (m *MinIO) Creds() *credentials.Credentials {
-	return credentials.NewStaticV4(MinIOUser, MinIOPassword, "")
+	return credentials.NewStaticV4(m.user, m.password, "")
 }
 
 // MakeBucket creates a bucket.

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"github.com/google/go-cmp/cmp"
 	"strings"
 	"testing"
 	"time"
@@ -17,24 +18,31 @@ import (
 
 // kubelet marks every Deployment rolled out once it is applied, like the
 // deployment controller and kubelet would.
+// kubelet rolls out every Deployment in ns, as the real controllers would. It rewrites the status
+// every 20 ms, not once per change: the fake clientset's watch does not resume from the list's
+// resourceVersion, so a waiter that lists before a single status write and watches after it
+// would never see the rollout finish (the flake this helper once had).
 func kubelet(t *testing.T, c *fake.Clientset, ns string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	w, err := c.AppsV1().Deployments(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	go func() {
-		defer w.Stop()
-		for ev := range w.ResultChan() {
-			d, ok := ev.Object.(*appsv1.Deployment)
-			if !ok || ok && d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.ObservedGeneration == d.Generation {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			l, err := c.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
 				continue
 			}
-			d = d.DeepCopy()
-			r := *d.Spec.Replicas
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, AvailableReplicas: r, ReadyReplicas: r}
-			c.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+			for _, d := range l.Items {
+				r := *d.Spec.Replicas
+				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, AvailableReplicas: r, ReadyReplicas: r}
+				c.AppsV1().Deployments(ns).UpdateStatus(ctx, &d, metav1.UpdateOptions{})
+			}
 		}
 	}()
 }
@@ -86,9 +94,18 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	if err != nil || !again.Unchanged {
 		t.Errorf("second apply of the same model: %+v %v, want unchanged", again, err)
 	}
+	// Server-side apply of the same configuration changes nothing: not the spec (no rollout),
+	// not the annotations that record the model and the one to roll back to, not the object.
 	dep2, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
-	if dep2.ResourceVersion != dep.ResourceVersion && !equalSpec(dep, dep2) {
-		t.Error("re-applying the same model changed the Deployment")
+	if diff := cmp.Diff(dep.Spec, dep2.Spec); diff != "" {
+		t.Errorf("re-applying the same model changed the Deployment's spec (-first +second):\n%s", diff)
+	}
+	if diff := cmp.Diff(dep.Annotations, dep2.Annotations); diff != "" {
+		t.Errorf("re-applying the same model changed the Deployment's annotations (-first +second):\n%s", diff)
+	}
+	if dep2.ResourceVersion != dep.ResourceVersion || dep2.Generation != dep.Generation {
+		t.Errorf("re-applying the same model wrote the Deployment: resourceVersion %s → %s, generation %d → %d",
+			dep.ResourceVersion, dep2.ResourceVersion, dep.Generation, dep2.Generation)
 	}
 
 	o.ModelURI = v2.URI

@@ -163,6 +163,51 @@ func TestMinIOStoppedMidPublishExits3AndARerunSucceeds(t *testing.T) {
 	}
 }
 
+// changesSource rewrites the source's weights while the publisher copies them, as a trainer that
+// is still writing (or a second run reusing the output prefix) would.
+type changesSource struct {
+	objstore.Store
+	src string
+}
+
+func (s changesSource) Copy(ctx context.Context, src, dst string) error {
+	if strings.HasSuffix(src, "model.safetensors") {
+		if err := objstore.PutBytes(ctx, s.Store, s.src+"model.safetensors", []byte("rewritten mid-publish")); err != nil {
+			return err
+		}
+	}
+	return s.Store.Copy(ctx, src, dst)
+}
+
+// What landed is re-hashed before the manifest commits to it: a copy that differs from the digest
+// the version is named after fails the publish, and the version never becomes visible.
+func TestCopyThatDiffersFromTheSourceDigestIsNeverCommitted(t *testing.T) {
+	e := newEnv(t)
+	src := e.trainerOutput("run-1", "w")
+	o := PublishOptions{SourceURI: src, RegistryURI: "s3://models", ModelName: "fashion-mnist"}
+	_, err := NewPublisher(changesSource{e.store, src}).Publish(e.ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "the source changed during publish or the copy is corrupt") {
+		t.Fatalf("publish of a changing source: %v", err)
+	}
+	if code := exitcode.Of(err); code == exitcode.OK || code == exitcode.BadInput {
+		t.Errorf("exit code %d: a corrupt copy is neither success nor bad input", code)
+	}
+	files, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/")
+	for _, f := range files {
+		if strings.HasSuffix(f.URI, "/"+manifest.FileName) {
+			t.Errorf("%s was committed for a copy that does not match its digest", f.URI)
+		}
+	}
+	// A rerun publishes what the source holds now, under the digest of that content.
+	p, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(e.ctx, e.store, p.URI); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestVerifyDetectsCorruption(t *testing.T) {
 	e := newEnv(t)
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("run-1", "w"), RegistryURI: "s3://models", ModelName: "m"})
