@@ -49,7 +49,8 @@ func TestTrainsSubsetAndWritesModel(t *testing.T) {
 }
 
 func TestBadInputExit2(t *testing.T) {
-	t.Parallel()
+	// Not parallel: every cli.App writes to urfave/cli's package-level help and version flags while
+	// parsing, so two apps running at once in one test binary race (seen with -race).
 	for name, args := range map[string][]string{
 		"no dataset":   {"--output-uri=file:///tmp/x"},
 		"bad hidden":   {"--dataset-uri=file:///d/", "--output-uri=file:///tmp/x", "--hidden=a,b"},

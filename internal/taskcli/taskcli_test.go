@@ -61,7 +61,8 @@ func TestBoundFlagsFromArgsAndEnvironment(t *testing.T) {
 }
 
 func TestKeyValuesRefusesMalformedPairsAsBadInput(t *testing.T) {
-	t.Parallel()
+	// Not parallel: every cli.App writes to urfave/cli's package-level help and version flags while
+	// parsing, so two apps running at once in one test binary race (seen with -race).
 	for _, bad := range [][]string{{"--env=A"}, {"--env==1"}, {"--env=A=1", "--env=A=2"}} {
 		var kv [][2]string
 		app := &cli.App{Name: "t", Flags: []cli.Flag{&cli.GenericFlag{Name: "env", Value: KeyValues(&kv)}}, Action: func(*cli.Context) error { return nil }}
@@ -73,7 +74,8 @@ func TestKeyValuesRefusesMalformedPairsAsBadInput(t *testing.T) {
 }
 
 func TestRunMapsErrorsToExitCodes(t *testing.T) {
-	t.Parallel()
+	// Not parallel: every cli.App writes to urfave/cli's package-level help and version flags while
+	// parsing, so two apps running at once in one test binary race (seen with -race).
 	for _, tc := range []struct {
 		name string
 		err  error

@@ -21,7 +21,8 @@ import (
 )
 
 func TestBadFlagsExit2WithoutClient(t *testing.T) {
-	t.Parallel()
+	// Not parallel: every cli.App writes to urfave/cli's package-level help and version flags while
+	// parsing, so two apps running at once in one test binary race (seen with -race).
 	out := "file://" + t.TempDir()
 	for name, args := range map[string][]string{
 		"unknown flag":    {"--imagee=x"},
