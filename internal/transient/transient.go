@@ -135,6 +135,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil && t.readBody {
 			err = t.buffer(resp)
 		}
+		if err != nil && t.timeout > 0 && ctx.Err() == nil && errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("attempt timed out after %s: %w", t.timeout, err)
+		}
 		if err == nil && !t.readBody {
 			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 		} else {

@@ -115,7 +115,7 @@ func TestAttemptTimeoutAndCancellation(t *testing.T) {
 	var calls atomic.Int32
 	release := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
+		if calls.Add(1) == 1 || r.URL.RawQuery == "hang" {
 			select {
 			case <-release:
 			case <-r.Context().Done():
@@ -134,6 +134,10 @@ func TestAttemptTimeoutAndCancellation(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "second" {
 		t.Errorf("a hung attempt was not abandoned: %q", b)
+	}
+	if _, err := fast(WithRetries(0), WithAttemptTimeout(50*time.Millisecond)).Get(ts.URL + "/?hang"); err == nil ||
+		!strings.Contains(err.Error(), "attempt timed out after 50ms") || !IsError(err) {
+		t.Errorf("a hung last attempt: %v (transient %v)", err, IsError(err))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

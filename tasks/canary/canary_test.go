@@ -180,7 +180,7 @@ func TestBrokenServersGiveErrorRateNeverHang(t *testing.T) {
 			case <-r.Context().Done():
 			case <-time.After(3 * time.Second):
 			}
-		}, "Timeout"},
+		}, "timed out after 200ms"},
 	} {
 		ts := httptest.NewServer(tc.handler)
 		o := opts(ts.URL, data)
