@@ -58,7 +58,9 @@ func resolve(tasks []Task) ([]Task, error) {
 			if p.Env != "" && !slices.Contains(doc.GetEnvVars(), p.Env) {
 				return nil, fmt.Errorf("template %s/%s passes %s in $%s, which --%s does not read (%v)", t.Binary, t.Template, p.Name, p.Env, name, doc.GetEnvVars())
 			}
-			p.Description = doc.GetUsage()
+			if p.SecretKey == "" { // a Secret's parameter describes the Secret
+				p.Description = doc.GetUsage()
+			}
 			if p.FlagDefault {
 				p.Default = ptr.To(FlagDefault(f))
 			}

@@ -39,7 +39,7 @@ func PipelineParams() []PipelineParam {
 		flag("max-p99-ms", "500", "canary-evaluator", "evaluate", "max-p99-ms"),
 		flag("approvers", "", "approver", "verify", "approvers"),
 		{"approval-timeout", "24h", "how long to wait for a decision; silence rejects"},
-		flag("notify-url", "", "approver", "request", "notify-url"),
+		flag("notify-secret", "gantry-notify", "approver", "request", "notify-secret"),
 		{"keep-staging", "false", "keep the staging server after the run"},
 		flag("oci-ref", "", "model-publisher", "publish", "oci-ref"),
 	}
@@ -102,7 +102,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		{Name: "canary-verdict", Depends: "canary", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("canary", "verdict"), "reason", tp("canary", "reason"))},
 		{Name: "request-approval", Depends: "canary-verdict", TemplateRef: ref("approver", "request"), Arguments: args(
-			"notify-url", wp("notify-url"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
+			"notify-secret", wp("notify-secret"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
 			"model-uri", tp("publish", "model-uri"), "accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
 			"p99-ms", tp("canary", "p99-ms"), "report-uri", tp("canary", "report-uri"))},
 		{Name: "approval", Depends: "request-approval", Template: "approval"},

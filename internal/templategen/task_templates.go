@@ -56,6 +56,10 @@ type Param struct {
 	Env string
 	// NotAFlag marks parameters used elsewhere in the template (e.g. the Secret name).
 	NotAFlag bool
+	// SecretKey makes the parameter the name of a Secret whose key SecretKey reaches the binary
+	// as Env (read by Flag) through a secretKeyRef: never an argument, a parameter value or a
+	// log line. The Secret is optional: without it the variable is unset.
+	SecretKey string
 }
 
 // req is a parameter every caller passes; def one with the flag's default; set one with a
@@ -85,6 +89,9 @@ var (
 	// s3Endpoint is optional: empty is AWS.
 	s3Endpoint = def("s3-endpoint")
 	runName    = set("run-name", "{{workflow.name}}")
+	// notifySecret holds the approval webhook's URL, a secret (a Slack webhook URL is a credential).
+	notifySecret = Param{Name: "notify-secret", Flag: "notify-url", Env: "GANTRY_NOTIFY_URL", SecretKey: "url", Default: ptr.To("gantry-notify"),
+		Description: "Secret whose key url holds the approval webhook URL (optional: without it the request is only logged)"}
 )
 
 // Tasks are every per-binary template, in file order, with descriptions and
@@ -132,9 +139,9 @@ func rawTasks() []Task {
 					Gauge: &wfv1.Gauge{Value: "{{outputs.parameters.p99-ms}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"},
 			}}},
 		{Binary: "approver", Template: "request", Subcommand: []string{"request"}, Description: "Notify people that a candidate waits for approval.",
-			Params: []Param{runName, def("notify-url"), set("model-name", "fashion-mnist"), req("model-version"), req("model-uri"), req("accuracy"),
+			Params: []Param{runName, notifySecret, set("model-name", "fashion-mnist"), req("model-version"), req("model-uri"), req("accuracy"),
 				def("baseline-accuracy"), req("p99-ms"), def("report-uri")},
-			Results: []string{"message"}, Retry: true},
+			Results: []string{"message", "notified"}, Retry: true},
 		{Binary: "approver", Template: "verify", Subcommand: []string{"verify"}, Description: "Read the approval decision; silence and unknown approvers are rejections.",
 			Params: []Param{runName, set("timeout", "24h"), def("approvers"), def("audit-uri"), set("model-name", "fashion-mnist"), def("model-version"),
 				def("accuracy"), def("baseline-accuracy"), s3Endpoint, s3Secret},
@@ -205,7 +212,11 @@ func (t Task) template() wfv1.Template {
 		c.Resources.Requests[apiv1.ResourceMemory] = mustQ("256Mi")
 	}
 	for _, pr := range t.Params {
-		if pr.Env != "" {
+		switch {
+		case pr.SecretKey != "":
+			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
+				LocalObjectReference: apiv1.LocalObjectReference{Name: "{{inputs.parameters." + pr.Name + "}}"}, Key: pr.SecretKey, Optional: ptr.To(true)}}})
+		case pr.Env != "":
 			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, Value: "{{inputs.parameters." + pr.Name + "}}"})
 		}
 		if pr.Name == "s3-secret" {

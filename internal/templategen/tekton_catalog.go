@@ -68,7 +68,10 @@ func tektonTask(t Task) obj {
 	}
 	env := []obj{{"name": "GANTRY_LOG_FORMAT", "value": "json"}}
 	for _, pr := range t.Params {
-		if pr.Env != "" {
+		switch {
+		case pr.SecretKey != "":
+			env = append(env, obj{"name": pr.Env, "valueFrom": obj{"secretKeyRef": obj{"name": "$(params." + pr.Name + ")", "key": pr.SecretKey, "optional": true}}})
+		case pr.Env != "":
 			env = append(env, obj{"name": pr.Env, "value": "$(params." + pr.Name + ")"})
 		}
 		if pr.Name == "s3-secret" {
@@ -129,7 +132,7 @@ func TektonPipeline() obj {
 			"dataset-uri", pp("dataset-uri"), "min-accuracy", pp("min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "max-accuracy-drop", pp("max-accuracy-drop"),
 			"report-uri", "s3://" + pp("bucket") + "/runs/" + run + "/canary/"}, s3...)...)),
 		task("canary-verdict", "approver-conclude", []string{"canary"}, kv("decision", res("canary", "verdict"), "reason", res("canary", "reason"))),
-		task("request-approval", "approver-request", []string{"canary-verdict"}, kv("run-name", run, "notify-url", pp("notify-url"), "model-name", pp("model-name"),
+		task("request-approval", "approver-request", []string{"canary-verdict"}, kv("run-name", run, "notify-secret", pp("notify-secret"), "model-name", pp("model-name"),
 			"model-version", res("publish", "model-version"), "model-uri", res("publish", "model-uri"), "accuracy", res("canary", "accuracy"),
 			"baseline-accuracy", res("canary", "baseline-accuracy"), "p99-ms", res("canary", "p99-ms"), "report-uri", res("canary", "report-uri"))),
 		task("approval", "approver-wait", []string{"request-approval"}, kv("run-name", run, "timeout", pp("approval-timeout"), "approvers", pp("approvers"))),

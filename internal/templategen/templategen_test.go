@@ -12,6 +12,7 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/workflow/validate"
 	"github.com/google/go-cmp/cmp"
+	apiv1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -381,5 +382,35 @@ func TestCommandMatchesKoEntrypoint(t *testing.T) {
 	}
 	if n < 15 {
 		t.Errorf("only %d containers checked", n)
+	}
+}
+
+// The approval webhook URL is a credential: no template takes it as a parameter or passes it as
+// an argument; the request step reads it from a Secret, which may be absent (log only).
+func TestWebhookURLOnlyFromASecret(t *testing.T) {
+	t.Parallel()
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		if strings.Contains(string(b), "notify-url") {
+			t.Errorf("%s mentions notify-url: the webhook URL must come from a Secret", name)
+		}
+	}
+	tk, ok := FindTask("approver", "request")
+	if !ok {
+		t.Fatal("no approver/request")
+	}
+	c := tk.template().Container
+	var env *apiv1.EnvVar
+	for i := range c.Env {
+		if c.Env[i].Name == "GANTRY_NOTIFY_URL" {
+			env = &c.Env[i]
+		}
+	}
+	if env == nil || env.Value != "" || env.ValueFrom == nil || env.ValueFrom.SecretKeyRef == nil ||
+		env.ValueFrom.SecretKeyRef.Key != "url" || env.ValueFrom.SecretKeyRef.Optional == nil || !*env.ValueFrom.SecretKeyRef.Optional {
+		t.Errorf("GANTRY_NOTIFY_URL = %+v, want an optional secretKeyRef to key url", env)
 	}
 }

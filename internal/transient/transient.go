@@ -159,7 +159,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		wait := bo.Step()
-		t.log.Warn("transient HTTP failure, retrying", "method", req.Method, "url", req.URL.Redacted(), "error", what,
+		// The host only: a URL's path and query may carry a secret (webhook tokens, signed URLs).
+		t.log.Warn("transient HTTP failure, retrying", "method", req.Method, "host", req.URL.Scheme+"://"+req.URL.Host, "error", what,
 			"attempt", attempt+1, "of", retries+1, "in", wait.Round(time.Millisecond))
 		timer := time.NewTimer(wait)
 		select {

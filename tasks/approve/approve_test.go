@@ -1,9 +1,12 @@
 package approve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -217,32 +220,54 @@ func TestRequestRetriesWebhook(t *testing.T) {
 		json.NewDecoder(r.Body).Decode(&got)
 	}))
 	defer ts.Close()
-	o := RequestOptions{Namespace: ns, Run: "ml-pipeline-x", NotifyURL: ts.URL, Retries: 3,
+	o := RequestOptions{Namespace: ns, Run: "ml-pipeline-x", NotifyURL: ts.URL + "/hooks/T000/SECRET-TOKEN", Retries: 3,
 		Candidate: Candidate{ModelName: "fashion-mnist", ModelVersion: "v1", Accuracy: "0.8861", BaselineAccuracy: "0.8790", P99Ms: "4.20", ReportURI: "s3://r/report.html"}}
-	m, err := NewApprover(nil, nil).Request(context.Background(), o)
+	n, err := NewApprover(nil, nil).Request(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls.Load() != 3 || got.Run != "ml-pipeline-x" {
-		t.Errorf("calls %d, received %+v", calls.Load(), got)
+	if !n.Delivered || n.Values()["notified"] != "true" || calls.Load() != 3 || got.Run != "ml-pipeline-x" {
+		t.Errorf("delivered %v after %d calls, received %+v", n.Delivered, calls.Load(), got)
 	}
 	for _, want := range []string{"argo resume ml-pipeline-x -n ml", "approver reject ml-pipeline-x", "0.8861 vs production 0.8790", "p99 4.20 ms", "s3://r/report.html"} {
-		if !strings.Contains(m.Text, want) {
-			t.Errorf("text lacks %q:\n%s", want, m.Text)
+		if !strings.Contains(n.Message.Text, want) {
+			t.Errorf("text lacks %q:\n%s", want, n.Message.Text)
 		}
 	}
-	// A webhook that stays down is transient; one that refuses is bad input.
+}
+
+// Notification is best effort: a webhook that stays down, refuses, or does not exist leaves the
+// result notified=false and no error, so the run goes on to wait for a decision. The webhook
+// URL is a secret: it appears in no log line, error or result.
+func TestUndeliveredRequestIsAResultAndNeverLeaksTheWebhook(t *testing.T) {
+	t.Parallel()
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "x", 503) }))
 	defer down.Close()
-	o.NotifyURL, o.Retries = down.URL, 1
-	if _, err := NewApprover(nil, nil).Request(context.Background(), o); exitcode.Of(err) != exitcode.Transient {
-		t.Errorf("down webhook: %v", err)
-	}
 	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "x", 404) }))
 	defer refuse.Close()
-	o.NotifyURL = refuse.URL
-	if _, err := NewApprover(nil, nil).Request(context.Background(), o); exitcode.Of(err) != exitcode.BadInput {
-		t.Errorf("refusing webhook: %v", err)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	for name, base := range map[string]string{"down": down.URL, "refuses": refuse.URL, "unreachable": gone.URL} {
+		var logs bytes.Buffer
+		a := NewApprover(nil, nil, WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		o := RequestOptions{Namespace: ns, Run: "r1", NotifyURL: base + "/hooks/T000/SECRET-TOKEN?sig=SECRET-SIG", Retries: 1}
+		n, err := a.Request(context.Background(), o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if n.Delivered || n.Values()["notified"] != "false" || n.Reason == "" {
+			t.Errorf("%s: %+v", name, n)
+		}
+		all := logs.String() + n.Reason + fmt.Sprint(n.Values())
+		if strings.Contains(all, "SECRET") {
+			t.Errorf("%s: the webhook's secret path leaked:\n%s", name, all)
+		}
+		if !strings.Contains(logs.String(), "not delivered") {
+			t.Errorf("%s: the failure was not logged:\n%s", name, logs.String())
+		}
+	}
+	if _, err := NewApprover(nil, nil).Request(context.Background(), RequestOptions{Run: "r1", NotifyURL: "ftp://host/SECRET"}); exitcode.Of(err) != exitcode.BadInput || strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("bad URL: %v", err)
 	}
 }
 

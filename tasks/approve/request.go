@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,43 +61,79 @@ func NewMessage(o RequestOptions) Message {
 	return Message{Text: b.String(), Run: o.Run, Namespace: o.Namespace, Candidate: c, Approve: approve, Reject: reject}
 }
 
+// Notified is the outcome of Request.
+type Notified struct {
+	Message Message
+	// Delivered is false when the webhook could not be reached or refused the request after the
+	// retries: notification is best effort, the run goes on to wait for a decision (and silence
+	// is a rejection), so a broken webhook never blocks or fails a run.
+	Delivered bool
+	Reason    string // why not delivered
+}
+
+// Values renders the results: message, notified.
+func (n *Notified) Values() map[string]string {
+	text := n.Message.Text
+	if len(text) > 1000 {
+		text = text[:1000]
+	}
+	return map[string]string{"message": text, "notified": strconv.FormatBool(n.Delivered)}
+}
+
+// webhookHost names a webhook in logs and errors without its path or query, where Slack-style
+// webhooks carry their secret.
+func webhookHost(u *url.URL) string { return u.Scheme + "://" + u.Host }
+
 // Request logs the request and posts it to the webhook, retrying transient failures
-// (o.Retries times). A webhook that refuses the request (4xx) is bad input.
-func (g *Approver) Request(ctx context.Context, o RequestOptions) (Message, error) {
+// (o.Retries times). The webhook URL is a secret: it never appears in logs, errors or results.
+// Only a URL that is not http(s) is bad input; any delivery failure is a result (Delivered false).
+func (g *Approver) Request(ctx context.Context, o RequestOptions) (*Notified, error) {
 	if o.Run == "" {
-		return Message{}, exitcode.Invalidf("--run-name is required")
+		return nil, exitcode.Invalidf("--run-name is required")
 	}
+	var target *url.URL
 	if o.NotifyURL != "" {
-		if u, err := url.Parse(o.NotifyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return Message{}, exitcode.Invalidf("--notify-url %q: want an http(s) URL", o.NotifyURL)
+		u, err := url.Parse(o.NotifyURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, exitcode.Invalidf("--notify-url: want an http(s) URL (the value is a secret and not shown)")
 		}
+		target = u
 	}
-	m := NewMessage(o)
-	g.log.Info("approval requested", "run", o.Run, "text", m.Text)
-	if o.NotifyURL == "" {
-		return m, nil
+	n := &Notified{Message: NewMessage(o)}
+	g.log.Info("approval requested", "run", o.Run, "text", n.Message.Text)
+	if target == nil {
+		n.Reason = "no webhook configured"
+		return n, nil
 	}
-	body, _ := json.Marshal(m)
+	host := webhookHost(target)
+	body, _ := json.Marshal(n.Message)
 	client := &http.Client{Transport: transient.NewTransport(g.transport, transient.WithRetries(o.Retries),
 		transient.WithBackoff(200*time.Millisecond, 10*time.Second), transient.WithAttemptTimeout(30*time.Second), transient.WithLogger(g.log))}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.NotifyURL, bytes.NewReader(body))
 	if err != nil {
-		return m, exitcode.Invalidf("--notify-url: %v", err)
+		return nil, exitcode.Invalidf("--notify-url: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
-	if err != nil {
-		return m, exitcode.Retryable(fmt.Errorf("notifying %s: %w", o.NotifyURL, err))
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
 	switch {
-	case resp.StatusCode < 300:
-		g.log.Info("approval request delivered", "url", o.NotifyURL)
-		return m, nil
-	case transient.IsStatus(resp.StatusCode):
-		return m, exitcode.Retryable(fmt.Errorf("notifying %s: webhook answered %s", o.NotifyURL, resp.Status))
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the URL
+		}
+		n.Reason = fmt.Sprintf("webhook %s unreachable: %v", host, err)
 	default:
-		return m, exitcode.Invalidf("notify webhook refused the request: %s", resp.Status)
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode < 300 {
+			n.Delivered = true
+			g.log.Info("approval request delivered", "webhook", host)
+			return n, nil
+		}
+		n.Reason = fmt.Sprintf("webhook %s answered %s", host, resp.Status)
 	}
+	g.log.Warn("approval request not delivered; the run waits for a decision anyway", "reason", n.Reason)
+	return n, nil
 }

@@ -128,9 +128,9 @@ func New(newClients ClientsFunc) *cli.App {
 			"plain `argo resume RUN`, which approves. Exit codes: 0 ok (a rejection is a result), 2 bad input, 3 transient.",
 		Commands: []*cli.Command{
 			{
-				Name: "request", Usage: "post the candidate's numbers and the commands to decide to --notify-url (and log them)",
+				Name: "request", Usage: "post the candidate's numbers and the commands to decide to --notify-url (and log them); results: message, notified",
 				Flags: base(append([]cli.Flag{runFlag(&request.Run),
-					&cli.StringFlag{Name: "notify-url", Destination: &request.NotifyURL, Usage: "webhook receiving JSON with a Slack-compatible text field (empty: log only)"},
+					&cli.StringFlag{Name: "notify-url", Destination: &request.NotifyURL, Usage: "webhook receiving JSON with a Slack-compatible text field (empty: log only); a secret, never logged — pipelines pass it from a Secret in GANTRY_NOTIFY_URL. Delivery is best effort: after the retries the result notified is false and the command still succeeds"},
 					&cli.IntFlag{Name: "retries", Value: 5, Destination: &request.Retries, Usage: "webhook retries"},
 				}, candidateFlags(&request.Candidate)...)...),
 				Action: func(c *cli.Context) error {
@@ -139,7 +139,7 @@ func New(newClients ClientsFunc) *cli.App {
 						return err
 					}
 					request.Namespace = ns
-					m, err := a.Request(c.Context, request)
+					n, err := a.Request(c.Context, request)
 					if err != nil {
 						return err
 					}
@@ -148,7 +148,7 @@ func New(newClients ClientsFunc) *cli.App {
 						log, _ := common.Logger(c.App.ErrWriter)
 						log.Warn("could not record the candidate on the run", "error", err)
 					}
-					return common.WriteResults(c.App.Writer, map[string]string{"message": truncate(m.Text)})
+					return common.WriteResults(c.App.Writer, n.Values())
 				},
 			},
 			{
@@ -238,13 +238,6 @@ func New(newClients ClientsFunc) *cli.App {
 func dash(s string) string {
 	if s == "" {
 		return "-"
-	}
-	return s
-}
-
-func truncate(s string) string {
-	if len(s) > 1000 {
-		return s[:1000]
 	}
 	return s
 }
