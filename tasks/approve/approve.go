@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +45,10 @@ const (
 	AnnReason    = "gantry.dev/decision-reason"
 	AnnDecidedAt = "gantry.dev/decided-at"
 	AnnCandidate = "gantry.dev/candidate"
+	// AnnDecisionFor binds the decision annotations to one approval node of one run:
+	// "<workflow UID>/<node ID>". Annotations copied to another run (argo resubmit, a
+	// hand-made copy) or left from an earlier approval node never count.
+	AnnDecisionFor = "gantry.dev/decision-for"
 	// ArgoActorLabel is set by the Argo server on resume when it knows the user.
 	ArgoActorLabel = "workflows.argoproj.io/actor"
 	// DecisionParam is the suspend node's supplied output parameter.
@@ -76,6 +81,9 @@ type Option func(*Approver)
 // WithLogger sets the logger (default: silent).
 func WithLogger(l *slog.Logger) Option { return func(a *Approver) { a.log = l } }
 
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(a *Approver) { a.now = now } }
+
 // WithTransport sets the transport under the notification's retries (default: http.DefaultTransport).
 func WithTransport(t http.RoundTripper) Option { return func(a *Approver) { a.transport = t } }
 
@@ -90,17 +98,17 @@ func NewApprover(wf versioned.Interface, kube kubernetes.Interface, opts ...Opti
 }
 
 // approvalNode finds the newest suspend node with the display name.
-func approvalNode(wf *wfv1.Workflow, name string) (wfv1.NodeStatus, bool) {
+func approvalNode(wf *wfv1.Workflow, name string) (string, wfv1.NodeStatus, bool) {
 	var found wfv1.NodeStatus
-	ok := false
-	for _, n := range wf.Status.Nodes {
+	id, ok := "", false
+	for key, n := range wf.Status.Nodes {
 		if n.Type == wfv1.NodeTypeSuspend && n.DisplayName == name {
 			if !ok || n.StartedAt.After(found.StartedAt.Time) {
-				found, ok = n, true
+				found, id, ok = n, key, true
 			}
 		}
 	}
-	return found, ok
+	return id, found, ok
 }
 
 // normalise maps what people type onto approved/rejected.
@@ -192,6 +200,7 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (string, error) 
 		now := g.now().UTC()
 		wf.Annotations[AnnDecision], wf.Annotations[AnnDecidedBy] = decision, who
 		wf.Annotations[AnnReason], wf.Annotations[AnnDecidedAt] = o.Reason, now.Format(time.RFC3339)
+		wf.Annotations[AnnDecisionFor] = binding(wf, id)
 		if node.Outputs != nil {
 			for i, p := range node.Outputs.Parameters {
 				if p.Name == DecisionParam {
@@ -219,6 +228,22 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (string, error) 
 	g.log.Info("decision recorded", "run", o.Run, "decision", decision, "by", who)
 	return who, nil
 }
+
+// binding names one approval node of one run, for AnnDecisionFor.
+func binding(wf *wfv1.Workflow, nodeID string) string { return string(wf.UID) + "/" + nodeID }
+
+// NormalIdentity is the one form identities are compared and recorded in: the Argo Server's
+// (its actor label is the DNS-friendly form of the SSO subject, alice@example.com →
+// alice-example.com), applied to kube usernames and allow-list entries alike.
+func NormalIdentity(s string) string {
+	v := nonLabel.ReplaceAllString(strings.TrimSpace(s), "-")
+	if len(v) > 63 {
+		v = v[len(v)-63:]
+	}
+	return strings.TrimRight(strings.TrimLeft(v, "-_."), "-_.")
+}
+
+var nonLabel = regexp.MustCompile(`[^-_.a-zA-Z0-9]`)
 
 func activeApproval(wf *wfv1.Workflow, name string) (string, wfv1.NodeStatus, bool) {
 	for id, n := range wf.Status.Nodes {
@@ -281,7 +306,7 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	if err != nil {
 		return nil, kube.Classify("getting run "+o.Run, err)
 	}
-	node, ok := approvalNode(wf, o.Node)
+	nodeID, node, ok := approvalNode(wf, o.Node)
 	if !ok {
 		return nil, exitcode.Invalidf("run %s has no %q suspend node", o.Run, o.Node)
 	}
@@ -299,16 +324,23 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 		}
 	}
 	ann := wf.Annotations
+	bound := ann[AnnDecision] != "" && ann[AnnDecisionFor] == binding(wf, nodeID)
+	if ann[AnnDecision] != "" && !bound {
+		g.log.Warn("ignoring decision annotations not bound to this approval node (copied from another run or node)",
+			"run", o.Run, "bound-to", ann[AnnDecisionFor], "node", binding(wf, nodeID))
+	}
 	switch {
-	case ann[AnnDecision] != "":
+	// Expiry first: a node that ran for the whole suspend was resumed by the controller with the
+	// default output, whatever annotations say.
+	case o.Timeout > 0 && node.FinishedAt.Sub(node.StartedAt.Time) >= o.Timeout-time.Second:
+		v.Decision = Rejected
+		v.Reason = fmt.Sprintf("approval timed out after %s with no decision", o.Timeout)
+	case bound:
 		v.Decision, _ = normalise(ann[AnnDecision])
 		v.ApprovedBy, v.Reason = ann[AnnDecidedBy], ann[AnnReason]
 		if p, _ := normalise(param); param != "" && p != v.Decision {
 			v.Decision, v.Reason = Rejected, fmt.Sprintf("decision annotation %q and node output %q disagree", ann[AnnDecision], param)
 		}
-	case o.Timeout > 0 && node.FinishedAt.Sub(node.StartedAt.Time) >= o.Timeout-time.Second:
-		v.Decision = Rejected
-		v.Reason = fmt.Sprintf("approval timed out after %s with no decision", o.Timeout)
 	default:
 		d, known := normalise(param)
 		v.Decision = d
@@ -323,7 +355,10 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 			v.Reason = node.Message
 		}
 	}
-	if v.Decision == Approved && len(o.Approvers) > 0 && !contains(o.Approvers, v.ApprovedBy) {
+	if v.ApprovedBy != "" && !strings.HasPrefix(v.ApprovedBy, "unknown") {
+		v.ApprovedBy = NormalIdentity(v.ApprovedBy)
+	}
+	if v.Decision == Approved && len(o.Approvers) > 0 && !allowed(o.Approvers, v.ApprovedBy) {
 		v.Decision = Rejected
 		v.Reason = fmt.Sprintf("%s is not in the approvers list (%s)", v.ApprovedBy, strings.Join(o.Approvers, ", "))
 	}
@@ -345,9 +380,10 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	return v, nil
 }
 
-func contains(list []string, s string) bool {
+// allowed reports whether who is on the allow-list, both in NormalIdentity form.
+func allowed(list []string, who string) bool {
 	for _, x := range list {
-		if x == s {
+		if NormalIdentity(x) == who && who != "" {
 			return true
 		}
 	}

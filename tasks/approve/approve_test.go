@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -112,7 +113,7 @@ func TestVerifyDecisions(t *testing.T) {
 func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	t.Parallel()
 	wfc := argofake.NewSimpleClientset(run("r1"))
-	g := NewApprover(wfc, whoami("alice@example.com"))
+	g := NewApprover(wfc, whoami("alice@example.com"), WithClock(func() time.Time { return t0.Add(time.Hour) }))
 	ctx := context.Background()
 	who, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Reason: "numbers look right"})
 	if err != nil || who != "alice@example.com" {
@@ -133,7 +134,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Decision != Approved || v.ApprovedBy != "alice@example.com" || v.Reason != "numbers look right" {
+	if v.Decision != Approved || v.ApprovedBy != "alice-example.com" || v.Reason != "numbers look right" {
 		t.Errorf("verdict %+v", v)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "r1.json"))
@@ -142,7 +143,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	}
 	var audit Verdict
 	json.Unmarshal(b, &audit)
-	if audit.ApprovedBy != "alice@example.com" || audit.Reason != "numbers look right" || audit.Candidate.Accuracy != "0.8861" {
+	if audit.ApprovedBy != "alice-example.com" || audit.Reason != "numbers look right" || audit.Candidate.Accuracy != "0.8861" {
 		t.Errorf("audit record %s", b)
 	}
 	// Deciding again: the run no longer waits.
@@ -154,7 +155,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 func TestRejectByOtherThanAllowListAndRejectNeedsReason(t *testing.T) {
 	t.Parallel()
 	wfc := argofake.NewSimpleClientset(run("r1"))
-	g := NewApprover(wfc, whoami("mallory"))
+	g := NewApprover(wfc, whoami("mallory"), WithClock(func() time.Time { return t0.Add(time.Minute) }))
 	ctx := context.Background()
 	if _, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "reject"}); exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("reject without reason: %v", err)
@@ -169,6 +170,53 @@ func TestRejectByOtherThanAllowListAndRejectNeedsReason(t *testing.T) {
 	v, err := g.Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "r1", Approvers: []string{"alice"}})
 	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "mallory is not in the approvers list") {
 		t.Errorf("verdict %+v %v", v, err)
+	}
+}
+
+// Decisions count only for the approval node they were made on, and never over an expiry: each
+// forgery here must end rejected.
+func TestForgedCopiedOrExpiredDecisionsNeverApprove(t *testing.T) {
+	t.Parallel()
+	day := 24 * time.Hour
+	decided := func(wf *wfv1.Workflow, by, bindTo string) *wfv1.Workflow {
+		wf.UID = "uid-" + types.UID(wf.Name)
+		wf.Annotations = map[string]string{AnnDecision: Approved, AnnDecidedBy: by, AnnDecidedAt: t0.Add(time.Minute).Format(time.RFC3339)}
+		if bindTo != "" {
+			wf.Annotations[AnnDecisionFor] = bindTo
+		}
+		return wf
+	}
+	for _, tc := range []struct {
+		name      string
+		wf        *wfv1.Workflow
+		want      string
+		reasonHas string
+	}{
+		{"hand-written annotations (no binding) do not name the approver", decided(finish(run("f1"), time.Hour, Approved, ""), "alice@example.com", ""),
+			Rejected, "unknown (argo resume) is not in the approvers list"},
+		{"a decision copied from another run (argo resubmit) does not count", decided(finish(run("f2"), time.Hour, Approved, ""), "alice@example.com", "uid-original/f2-1"),
+			Rejected, "not in the approvers list"},
+		{"a decision bound to another node does not count", decided(finish(run("f3"), time.Hour, Approved, ""), "alice@example.com", "uid-f3/f3-0"),
+			Rejected, "not in the approvers list"},
+		{"expiry wins over a copied decision", decided(finish(run("f4"), day, Approved, ""), "alice@example.com", "uid-original/f4-1"),
+			Rejected, "timed out"},
+		{"expiry wins even over a bound one", decided(finish(run("f5"), day+time.Minute, Approved, ""), "alice@example.com", "uid-f5/f5-1"),
+			Rejected, "timed out"},
+		{"a bound decision by an approver approves", decided(finish(run("f6"), time.Hour, Approved, ""), "alice@example.com", "uid-f6/f6-1"),
+			Approved, ""},
+		{"the Argo Server's actor form matches the allow-list's email form", func() *wfv1.Workflow {
+			wf := finish(run("f7"), time.Hour, Approved, "")
+			wf.Labels = map[string]string{ArgoActorLabel: "alice-example.com"}
+			return wf
+		}(), Approved, ""},
+	} {
+		v := verify(t, tc.wf, VerifyOptions{Timeout: day, Approvers: []string{"alice@example.com"}})
+		if v.Decision != tc.want || !strings.Contains(v.Reason, tc.reasonHas) {
+			t.Errorf("%s: %s (%q), want %s with %q", tc.name, v.Decision, v.Reason, tc.want, tc.reasonHas)
+		}
+		if v.Decision == Approved && v.ApprovedBy != "alice-example.com" {
+			t.Errorf("%s: approved by %q, want the normal form alice-example.com", tc.name, v.ApprovedBy)
+		}
 	}
 }
 

@@ -102,8 +102,8 @@ func (g *Approver) Wait(ctx context.Context, o WaitOptions) (*Verdict, error) {
 	}
 	cm := ev.Object.(*corev1.ConfigMap)
 	v.Decision, _ = normalise(cm.Data["decision"])
-	v.ApprovedBy, v.Reason = cm.Data["decidedBy"], cm.Data["reason"]
-	if v.Decision == Approved && len(approvers) > 0 && !contains(approvers, v.ApprovedBy) {
+	v.ApprovedBy, v.Reason = NormalIdentity(cm.Data["decidedBy"]), cm.Data["reason"]
+	if v.Decision == Approved && len(approvers) > 0 && !allowed(approvers, v.ApprovedBy) {
 		v.Decision, v.Reason = Rejected, fmt.Sprintf("%s is not in the approvers list", v.ApprovedBy)
 	}
 	if v.Reason == "" {

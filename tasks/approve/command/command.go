@@ -5,9 +5,11 @@ package command
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/kubernetes"
@@ -36,6 +38,33 @@ func RealClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
 	return wf, kc, ns, err
+}
+
+// suspendDuration binds a timeout in the format of Argo's suspend duration (seconds, or a Go
+// duration like 24h), so the suspend and verify read one parameter the same way.
+type suspendDuration struct{ p *time.Duration }
+
+func (v suspendDuration) Set(s string) error {
+	d, err := wfv1.ParseStringToDuration(strings.TrimSpace(s))
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q: want seconds (86400) or a duration (24h), as Argo's suspend takes", s)
+	}
+	*v.p = d
+	return nil
+}
+
+func (v suspendDuration) String() string {
+	if *v.p == 0 {
+		return ""
+	}
+	s := v.p.String() // 24h0m0s → 24h, 5m0s → 5m
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // Flags that several subcommands share, each described here once.
@@ -74,7 +103,7 @@ func New(newClients ClientsFunc) *cli.App {
 		k        taskcli.Kube
 		request  approve.RequestOptions
 		verify   approve.VerifyOptions
-		wait     approve.WaitOptions
+		wait     = approve.WaitOptions{Timeout: 24 * time.Hour}
 		decision approve.DecideOptions
 		tekton   bool
 		listNode string
@@ -155,12 +184,16 @@ func New(newClients ClientsFunc) *cli.App {
 				Name: "verify", Usage: "after the suspend: read the decision, enforce --approvers, write the audit record",
 				Description: "Results: decision (approved|rejected), approved-by, reason, waited-seconds. A rejection exits 0.",
 				Flags: base(append(append([]cli.Flag{runFlag(&verify.Run), nodeFlag(&verify.Node), approversFlag(&verify.Approvers),
-					&cli.DurationFlag{Name: "timeout", Destination: &verify.Timeout, Usage: "the approval suspend's duration; a node that ended at it expired (rejected)"},
+					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&verify.Timeout},
+						Usage: "the approval suspend's duration, as the suspend has it (seconds or e.g. 24h); a node that ran this long expired: rejected, whatever else it says"},
 					&cli.StringFlag{Name: "audit-uri", Destination: &verify.AuditURI, Usage: "prefix for the audit record <run>.json"},
 				}, candidateFlags(&verify.Candidate)...), store.Flags()...)...),
 				Action: func(c *cli.Context) error {
 					if verify.Run == "" {
 						return exitcode.Invalidf("--run-name is required")
+					}
+					if verify.Timeout <= 0 {
+						return exitcode.Invalidf("--timeout is required: the approval suspend's duration, so that an expired suspend is a rejection")
 					}
 					a, ns, err := approver(c)
 					if err != nil {
@@ -181,8 +214,11 @@ func New(newClients ClientsFunc) *cli.App {
 			{
 				Name: "wait", Usage: "Tekton (no suspend): block until `approver approve|reject --tekton` records a decision, or time out (rejected)",
 				Flags: base(runFlag(&wait.Run), approversFlag(&wait.Approvers),
-					&cli.DurationFlag{Name: "timeout", Value: 24 * time.Hour, Destination: &wait.Timeout, Usage: "how long to wait; silence rejects"}),
+					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&wait.Timeout}, Usage: "how long to wait (seconds or e.g. 24h); silence rejects"}),
 				Action: func(c *cli.Context) error {
+					if wait.Timeout <= 0 {
+						return exitcode.Invalidf("--timeout must be positive")
+					}
 					a, ns, err := approver(c)
 					if err != nil {
 						return err
