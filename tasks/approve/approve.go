@@ -392,12 +392,14 @@ func allowed(list []string, who string) bool {
 
 // Waiting is one run waiting for approval.
 type Waiting struct {
+	Namespace string
 	Run       string
 	Since     time.Time
 	Candidate Candidate
 }
 
-// List returns the runs in the namespace whose approval node is waiting, oldest first.
+// List returns the runs of namespace ns ("": every namespace the caller may list) waiting on
+// their approval node, oldest first.
 func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error) {
 	if node == "" {
 		node = "approval"
@@ -412,11 +414,11 @@ func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error)
 		if !ok {
 			continue
 		}
-		w := Waiting{Run: wf.Name, Since: n.StartedAt.Time}
+		w := Waiting{Namespace: wf.Namespace, Run: wf.Name, Since: n.StartedAt.Time}
 		json.Unmarshal([]byte(wf.Annotations[AnnCandidate]), &w.Candidate)
 		out = append(out, w)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
 	return out, nil
 }
 

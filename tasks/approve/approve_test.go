@@ -18,6 +18,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	argofake "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned/fake"
+	"github.com/google/go-cmp/cmp"
 	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -253,6 +254,23 @@ func TestListShowsWaitingRunsWithCandidate(t *testing.T) {
 	}
 	if len(l) != 1 || l[0].Run != "r1" || l[0].Candidate.Accuracy != "0.8861" {
 		t.Errorf("List = %+v", l)
+	}
+	// Every namespace: a run waiting in another namespace shows up with its namespace.
+	other := run("r9")
+	other.Namespace = "team-b"
+	if _, err := wfc.ArgoprojV1alpha1().Workflows("team-b").Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := g.List(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, w := range all {
+		got[w.Run] = w.Namespace
+	}
+	if diff := cmp.Diff(map[string]string{"r1": ns, "r9": "team-b"}, got); diff != "" {
+		t.Errorf("List all namespaces (-want +got):\n%s", diff)
 	}
 }
 

@@ -107,6 +107,7 @@ func New(newClients ClientsFunc) *cli.App {
 		decision approve.DecideOptions
 		tekton   bool
 		listNode string
+		listAll  bool
 		conclude struct{ decision, reason string }
 	)
 	approver := func(c *cli.Context) (*approve.Approver, string, error) {
@@ -233,19 +234,29 @@ func New(newClients ClientsFunc) *cli.App {
 			},
 			{
 				Name: "list", Usage: "runs waiting for approval, with their canary numbers",
-				Flags: base(nodeFlag(&listNode)),
+				Flags: base(nodeFlag(&listNode),
+					&cli.BoolFlag{Name: "all-namespaces", Aliases: []string{"A"}, Destination: &listAll, Usage: "list waiting runs in every namespace you may list workflows in"}),
 				Action: func(c *cli.Context) error {
 					a, ns, err := approver(c)
 					if err != nil {
 						return err
+					}
+					if listAll {
+						ns = ""
 					}
 					l, err := a.List(c.Context, ns, listNode)
 					if err != nil {
 						return err
 					}
 					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					if listAll {
+						fmt.Fprint(tw, "NAMESPACE\t")
+					}
 					fmt.Fprintln(tw, "RUN\tMODEL\tVERSION\tACCURACY\tBASELINE\tP99 MS\tWAITING")
 					for _, w := range l {
+						if listAll {
+							fmt.Fprintf(tw, "%s\t", w.Namespace)
+						}
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Run, dash(w.Candidate.ModelName), dash(w.Candidate.ModelVersion), dash(w.Candidate.Accuracy),
 							dash(w.Candidate.BaselineAccuracy), dash(w.Candidate.P99Ms), time.Since(w.Since).Round(time.Second))
 					}
