@@ -18,6 +18,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
@@ -65,7 +66,7 @@ func decompress(r io.Reader) (io.Reader, func() error, error) {
 	if len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: gzip: %v", ErrFormat, err)
+			return nil, nil, readError("gzip", err)
 		}
 		return zr, zr.Close, nil
 	}
@@ -87,7 +88,7 @@ func (h *hashing) Read(p []byte) (int, error) {
 func readHeader(r io.Reader, magic uint32, ndims int) ([]int, error) {
 	hdr := make([]uint32, 1+ndims)
 	if err := binary.Read(r, binary.BigEndian, hdr); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrFormat, err)
+		return nil, readError("header", err)
 	}
 	if hdr[0] != magic {
 		return nil, fmt.Errorf("%w: magic 0x%08x, want 0x%08x", ErrFormat, hdr[0], magic)
@@ -99,6 +100,15 @@ func readHeader(r io.Reader, magic uint32, ndims int) ([]int, error) {
 	return dims, nil
 }
 
+// readError tells a transport failure of the source (a connection reset mid-object, which the
+// object store marks transient: exit 3, retried) from bytes that end too early (ErrFormat).
+func readError(what string, err error) error {
+	if exitcode.Of(err) == exitcode.Transient {
+		return fmt.Errorf("reading %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrFormat, what, err)
+}
+
 func readBody(r io.Reader, n int64) ([]byte, error) {
 	if n > MaxBytes {
 		return nil, fmt.Errorf("%w: body of %d bytes is over the limit", ErrFormat, n)
@@ -107,7 +117,7 @@ func readBody(r io.Reader, n int64) ([]byte, error) {
 	var buf bytes.Buffer
 	got, err := io.CopyN(&buf, r, n)
 	if err != nil {
-		return nil, fmt.Errorf("%w: truncated: %d of %d bytes: %v", ErrFormat, got, n, err)
+		return nil, readError(fmt.Sprintf("truncated: %d of %d bytes", got, n), err)
 	}
 	var extra [1]byte
 	if k, _ := io.ReadFull(r, extra[:]); k != 0 {

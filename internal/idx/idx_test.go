@@ -6,9 +6,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"syscall"
 	"testing"
 
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
@@ -74,6 +77,43 @@ func TestCorruptInputIsAnError(t *testing.T) {
 	}
 	if _, _, err := ReadLabels(bytes.NewReader(good)); !errors.Is(err, ErrFormat) {
 		t.Errorf("images as labels: %v", err)
+	}
+}
+
+// cutReader serves the first n bytes, then fails the way the object store reports a connection
+// reset mid-object: a transient error (exit 3).
+type cutReader struct {
+	r *bytes.Reader
+	n int
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, exitcode.Retryable(fmt.Errorf("reading s3://datasets/x: %w", syscall.ECONNRESET))
+	}
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	k, err := c.r.Read(p)
+	c.n -= k
+	return k, err
+}
+
+// A connection lost while the dataset streams in stays transient (retried), never "invalid IDX
+// data": only bytes that really end too early are a format error.
+func TestConnectionLostMidFileIsTransientNotCorrupt(t *testing.T) {
+	t.Parallel()
+	raw := encodeImages(50, 28, 28, bytes.Repeat([]byte{7}, 50*28*28))
+	for name, in := range map[string][]byte{"raw": raw, "gzip": gz(raw)} {
+		for _, at := range []int{4, len(in) / 2} {
+			_, _, err := ReadImages(&cutReader{bytes.NewReader(in), at})
+			if exitcode.Of(err) != exitcode.Transient || errors.Is(err, ErrFormat) || !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("%s cut at %d: %v (code %d), want transient", name, at, err, exitcode.Of(err))
+			}
+		}
+	}
+	if _, _, err := ReadLabels(&cutReader{bytes.NewReader(encodeLabels(make([]byte, 100))), 20}); exitcode.Of(err) != exitcode.Transient {
+		t.Errorf("labels cut: %v", err)
 	}
 }
 
