@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,7 +33,19 @@ func Config(kubeconfig, namespace string) (*rest.Config, string, error) {
 		}
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
+	if paths := filepath.SplitList(kubeconfig); len(paths) > 1 {
+		// KUBECONFIG=a:b, as kubectl reads it: the files are merged, missing ones skipped.
+		found := false
+		for _, p := range paths {
+			if _, err := os.Stat(p); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			return nil, "", exitcode.Invalidf("--kubeconfig %s: none of these files exists", kubeconfig)
+		}
+		rules.Precedence = paths
+	} else if kubeconfig != "" {
 		if _, err := os.Stat(kubeconfig); err != nil {
 			return nil, "", exitcode.Invalidf("--kubeconfig %s: %v", kubeconfig, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -59,5 +60,14 @@ current-context: x
 	}
 	if _, _, err := Config(filepath.Join(dir, "missing"), ""); exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("missing kubeconfig: %v", err)
+	}
+	// KUBECONFIG=a:b as kubectl reads it: merged, a missing file skipped; all missing is bad input.
+	list := strings.Join([]string{filepath.Join(dir, "missing"), kc}, string(os.PathListSeparator))
+	if cfg, ns, err := Config(list, ""); err != nil || cfg.Host != "https://127.0.0.1:6443" || ns != "ml" {
+		t.Errorf("Config(%s) = %v %q %v", list, cfg, ns, err)
+	}
+	none := strings.Join([]string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}, string(os.PathListSeparator))
+	if _, _, err := Config(none, ""); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("no file of %s: %v", none, err)
 	}
 }

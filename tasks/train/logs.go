@@ -63,16 +63,24 @@ func (f *logFollower) follow(ctx context.Context, p *corev1.Pod) {
 	}()
 }
 
+// maxLogFailures bounds reconnects of a pod's log stream in a row without a line between them.
+const maxLogFailures = 8
+
 func (f *logFollower) stream(ctx context.Context, pod string) {
 	var since time.Time
 	seenAtSince := 0
-	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 8, Cap: 5 * time.Second}
-	for attempt := 0; ; attempt++ {
+	// Up to maxLogFailures reconnects in a row without a line in between; a stream that delivered
+	// lines resets the count and the backoff, so a pod's logs are followed for its whole life.
+	initial := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: maxLogFailures, Cap: 5 * time.Second}
+	backoff := initial
+	failures := 0
+	for {
 		opts := &corev1.PodLogOptions{Container: ContainerName, Follow: true, Timestamps: true}
 		if !since.IsZero() {
 			opts.SinceTime = &metav1.Time{Time: since}
 		}
 		rc, err := f.client.CoreV1().Pods(f.ns).GetLogs(pod, opts).Stream(ctx)
+		delivered := false
 		if err == nil {
 			skip := seenAtSince
 			sc := bufio.NewScanner(rc)
@@ -96,13 +104,17 @@ func (f *logFollower) stream(ctx context.Context, pod string) {
 				f.outMu.Lock()
 				fmt.Fprintf(f.out, "[%s] %s\n", pod, line)
 				f.outMu.Unlock()
+				delivered = true
 			}
 			rc.Close()
 		}
 		if ctx.Err() != nil || f.terminated(ctx, pod) {
 			return
 		}
-		if attempt >= backoff.Steps {
+		if delivered {
+			backoff, failures = initial, 0
+		}
+		if failures++; failures > maxLogFailures {
 			f.log.Warn("giving up following pod logs", "pod", pod, "error", err)
 			return
 		}
