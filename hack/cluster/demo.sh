@@ -22,11 +22,18 @@ w = json.load(sys.stdin); st = w.get("status", {})
 nodes = sorted(st.get("nodes", {}).values(), key=lambda n: n.get("startedAt") or "~")
 print(st.get("phase") or "Pending", " ".join(n["displayName"] + ":" + n["phase"] for n in nodes if n["type"] in ("Pod", "Suspend", "Skipped")))'
 }
-# follow RUN UNTIL-REGEX: print each step as it changes until the state matches.
+# follow RUN UNTIL-REGEX: print each step as it changes until the state matches, the run fails,
+# or the demo's deadline passes (DEMO_TIMEOUT seconds for the whole demo, default 30 min: one
+# stuck pod must not hang it for the run's own 7-day deadline).
 seen=""
+deadline=$((SECONDS + ${DEMO_TIMEOUT:-1800}))
 follow() {
   local s
   while true; do
+    if ((SECONDS > deadline)); then
+      echo "demo: run $1 not done after ${DEMO_TIMEOUT:-1800}s; it is still there: hack/cluster/exec.sh argo -n ${ns} get $1" >&2
+      return 1
+    fi
     s=$(state "$1")
     for n in ${s#* }; do
       [[ " ${seen} " == *" ${n} "* ]] || printf '   %-28s %s\n' "${n%:*}" "${n##*:}"
