@@ -144,6 +144,9 @@ func Run(ctx context.Context, app *cli.App, args []string, stdout, stderr io.Wri
 	for _, cmd := range app.Commands {
 		setUsage(cmd, usage)
 	}
+	if app.Action != nil && app.ArgsUsage == "" {
+		app.Action = noArgs(app.Action)
+	}
 	app.Suggest = true
 	err := app.RunContext(ctx, Interspersed(app, args))
 	if err == nil {
@@ -161,8 +164,22 @@ func Run(ctx context.Context, app *cli.App, args []string, stdout, stderr io.Wri
 	return code
 }
 
+// noArgs refuses positional arguments where a command takes none: `train-launcher my-image`
+// is a mistake to report (exit 2), not something to ignore.
+func noArgs(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return exitcode.Invalidf("unexpected argument %q (this command takes only flags; see --help)", c.Args().First())
+		}
+		return action(c)
+	}
+}
+
 func setUsage(cmd *cli.Command, f cli.OnUsageErrorFunc) {
 	cmd.OnUsageError = f
+	if cmd.Action != nil && cmd.ArgsUsage == "" && len(cmd.Subcommands) == 0 {
+		cmd.Action = noArgs(cmd.Action)
+	}
 	for _, sub := range cmd.Subcommands {
 		setUsage(sub, f)
 	}

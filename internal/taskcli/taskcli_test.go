@@ -88,6 +88,7 @@ func TestRunMapsErrorsToExitCodes(t *testing.T) {
 		{"bad input", exitcode.Invalidf("bad"), nil, 2},
 		{"unknown flag", nil, []string{"--nope"}, 2},
 		{"bad flag value", nil, []string{"--n=x"}, 2},
+		{"stray argument", nil, []string{"oops"}, 2},
 	} {
 		app := &cli.App{Name: "t", Flags: []cli.Flag{&cli.IntFlag{Name: "n"}}, Action: func(*cli.Context) error { return tc.err }}
 		var out, errb bytes.Buffer
