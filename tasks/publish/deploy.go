@@ -359,9 +359,48 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	if err != nil {
 		return nil, err
 	}
+	// A rollback undoes the last promotion. When the last entry is already a rollback (a retry
+	// after the history write, or a second rollback), there is nothing more to undo: its outcome
+	// is applied again, and the model it rolled back from is never returned to.
+	if n := len(h.Entries); n > 0 && h.Entries[n-1].Rollback {
+		last := h.Entries[n-1]
+		from := ""
+		if cur, ok := (&History{Entries: h.Entries[:n-1]}).current(); ok {
+			from = cur.ModelURI
+		}
+		d.log.Info("already rolled back; applying the same outcome again", "environment", o.Environment, "to", last.ModelURI, "by", last.Run)
+		if last.ModelURI == "" {
+			if err := d.Teardown(ctx, o); err != nil {
+				return nil, err
+			}
+			return &Deployed{PreviousModelURI: from, Unchanged: true}, nil
+		}
+		o.ModelURI, o.ModelDigest, o.ModelVersion = last.ModelURI, last.Digest, last.Version
+		res, err := d.apply(ctx, o, true)
+		if res != nil {
+			res.PreviousModelURI, res.Unchanged = from, true
+		}
+		return res, err
+	}
 	prev, ok := h.previous()
 	if !ok {
-		return nil, exitcode.Invalidf("%s %s has no previous model to roll back to (history has %d entries)", o.ModelName, o.Environment, len(h.Entries))
+		cur, live := h.current()
+		if !live {
+			d.log.Info("nothing is live: nothing to roll back", "environment", o.Environment)
+			return &Deployed{Unchanged: true}, nil
+		}
+		// The first model of the environment failed: there is nothing to return to, so nothing
+		// stays live rather than the model that failed.
+		d.log.Info("no earlier model: removing the environment's server", "environment", o.Environment, "from", cur.ModelURI)
+		if err := d.Teardown(ctx, o); err != nil {
+			return nil, err
+		}
+		gone := o
+		gone.ModelURI, gone.ModelDigest, gone.ModelVersion = "", "", ""
+		if _, err := appendHistory(ctx, d.store, gone, d.now().UTC(), true); err != nil {
+			return nil, err
+		}
+		return &Deployed{PreviousModelURI: cur.ModelURI}, nil
 	}
 	d.log.Info("rolling back", "environment", o.Environment, "to", prev.ModelURI, "version", prev.Version)
 	o.ModelURI, o.ModelDigest, o.ModelVersion = prev.ModelURI, prev.Digest, prev.Version

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"fmt"
 	"github.com/google/go-cmp/cmp"
 	"strings"
 	"testing"
@@ -148,6 +149,70 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	}
 }
 
+// Rollback undoes the last promotion, once: a retry or a second rollback never returns to the
+// model rolled back from, and the first model of an environment rolls back to nothing live.
+func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
+	e := newEnv(t)
+	c := fake.NewClientset()
+	kubelet(t, c, "ml")
+	d := NewDeployer(c, e.store)
+	var v [3]*Published
+	for i := range v {
+		p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v[i] = p
+	}
+	serving := func() string {
+		dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return "nothing"
+		}
+		return dep.Annotations[AnnModelURI]
+	}
+	deploy := func(p *Published, run string) {
+		o := e.deployOpts("production")
+		o.ModelURI, o.Run = p.URI, run
+		if _, err := d.Deploy(e.ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rollback := func(run string) *Deployed {
+		o := e.deployOpts("production")
+		o.Run = run
+		r, err := d.Rollback(e.ctx, o)
+		if err != nil {
+			t.Fatalf("rollback by %s: %v", run, err)
+		}
+		return r
+	}
+	// First model of the environment fails its smoke test: nothing stays live.
+	deploy(v[0], "run-a")
+	if r := rollback("run-a"); r.PreviousModelURI != v[0].URI || serving() != "nothing" {
+		t.Errorf("first-deploy rollback: %+v, serving %s", r, serving())
+	}
+	if r := rollback("run-a"); !r.Unchanged || serving() != "nothing" {
+		t.Errorf("retried first-deploy rollback: %+v, serving %s", r, serving())
+	}
+	// v0 again (good), then v1 (bad) rolled back: v0; a retry or another rollback stays on v0.
+	deploy(v[0], "run-b")
+	deploy(v[1], "run-c")
+	if r := rollback("run-c"); r.ModelURI != v[0].URI || r.PreviousModelURI != v[1].URI || serving() != v[0].URI {
+		t.Errorf("rollback: %+v, serving %s", r, serving())
+	}
+	for _, run := range []string{"run-c", "someone-else"} {
+		if r := rollback(run); r.ModelURI != v[0].URI || !r.Unchanged || serving() != v[0].URI {
+			t.Errorf("second rollback by %s: %+v, serving %s (the rolled-back model must never return)", run, r, serving())
+		}
+	}
+	// v2 promoted then rolled back: back to v0, skipping v1, which was rolled back from.
+	deploy(v[2], "run-d")
+	if r := rollback("run-d"); r.ModelURI != v[0].URI || serving() != v[0].URI {
+		t.Errorf("rollback after a rollback: %+v, serving %s", r, serving())
+	}
+}
+
 func equalSpec(a, b *appsv1.Deployment) bool {
 	return a.Spec.Template.Spec.Containers[0].Image == b.Spec.Template.Spec.Containers[0].Image &&
 		strings.Join(a.Spec.Template.Spec.Containers[0].Args, " ") == strings.Join(b.Spec.Template.Spec.Containers[0].Args, " ")
@@ -169,8 +234,8 @@ func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "does not match") {
 		t.Errorf("digest mismatch: %v", err)
 	}
-	if _, err := d.Rollback(e.ctx, o); exitcode.Of(err) != exitcode.BadInput {
-		t.Errorf("rollback without history: %v", err)
+	if r, err := d.Rollback(e.ctx, o); err != nil || !r.Unchanged || r.ModelURI != "" {
+		t.Errorf("rollback with nothing live: %+v %v, want a no-op", r, err)
 	}
 }
 

@@ -46,18 +46,43 @@ func readHistory(ctx context.Context, s objstore.Store, registry, model, env str
 	return &h, nil
 }
 
-// previous is the model live before the current one.
-func (h *History) previous() (HistoryEntry, bool) {
-	if len(h.Entries) < 2 {
-		return HistoryEntry{}, false
-	}
-	cur := h.Entries[len(h.Entries)-1].ModelURI
-	for i := len(h.Entries) - 2; i >= 0; i-- {
-		if h.Entries[i].ModelURI != cur {
-			return h.Entries[i], true
+// live is the stack of models the environment can return to, the current one on top: a
+// promotion pushes; a rollback entry pops the model rolled back from, leaving its own model on
+// top (or, for an entry without a model, nothing live). A model once rolled back from is never
+// returned to by a later rollback.
+func (h *History) live() []HistoryEntry {
+	var st []HistoryEntry
+	for _, e := range h.Entries {
+		if !e.Rollback {
+			st = append(st, e)
+			continue
+		}
+		if len(st) > 0 {
+			st = st[:len(st)-1]
+		}
+		if e.ModelURI != "" && (len(st) == 0 || st[len(st)-1].ModelURI != e.ModelURI) {
+			st = append(st, e)
 		}
 	}
-	return HistoryEntry{}, false
+	return st
+}
+
+// current is the model live now, if any.
+func (h *History) current() (HistoryEntry, bool) {
+	st := h.live()
+	if len(st) == 0 {
+		return HistoryEntry{}, false
+	}
+	return st[len(st)-1], true
+}
+
+// previous is the model to roll back to: the one live before the current one.
+func (h *History) previous() (HistoryEntry, bool) {
+	st := h.live()
+	if len(st) < 2 {
+		return HistoryEntry{}, false
+	}
+	return st[len(st)-2], true
 }
 
 // appendHistory records the model as live unless it already is (idempotent re-deploy).
