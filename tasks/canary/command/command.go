@@ -28,7 +28,7 @@ func New() *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", Destination: &o.Endpoint, Usage: "candidate model server base URL, e.g. http://fashion-mnist-staging:8501"},
 		&cli.StringFlag{Name: "baseline-endpoint", Destination: &o.BaselineEndpoint, Usage: "production model server base URL; scored on the same samples for --max-accuracy-drop"},
-		&cli.BoolFlag{Name: "baseline-optional", Destination: &o.BaselineOptional, Usage: "skip the baseline gate when nothing serves the baseline (connection refused, unknown host, 404: no production yet); a baseline that is there but fails is no comparison and fails the gate"},
+		&cli.BoolFlag{Name: "baseline-optional", Destination: &o.BaselineOptional, Usage: "skip the baseline gate when the baseline answers no request (first deployment)"},
 		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: &o.ModelName, Usage: "served model name"},
 		&cli.StringFlag{Name: "baseline-model-name", Destination: &o.BaselineModel, Usage: "baseline's served model name (default: --model-name)"},
 		&cli.StringFlag{Name: "protocol", Value: "v1", Destination: &o.Protocol, Usage: "v1 (TF Serving REST :predict) or v2 (KServe Open Inference Protocol /infer)"},
