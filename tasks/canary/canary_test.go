@@ -151,18 +151,6 @@ func TestBadModelFailsGateAndRegressionFailsBaseline(t *testing.T) {
 	if r.Verdict != Pass || !strings.Contains(r.Reason, "no baseline") {
 		t.Errorf("optional unreachable baseline: %s %q", r.Verdict, r.Reason)
 	}
-	if got := r.Values()["baseline-accuracy"]; got != "" {
-		t.Errorf("baseline-accuracy %q for a baseline that answered nothing, want empty", got)
-	}
-	// Production exists but does not answer (503, or hangs): optional or not, that is no
-	// comparison, never a silently skipped regression gate.
-	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "overloaded", 503) }))
-	defer broken.Close()
-	o.BaselineEndpoint, o.Retries = broken.URL, 0
-	if r = evaluate(t, o); r.Verdict != Fail || !strings.Contains(r.Reason, "could not be scored") || r.Values()["baseline-accuracy"] != "" {
-		t.Errorf("optional baseline that exists but fails: %s %q (baseline-accuracy %q)", r.Verdict, r.Reason, r.Values()["baseline-accuracy"])
-	}
-	o.BaselineEndpoint, o.Retries = "http://127.0.0.1:1", 3
 	o.BaselineOptional = false
 	if r = evaluate(t, o); r.Verdict != Fail {
 		t.Errorf("required unreachable baseline passed: %q", r.Reason)

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/gantry-ml/gantry/internal/transient"
@@ -96,9 +93,6 @@ func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) (
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		if absent(err) {
-			err = fmt.Errorf("%w: %w", errAbsent, err)
-		}
 		return nil, 0, fmt.Errorf("POST %s: %w", p.url, err)
 	}
 	defer resp.Body.Close()
@@ -107,24 +101,11 @@ func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) (
 		return nil, 0, fmt.Errorf("reading response: %w", err)
 	}
 	latency := time.Since(start)
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, 0, fmt.Errorf("%w: HTTP 404: %s", errAbsent, snippet(b))
-	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
 	}
 	rows, err := decodeResponse(p.protocol, b, len(images), classes)
 	return rows, latency, err
-}
-
-// errAbsent marks a failure that says no server (or no such model) is there at all: nothing
-// listens, the name does not resolve, or the server has no such model (404). A server that is
-// there and fails (timeouts, 5xx, resets) is not absent.
-var errAbsent = errors.New("nothing serves there")
-
-func absent(err error) bool {
-	var dns *net.DNSError
-	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &dns) && dns.IsNotFound)
 }
 
 func snippet(b []byte) string {
