@@ -151,6 +151,9 @@ func TestBadModelFailsGateAndRegressionFailsBaseline(t *testing.T) {
 	if r.Verdict != Pass || !strings.Contains(r.Reason, "no baseline") {
 		t.Errorf("optional unreachable baseline: %s %q", r.Verdict, r.Reason)
 	}
+	if got := r.Values()["baseline-accuracy"]; got != "" {
+		t.Errorf("baseline-accuracy %q for a baseline that answered nothing, want empty", got)
+	}
 	o.BaselineOptional = false
 	if r = evaluate(t, o); r.Verdict != Fail {
 		t.Errorf("required unreachable baseline passed: %q", r.Reason)

@@ -369,7 +369,7 @@ func verdict(r *Report) (string, string) {
 // Values renders the results.
 func (r *Report) Values() map[string]string {
 	base := ""
-	if r.Baseline != nil {
+	if r.Baseline != nil && r.Baseline.Answered > 0 { // not "0.0000" for a baseline that answered nothing
 		base = fmt.Sprintf("%.4f", r.Baseline.Accuracy)
 	}
 	reason := r.Reason
