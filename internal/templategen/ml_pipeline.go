@@ -81,7 +81,6 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	}
 	registry := "s3://" + wp("bucket") + "/registry"
 	runDir := "s3://" + wp("bucket") + "/runs/{{workflow.name}}"
-	prodEndpoint := "http://" + wp("model-name") + "-production.{{workflow.namespace}}.svc:8501"
 	deployArgs := func(env string) wfv1.Arguments {
 		return args("environment", env, "model-uri", tp("publish", "model-uri"), "model-digest", tp("publish", "model-digest"),
 			"registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
@@ -96,7 +95,10 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"))},
 		{Name: "deploy-staging", Depends: "publish", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("staging")},
 		{Name: "canary", Depends: "deploy-staging", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(s3,
-			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", prodEndpoint, "model-name", wp("model-name"),
+			// The baseline is production when deploy-staging found one (empty: first deployment);
+			// a production that exists but does not answer fails the canary.
+			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", tp("deploy-staging", "production-endpoint"), "baseline-optional", "false",
+			"model-name", wp("model-name"),
 			"dataset-uri", wp("dataset-uri"), "min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"),
 			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/")},
 		{Name: "canary-verdict", Depends: "canary", TemplateRef: ref("approver", "conclude"),

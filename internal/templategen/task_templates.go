@@ -118,7 +118,7 @@ func rawTasks() []Task {
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
 				req("server-image"), def("replicas"), def("rollout-timeout"), set("s3-secret", DefaultSecret), s3Endpoint},
-			Results: []string{"endpoint", "previous-model-uri", "model-uri"}, Retry: true},
+			Results: []string{"endpoint", "previous-model-uri", "model-uri", "production-endpoint"}, Retry: true},
 		{Binary: "model-publisher", Template: "rollback", Subcommand: []string{"rollback"}, Description: "Return an environment to its previous model.",
 			Params: []Param{runName, req("environment"), req("registry-uri"), def("model-name"), req("server-image"), def("replicas"), def("rollout-timeout"),
 				set("s3-secret", DefaultSecret), s3Endpoint},

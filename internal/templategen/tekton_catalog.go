@@ -128,7 +128,7 @@ func TektonPipeline() obj {
 			"registry-uri", registry, "model-name", pp("model-name"), "training-image-digest", pp("train-image"), "oci-ref", pp("oci-ref")}, s3...)...)),
 		deploy("deploy-staging", "staging", "publish"),
 		task("canary", "canary-evaluator", []string{"deploy-staging"}, kv(append([]string{"endpoint", res("deploy-staging", "endpoint"),
-			"baseline-endpoint", "http://" + pp("model-name") + "-production.$(context.pipelineRun.namespace).svc:8501", "model-name", pp("model-name"),
+			"baseline-endpoint", res("deploy-staging", "production-endpoint"), "baseline-optional", "false", "model-name", pp("model-name"),
 			"dataset-uri", pp("dataset-uri"), "min-accuracy", pp("min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "max-accuracy-drop", pp("max-accuracy-drop"),
 			"report-uri", "s3://" + pp("bucket") + "/runs/" + run + "/canary/"}, s3...)...)),
 		task("canary-verdict", "approver-conclude", []string{"canary"}, kv("decision", res("canary", "verdict"), "reason", res("canary", "reason"))),

@@ -414,3 +414,22 @@ func TestWebhookURLOnlyFromASecret(t *testing.T) {
 		t.Errorf("GANTRY_NOTIFY_URL = %+v, want an optional secretKeyRef to key url", env)
 	}
 }
+
+// The canary compares with production only when deploy-staging found one, and a production that
+// exists must answer: the baseline is never skipped on a guess from a failed request.
+func TestCanaryBaselineIsTheProductionDeployFound(t *testing.T) {
+	t.Parallel()
+	for _, task := range Pipeline().Spec.Templates[0].DAG.Tasks {
+		if task.Name != "canary" {
+			continue
+		}
+		if got := argValue(task.Arguments, "baseline-endpoint"); got != "{{tasks.deploy-staging.outputs.parameters.production-endpoint}}" {
+			t.Errorf("baseline-endpoint = %q", got)
+		}
+		if got := argValue(task.Arguments, "baseline-optional"); got != "false" {
+			t.Errorf("baseline-optional = %q, want false", got)
+		}
+		return
+	}
+	t.Fatal("no canary task")
+}

@@ -101,11 +101,33 @@ type Deployed struct {
 	ModelURI         string
 	PreviousModelURI string
 	Unchanged        bool
+	// ProductionEndpoint is production's endpoint when a production server exists for the model
+	// (after the deploy), empty when there is none: the canary compares with it, and "no
+	// production yet" is a fact read from the API server, not guessed from a failed request.
+	ProductionEndpoint string
 }
 
 // Values renders the results.
 func (d *Deployed) Values() map[string]string {
-	return map[string]string{"endpoint": d.Endpoint, "previous-model-uri": d.PreviousModelURI, "model-uri": d.ModelURI}
+	return map[string]string{"endpoint": d.Endpoint, "previous-model-uri": d.PreviousModelURI, "model-uri": d.ModelURI,
+		"production-endpoint": d.ProductionEndpoint}
+}
+
+func endpoint(name, ns string) string {
+	return fmt.Sprintf("http://%s.%s.svc:%d", name, ns, serverPort)
+}
+
+// productionEndpoint is the model's production endpoint, or "" when it has no production server.
+func (d *Deployer) productionEndpoint(ctx context.Context, o DeployOptions) (string, error) {
+	name := Name(o.ModelName, "production")
+	_, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", kube.Classify("looking for production "+name, err)
+	}
+	return endpoint(name, o.Namespace), nil
 }
 
 // Deployer manages served models.
@@ -171,8 +193,12 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*
 	if err != nil {
 		return nil, err
 	}
-	return &Deployed{Endpoint: fmt.Sprintf("http://%s.%s.svc:%d", name, o.Namespace, serverPort), ModelURI: o.ModelURI,
-		PreviousModelURI: prevURI, Unchanged: !changed}, nil
+	prod, err := d.productionEndpoint(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Deployed{Endpoint: endpoint(name, o.Namespace), ModelURI: o.ModelURI,
+		PreviousModelURI: prevURI, Unchanged: !changed, ProductionEndpoint: prod}, nil
 }
 
 func deploymentConfig(o DeployOptions, name, prevURI, prevDigest string) *appsac.DeploymentApplyConfiguration {

@@ -213,6 +213,34 @@ func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
 	}
 }
 
+// The canary's baseline comes from the API server: deploy reports production's endpoint when a
+// production server exists, and nothing on a first deployment.
+func TestDeployReportsWhetherProductionExists(t *testing.T) {
+	e := newEnv(t)
+	c := fake.NewClientset()
+	kubelet(t, c, "ml")
+	d := NewDeployer(c, e.store)
+	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := e.deployOpts("staging")
+	staging.ModelURI = p.URI
+	first, err := d.Deploy(e.ctx, staging)
+	if err != nil || first.Values()["production-endpoint"] != "" {
+		t.Fatalf("staging before any production: %+v %v, want no production-endpoint", first, err)
+	}
+	prod := e.deployOpts("production")
+	prod.ModelURI = p.URI
+	if _, err := d.Deploy(e.ctx, prod); err != nil {
+		t.Fatal(err)
+	}
+	again, err := d.Deploy(e.ctx, staging)
+	if err != nil || again.Values()["production-endpoint"] != "http://fashion-mnist-production.ml.svc:8501" {
+		t.Errorf("staging with production live: %+v %v", again, err)
+	}
+}
+
 func equalSpec(a, b *appsv1.Deployment) bool {
 	return a.Spec.Template.Spec.Containers[0].Image == b.Spec.Template.Spec.Containers[0].Image &&
 		strings.Join(a.Spec.Template.Spec.Containers[0].Args, " ") == strings.Join(b.Spec.Template.Spec.Containers[0].Args, " ")
