@@ -252,6 +252,11 @@ EOF
 # DEFAULT_REQUEUE_TIME=2s (Argo's default is 10s; its rate_limiters.go names 2s as the low end):
 # the controller re-reads a workflow at most that often after a pod changes, so every step paid up
 # to 10 s before the next one started. hack/bench/pipeline.sh: ≈1.5× less orchestration overhead.
+# INFORMER_WRITE_BACK=false: with write-back (Argo's default) the controller puts the object its own
+# update returned into its informer cache; when a person's resume/decision (a newer resourceVersion)
+# arrived in between, the cache goes back to the older object and the run is never picked up again
+# (seen: an approval node resumed and rejected, the run still Running 5 min later; upstream
+# argo-workflows#12863, #14780). Without write-back the controller waits 1 s after each update.
 argo_src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}/manifests"
 [[ -d "${argo_src}" ]] || go mod download "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
 rm -rf "${RUN}/argo" && mkdir -p "${RUN}/argo" && cp -r "${argo_src}/." "${RUN}/argo/" && chmod -R u+w "${RUN}/argo"
@@ -271,6 +276,7 @@ patches:
     - {op: replace, path: /spec/template/spec/containers/0/args, value: [--executor-image, ${REGISTRY}/gantry/argoexec:${ARGO_VERSION}, --executor-image-pull-policy, IfNotPresent]}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: LEADER_ELECTION_DISABLE, value: "true"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: DEFAULT_REQUEUE_TIME, value: "2s"}}
+    - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: INFORMER_WRITE_BACK, value: "false"}}
 EOF
 k create namespace argo --dry-run=client -o yaml | k apply -f - >/dev/null
 k apply --server-side --force-conflicts --field-manager=gantry-cluster -k "${RUN}/argo" >/dev/null
