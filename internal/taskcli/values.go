@@ -3,6 +3,7 @@ package taskcli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -67,4 +68,20 @@ func (v *keyValues) String() string {
 		parts[i] = kv[0] + "=" + kv[1]
 	}
 	return strings.Join(parts, ",")
+}
+
+// ShortDuration prints d as flags and templates take it back, without the zero units
+// time.Duration.String keeps: 2h0m0s → 2h, 5m0s → 5m, 90s → 1m30s.
+func ShortDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/utils/ptr"
@@ -78,7 +77,7 @@ func FlagDefault(f cli.Flag) string {
 	case *cli.BoolFlag:
 		return strconv.FormatBool(x.Value)
 	case *cli.DurationFlag:
-		return shortDuration(x.Value)
+		return taskcli.ShortDuration(x.Value)
 	case *cli.GenericFlag:
 		if x.Value == nil {
 			return ""
@@ -89,19 +88,4 @@ func FlagDefault(f cli.Flag) string {
 		return d.GetValue()
 	}
 	return ""
-}
-
-// shortDuration drops the zero units time.Duration.String keeps: 2h0m0s → 2h, 5m0s → 5m.
-func shortDuration(d time.Duration) string {
-	if d == 0 {
-		return "0s"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

@@ -63,10 +63,10 @@ type DeployOptions struct {
 
 // Validate checks the options (bad input).
 func (o *DeployOptions) Validate() error {
-	if o.Environment != "staging" && o.Environment != "production" {
-		return exitcode.Invalidf("--environment %q: want staging or production", o.Environment)
+	if err := o.ValidateTeardown(); err != nil {
+		return err
 	}
-	if !nameRE.MatchString(o.ModelName) || len(o.ModelName) > 50 {
+	if len(o.ModelName) > 50 {
 		return exitcode.Invalidf("--model-name %q: want a DNS label of at most 50 characters", o.ModelName)
 	}
 	if o.ServerImage == "" {

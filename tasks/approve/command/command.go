@@ -57,14 +57,7 @@ func (v suspendDuration) String() string {
 	if *v.p == 0 {
 		return ""
 	}
-	s := v.p.String() // 24h0m0s → 24h, 5m0s → 5m
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+	return taskcli.ShortDuration(*v.p)
 }
 
 // Flags that several subcommands share, each described here once.
