@@ -13,5 +13,13 @@ for target in \
   read -r pkg fn <<<"${target}"
   set -- "${pkg}" "${fn}"
   echo "fuzz $2 (${t})"
-  go test -run '^$' -fuzz "^$2\$" -fuzztime "${t}" "$1" 2>&1 | tail -n 2
+  log=$(mktemp)
+  if ! go test -run '^$' -fuzz "^$2\$" -fuzztime "${t}" "$1" >"${log}" 2>&1; then
+    # the whole story, not the last two lines: a crasher is saved under $1/testdata/fuzz/$2
+    grep -v '^fuzz: elapsed' "${log}" >&2
+    rm -f "${log}"
+    exit 1
+  fi
+  tail -n 2 "${log}"
+  rm -f "${log}"
 done
