@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/google/go-cmp/cmp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
@@ -40,9 +42,12 @@ func kubelet(t *testing.T, c *fake.Clientset, ns string) {
 				continue
 			}
 			for _, d := range l.Items {
+				// A patch of the status alone: writing back the listed object would undo a deploy
+				// that landed since the list (the fake checks no resourceVersion).
 				r := *d.Spec.Replicas
-				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, AvailableReplicas: r, ReadyReplicas: r}
-				c.AppsV1().Deployments(ns).UpdateStatus(ctx, &d, metav1.UpdateOptions{})
+				st, _ := json.Marshal(map[string]any{"status": appsv1.DeploymentStatus{ObservedGeneration: d.Generation,
+					Replicas: r, UpdatedReplicas: r, AvailableReplicas: r, ReadyReplicas: r}})
+				c.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.MergePatchType, st, metav1.PatchOptions{}, "status")
 			}
 		}
 	}()
