@@ -327,11 +327,11 @@ func nodePod(t *testing.T, f *fixture, run, nodeID string) *corev1.Pod {
 func TestArgoRetryResumesFromTheFailedStep(t *testing.T) {
 	t.Parallel()
 	f := given(t)
-	f.sh(nil, "kubectl", "-n", f.ns, "patch", "role", "gantry-pipeline", "--type=json",
-		"-p", `[{"op":"replace","path":"/rules/3/verbs","value":["get"]}]`)
-	role := f.sh(nil, "kubectl", "-n", f.ns, "get", "role", "gantry-pipeline", "-o", "jsonpath={.rules[3].resources}")
+	f.sh(nil, "kubectl", "-n", f.ns, "patch", "role", "gantry-deploy", "--type=json",
+		"-p", `[{"op":"replace","path":"/rules/0/verbs","value":["get"]}]`)
+	role := f.sh(nil, "kubectl", "-n", f.ns, "get", "role", "gantry-deploy", "-o", "jsonpath={.rules[0].resources}")
 	if !strings.Contains(role, "deployments") {
-		t.Fatalf("rule 3 of the Role is %s, not deployments: update the test", role)
+		t.Fatalf("rule 0 of the Role is %s, not deployments: update the test", role)
 	}
 	jobs := f.countJobs()
 	run := f.submit()
@@ -369,7 +369,6 @@ func TestSingleTaskReusedViaTemplateRef(t *testing.T) {
 kind: Workflow
 metadata: {generateName: reuse-conclude-}
 spec:
-  serviceAccountName: gantry-pipeline
   entrypoint: main
   templates:
   - name: main

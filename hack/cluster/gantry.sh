@@ -3,7 +3,9 @@
 #   1. `ko build`s the six images into the node's registry and `ko resolve`s templates/
 #      → _output/gantry-release.yaml (WorkflowTemplates + RBAC, every image pinned by digest);
 #   2. uploads Fashion-MNIST to s3://datasets/fashion-mnist/ on the cluster's MinIO (once);
-#   3. per NAMESPACE: the namespace, the `gantry-s3` Secret and the release, server-side applied.
+#   3. per NAMESPACE: the namespace (labelled gantry.dev/approval-policy=enforce: the API server
+#      enforces who may approve, templates/approval-policy.yaml), the `gantry-s3` Secret and the
+#      release (its cluster-scoped admission policy included), server-side applied.
 #   hack/cluster/gantry.sh demo [more namespaces...]
 #   hack/cluster/gantry.sh                       # images and dataset only
 #   SKIP_IMAGES=1 hack/cluster/gantry.sh ns2    # reuse _output/gantry-release.yaml
@@ -36,6 +38,7 @@ fi
 
 for ns in "$@"; do
   k create namespace "${ns}" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k label namespace "${ns}" gantry.dev/approval-policy=enforce --overwrite >/dev/null
   k -n "${ns}" create secret generic gantry-s3 --from-literal=AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" \
     --from-literal=AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" --dry-run=client -o yaml | k apply -f - >/dev/null
   k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-release.yaml >/dev/null

@@ -38,7 +38,9 @@ func PipelineParams() []PipelineParam {
 		flag("max-accuracy-drop", "0.02", "canary-evaluator", "evaluate", "max-accuracy-drop"),
 		flag("max-p99-ms", "500", "canary-evaluator", "evaluate", "max-p99-ms"),
 		flag("approvers", "", "approver", "verify", "approvers"),
-		{"approval-timeout", "24h", "how long to wait for a decision; silence rejects"},
+		{"approval-timeout", "24h", "how long to wait for a decision (seconds or a duration, as Argo's suspend takes it); silence rejects"},
+		{"min-approvals", "1", "distinct approvers needed (approver approve RUN by each; a rejection by any one ends the wait)"},
+		{"forbid-self-approval", "false", "true: whoever submitted the run cannot approve it (Argo Server creator label, or -l gantry.dev/submitted-by=<you> in kube mode)"},
 		flag("notify-secret", "gantry-notify", "approver", "request", "notify-secret"),
 		{"keep-staging", "false", "keep the staging server after the run"},
 		flag("oci-ref", "", "model-publisher", "publish", "oci-ref"),
@@ -107,7 +109,8 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"notify-secret", wp("notify-secret"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
 			"model-uri", tp("publish", "model-uri"), "accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
 			"p99-ms", tp("canary", "p99-ms"), "report-uri", tp("canary", "report-uri"))},
-		{Name: "approval", Depends: "request-approval", Template: "approval"},
+		{Name: "approval", Depends: "request-approval", Template: "approval",
+			Arguments: args("timeout", wp("approval-timeout"), "min-approvals", wp("min-approvals"), "forbid-self-approval", wp("forbid-self-approval"))},
 		{Name: "verify-approval", Depends: "approval", TemplateRef: ref("approver", "verify"), Arguments: with(s3,
 			"timeout", wp("approval-timeout"), "approvers", wp("approvers"),
 			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
@@ -127,7 +130,9 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	}
 	approval := wfv1.Template{
 		Name:    "approval",
-		Suspend: &wfv1.SuspendTemplate{Duration: wp("approval-timeout")},
+		Suspend: &wfv1.SuspendTemplate{Duration: "{{inputs.parameters.timeout}}"},
+		// The node's inputs are what `approver approve` and verify read the four-eyes rules from.
+		Inputs: wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "timeout"}, {Name: "min-approvals"}, {Name: "forbid-self-approval"}}},
 		Outputs: wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", Description: wfv1.AnyStringPtr("approved or rejected; plain `argo resume` approves"),
 			ValueFrom: &wfv1.ValueFrom{Supplied: &wfv1.SuppliedValueFrom{}, Default: wfv1.AnyStringPtr("approved")}}}},
 	}
@@ -147,7 +152,8 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		ObjectMeta: metav1.ObjectMeta{Name: "ml-pipeline", Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"},
 			Annotations: map[string]string{"workflows.argoproj.io/description": "train → publish → staging → canary → approval → production → smoke; approve with `argo resume RUN`"}},
 		Spec: wfv1.WorkflowSpec{
-			Entrypoint: "pipeline", OnExit: "exit-handler", ServiceAccountName: ServiceAccount,
+			// No workflow-wide ServiceAccount: every step names its own (internal/rbac).
+			Entrypoint: "pipeline", OnExit: "exit-handler",
 			Arguments:             wfv1.Arguments{Parameters: params},
 			PodGC:                 &wfv1.PodGC{Strategy: wfv1.PodGCOnWorkflowSuccess},
 			ActiveDeadlineSeconds: ptr.To(int64(7 * 24 * 3600)),

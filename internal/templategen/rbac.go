@@ -4,42 +4,55 @@ import (
 	apiv1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/gantry-ml/gantry/internal/rbac"
 )
 
-// RBACRule is one row of the permission matrix, with who needs it.
-type RBACRule struct {
-	Rule rbacv1.PolicyRule
-	Who  string
+// ApproverRole is the Role an admin binds to the people who may approve runs in a namespace.
+const ApproverRole = "gantry-approver"
+
+func policyRules(rules []rbac.Rule) []rbacv1.PolicyRule {
+	var out []rbacv1.PolicyRule
+	for _, r := range rules {
+		out = append(out, rbacv1.PolicyRule{APIGroups: []string{r.Group}, Resources: r.Resources, Verbs: r.Verbs})
+	}
+	return out
 }
 
-// RBACMatrix is exactly what the tasks and the Argo executor use.
-func RBACMatrix() []RBACRule {
-	r := func(groups, resources, verbs []string, who string) RBACRule {
-		return RBACRule{Rule: rbacv1.PolicyRule{APIGroups: groups, Resources: resources, Verbs: verbs}, Who: who}
+func accountRules(a rbac.Account) []rbac.Rule {
+	if a.Executor {
+		return append(append([]rbac.Rule{}, a.Rules...), rbac.ExecutorRule)
 	}
-	return []RBACRule{
-		r([]string{"batch"}, []string{"jobs"}, []string{"get", "list", "watch", "create", "delete"}, "train-launcher: create/re-attach/watch the training Job, delete it on cancel"),
-		r([]string{""}, []string{"pods"}, []string{"get", "list", "watch"}, "train-launcher, model-publisher deploy: pod states for fail-fast reasons"),
-		r([]string{""}, []string{"pods/log"}, []string{"get"}, "train-launcher: stream training logs; deploy: last lines of a crashing server"),
-		r([]string{"apps"}, []string{"deployments"}, []string{"get", "list", "watch", "create", "patch", "delete"}, "model-publisher deploy/rollback/teardown (server-side apply = patch)"),
-		r([]string{""}, []string{"services"}, []string{"get", "create", "patch", "delete"}, "model-publisher deploy/teardown"),
-		r([]string{""}, []string{"configmaps"}, []string{"get", "list", "watch", "create"}, "approver wait/approve --tekton (decision ConfigMaps)"),
-		r([]string{"argoproj.io"}, []string{"workflows"}, []string{"get", "list", "update", "patch"}, "approver request (annotate), verify (read), approve/reject (update)"),
-		r([]string{"argoproj.io"}, []string{"workflowtaskresults"}, []string{"create", "patch"}, "Argo executor: report step outputs"),
-	}
+	return a.Rules
 }
 
-// RBAC is the ServiceAccount, Role and RoleBinding the pipeline runs as.
+// RBAC is one ServiceAccount per task template (with a Role and RoleBinding holding exactly what
+// its code calls, plus the executor's workflowtaskresults), the token-less accounts of the
+// training Job and the model servers, and the gantry-approver Role for people.
 func RBAC() []any {
-	role := &rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"}, ObjectMeta: metav1.ObjectMeta{Name: ServiceAccount}}
-	for _, m := range RBACMatrix() {
-		role.Rules = append(role.Rules, m.Rule)
+	var out []any
+	tm := func(kind, version string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: version, Kind: kind} }
+	for _, a := range rbac.Accounts() {
+		sa := &apiv1.ServiceAccount{TypeMeta: tm("ServiceAccount", "v1"), ObjectMeta: metav1.ObjectMeta{Name: a.Name,
+			Annotations: map[string]string{"gantry.dev/purpose": a.Why}}}
+		rules := accountRules(a)
+		if len(rules) == 0 {
+			// Pods gantry creates (training, model servers) never talk to the API: no token at all.
+			sa.AutomountServiceAccountToken = ptr.To(false)
+		}
+		out = append(out, sa)
+		if len(rules) == 0 {
+			continue
+		}
+		out = append(out,
+			&rbacv1.Role{TypeMeta: tm("Role", "rbac.authorization.k8s.io/v1"), ObjectMeta: metav1.ObjectMeta{Name: a.Name}, Rules: policyRules(rules)},
+			&rbacv1.RoleBinding{TypeMeta: tm("RoleBinding", "rbac.authorization.k8s.io/v1"), ObjectMeta: metav1.ObjectMeta{Name: a.Name},
+				RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: a.Name},
+				Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: a.Name}}})
 	}
-	return []any{
-		&apiv1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: metav1.ObjectMeta{Name: ServiceAccount}},
-		role,
-		&rbacv1.RoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"}, ObjectMeta: metav1.ObjectMeta{Name: ServiceAccount},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: ServiceAccount},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: ServiceAccount}}},
-	}
+	out = append(out, &rbacv1.Role{TypeMeta: tm("Role", "rbac.authorization.k8s.io/v1"),
+		ObjectMeta: metav1.ObjectMeta{Name: ApproverRole, Annotations: map[string]string{"gantry.dev/purpose": "bind to the people who may approve runs in this namespace"}},
+		Rules:      policyRules(rbac.ApproverRules())})
+	return out
 }

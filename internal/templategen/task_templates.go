@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/gantry-ml/gantry/internal/rbac"
 )
 
 // Module is the Go import path prefix of gantry's binaries.
@@ -21,9 +23,8 @@ const Module = "github.com/gantry-ml/gantry"
 
 // Names of things the templates share.
 const (
-	ResultsDir     = "/tmp/results"
-	ServiceAccount = "gantry-pipeline"
-	DefaultSecret  = "gantry-s3"
+	ResultsDir    = "/tmp/results"
+	DefaultSecret = "gantry-s3"
 )
 
 // Image is the ko:// reference of a binary; `ko resolve` pins it by digest.
@@ -110,18 +111,18 @@ func rawTasks() []Task {
 		{Binary: "train-launcher", Template: "train", Description: "Run one training Job to completion (re-attaching after restarts) and verify its model.",
 			Params: []Param{runName, req("image"), req("dataset-uri"), req("output-uri"),
 				{Name: "hyperparameters", Flag: "hyperparameter", Default: ptr.To(""), Env: "GANTRY_HYPERPARAMETER"},
-				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), set("env-from-secret", DefaultSecret), s3Endpoint, s3Secret},
+				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), set("env-from-secret", DefaultSecret), set("service-account", rbac.TrainingAccount), s3Endpoint, s3Secret},
 			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
 		{Binary: "model-publisher", Template: "publish", Subcommand: []string{"publish"}, Description: "Publish trainer output as an immutable model version.",
 			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), s3Endpoint, s3Secret},
 			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
-				req("server-image"), def("replicas"), def("rollout-timeout"), set("s3-secret", DefaultSecret), s3Endpoint},
+				req("server-image"), def("replicas"), def("rollout-timeout"), set("s3-secret", DefaultSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri", "production-endpoint"}, Retry: true},
 		{Binary: "model-publisher", Template: "rollback", Subcommand: []string{"rollback"}, Description: "Return an environment to its previous model.",
 			Params: []Param{runName, req("environment"), req("registry-uri"), def("model-name"), req("server-image"), def("replicas"), def("rollout-timeout"),
-				set("s3-secret", DefaultSecret), s3Endpoint},
+				set("s3-secret", DefaultSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri"}, Retry: true},
 		{Binary: "model-publisher", Template: "record", Subcommand: []string{"record"}, Description: "Record how a pipeline run ended next to the model's versions.",
 			Params:  []Param{runName, req("status"), def("failures"), def("model-version"), req("registry-uri"), def("model-name"), s3Endpoint, s3Secret},
@@ -141,7 +142,7 @@ func rawTasks() []Task {
 		{Binary: "approver", Template: "request", Subcommand: []string{"request"}, Description: "Notify people that a candidate waits for approval.",
 			Params: []Param{runName, notifySecret, set("model-name", "fashion-mnist"), req("model-version"), req("model-uri"), req("accuracy"),
 				def("baseline-accuracy"), req("p99-ms"), def("report-uri")},
-			Results: []string{"message", "notified"}, Retry: true},
+			Results: []string{"message", "notified", "candidate"}, Retry: true},
 		{Binary: "approver", Template: "verify", Subcommand: []string{"verify"}, Description: "Read the approval decision; silence and unknown approvers are rejections.",
 			Params: []Param{runName, req("timeout"), def("approvers"), def("audit-uri"), set("model-name", "fashion-mnist"), def("model-version"),
 				def("accuracy"), def("baseline-accuracy"), s3Endpoint, s3Secret},
@@ -184,7 +185,8 @@ func (t Task) args() []string {
 }
 
 func (t Task) template() wfv1.Template {
-	tm := wfv1.Template{Name: t.Template, Metrics: t.Metrics}
+	// Each template runs as its own ServiceAccount with exactly what its code calls (internal/rbac).
+	tm := wfv1.Template{Name: t.Template, Metrics: t.Metrics, ServiceAccountName: rbac.AccountFor(t.Binary, t.Template).Name}
 	for _, pr := range t.Params {
 		ip := wfv1.Parameter{Name: pr.Name, Description: wfv1.AnyStringPtr(pr.Description)}
 		if pr.Default != nil {
@@ -244,7 +246,6 @@ func TaskTemplates() []*wfv1.WorkflowTemplate {
 			w = &wfv1.WorkflowTemplate{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "WorkflowTemplate"},
 				ObjectMeta: metav1.ObjectMeta{Name: t.Binary, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
-				Spec:       wfv1.WorkflowSpec{ServiceAccountName: ServiceAccount},
 			}
 			byBinary[t.Binary] = w
 			out = append(out, w)

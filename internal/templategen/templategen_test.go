@@ -13,7 +13,10 @@ import (
 	"github.com/argoproj/argo-workflows/v3/workflow/validate"
 	"github.com/google/go-cmp/cmp"
 	apiv1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gantry-ml/gantry/internal/rbac"
 )
 
 type wftGetter map[string]*wfv1.WorkflowTemplate
@@ -97,7 +100,7 @@ func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
 			continue
 		}
 		found = true
-		if tm.Suspend.Duration != "{{workflow.parameters.approval-timeout}}" {
+		if tm.Suspend.Duration != "{{inputs.parameters.timeout}}" {
 			t.Errorf("suspend duration %q", tm.Suspend.Duration)
 		}
 		ps := tm.Outputs.Parameters
@@ -110,6 +113,15 @@ func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
 	}
 	// Verify runs after it with the same timeout, so silence is a rejection.
 	for _, task := range Pipeline().Spec.Templates[0].DAG.Tasks {
+		if task.Name == "approval" {
+			// The node's inputs carry the four-eyes rules approver approve and verify read.
+			for name, want := range map[string]string{"timeout": "{{workflow.parameters.approval-timeout}}",
+				"min-approvals": "{{workflow.parameters.min-approvals}}", "forbid-self-approval": "{{workflow.parameters.forbid-self-approval}}"} {
+				if got := argValue(task.Arguments, name); got != want {
+					t.Errorf("approval argument %s = %q, want %q", name, got, want)
+				}
+			}
+		}
 		if task.Name == "verify-approval" {
 			if task.Depends != "approval" || argValue(task.Arguments, "timeout") != "{{workflow.parameters.approval-timeout}}" {
 				t.Errorf("verify-approval: depends %q timeout %q", task.Depends, argValue(task.Arguments, "timeout"))
@@ -432,4 +444,62 @@ func TestCanaryBaselineIsTheProductionDeployFound(t *testing.T) {
 		return
 	}
 	t.Fatal("no canary task")
+}
+
+// Least privilege: every step template names its own ServiceAccount; none of them may update or
+// patch Workflows or create ConfigMaps (the approval object); the pods gantry creates get no
+// token; the workflow itself names no ServiceAccount that a step could fall back to.
+func TestEveryStepRunsAsItsOwnLeastPrivilegedAccount(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, w := range TaskTemplates() {
+		if w.Spec.ServiceAccountName != "" {
+			t.Errorf("%s: workflow-wide ServiceAccount %q", w.Name, w.Spec.ServiceAccountName)
+		}
+		for _, tm := range w.Spec.Templates {
+			if tm.ServiceAccountName == "" {
+				t.Errorf("%s/%s runs as the namespace's default ServiceAccount", w.Name, tm.Name)
+			}
+			seen[tm.ServiceAccountName] = true
+		}
+	}
+	seen[rbac.AccountFor("approver", "wait").Name] = true // Tekton only (a PipelineRun's taskRunSpecs name it)
+	if Pipeline().Spec.ServiceAccountName != "" {
+		t.Errorf("ml-pipeline names a workflow-wide ServiceAccount")
+	}
+	for _, o := range RBAC() {
+		switch r := o.(type) {
+		case *rbacv1.Role:
+			if r.Name == ApproverRole {
+				continue
+			}
+			if !seen[r.Name] {
+				t.Errorf("Role %s belongs to no template", r.Name)
+			}
+			for _, rule := range r.Rules {
+				for _, res := range rule.Resources {
+					for _, v := range rule.Verbs {
+						if (res == "workflows" && v != "get") || (res == "configmaps" && v != "list" && v != "watch") || v == "*" {
+							t.Errorf("Role %s may %s %s: no step may write Workflows or create the approval object", r.Name, v, res)
+						}
+					}
+				}
+			}
+		case *apiv1.ServiceAccount:
+			if (r.Name == rbac.TrainingAccount || r.Name == rbac.ModelServerAccount) && (r.AutomountServiceAccountToken == nil || *r.AutomountServiceAccountToken) {
+				t.Errorf("ServiceAccount %s mounts a token", r.Name)
+			}
+		}
+	}
+	train, _ := FindTask("train-launcher", "train")
+	deploy, _ := FindTask("model-publisher", "deploy")
+	for task, want := range map[*Task]string{&train: rbac.TrainingAccount, &deploy: rbac.ModelServerAccount} {
+		found := false
+		for _, p := range task.Params {
+			found = found || (p.Name == "service-account" && p.Default != nil && *p.Default == want)
+		}
+		if !found {
+			t.Errorf("%s/%s does not run its pods as %s", task.Binary, task.Template, want)
+		}
+	}
 }

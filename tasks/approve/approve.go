@@ -1,10 +1,12 @@
 // Package approve is gantry's manual approval. The pipeline suspends on
 // an "approval" node whose output parameter "decision" is supplied by a human
 // (plain `argo resume` approves with the default); Verify then reads that node
-// from the Workflow, treats an expired suspend as a rejection, enforces the
-// approvers allow-list and writes an audit record. Decide is the human side:
-// it records who decided (from the kube credentials) on the Workflow and
-// resumes the node in the same update.
+// from the Workflow, treats an expired suspend as a rejection, counts the
+// decisions bound to that node (min-approvals, forbid-self-approval, the
+// approvers allow-list) and writes an audit record. Decide is the human side:
+// it records the caller's decision under their API-server identity and resumes
+// the node once enough approvers agree, in one update. Who may write what is
+// enforced by the API server (templates/approval-policy.yaml), not by this code.
 package approve
 
 import (
@@ -36,23 +38,6 @@ import (
 const (
 	Approved = "approved"
 	Rejected = "rejected"
-)
-
-// Annotations the human CLI writes on the Workflow (and `request` for the candidate).
-const (
-	AnnDecision  = "gantry.dev/decision"
-	AnnDecidedBy = "gantry.dev/decided-by"
-	AnnReason    = "gantry.dev/decision-reason"
-	AnnDecidedAt = "gantry.dev/decided-at"
-	AnnCandidate = "gantry.dev/candidate"
-	// AnnDecisionFor binds the decision annotations to one approval node of one run:
-	// "<workflow UID>/<node ID>". Annotations copied to another run (argo resubmit, a
-	// hand-made copy) or left from an earlier approval node never count.
-	AnnDecisionFor = "gantry.dev/decision-for"
-	// ArgoActorLabel is set by the Argo server on resume when it knows the user.
-	ArgoActorLabel = "workflows.argoproj.io/actor"
-	// DecisionParam is the suspend node's supplied output parameter.
-	DecisionParam = "decision"
 )
 
 // Candidate is what a person needs to decide, shown by `request` and `list`.
@@ -144,92 +129,124 @@ type DecideOptions struct {
 	Node      string // default "approval"
 	Decision  string // approved | rejected
 	Reason    string
-	// Identity overrides the SelfSubjectReview lookup (tests, break-glass).
+	// Identity overrides the SelfSubjectReview lookup (tests). The admission policy admits a
+	// decision only in the requester's own name, so another value is refused by the API server.
 	Identity string
 }
 
-// Decide records who decided on the Workflow and resumes its approval node
-// with the decision, in one update retried on conflicts.
-func (g *Approver) Decide(ctx context.Context, o DecideOptions) (string, error) {
+// Decided is what a decision did.
+type Decided struct {
+	By string
+	// Resumed is true when the decision ended the wait (a rejection, or the approval that
+	// reached min-approvals); false: recorded, waiting for more approvers.
+	Resumed    bool
+	Have, Need int
+}
+
+// Decide records the caller's decision on the run (decision.gantry.dev/<who>, bound to the run's
+// UID and the approval node) and, when it is a rejection or brings the distinct approvals to the
+// node's min-approvals, resumes the node with the outcome — one update, retried on conflicts.
+func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error) {
 	if o.Run == "" {
-		return "", exitcode.Invalidf("the run (workflow name) is required")
+		return nil, exitcode.Invalidf("the run (workflow name) is required")
 	}
 	if o.Node == "" {
 		o.Node = "approval"
 	}
 	decision, ok := normalise(o.Decision)
 	if !ok {
-		return "", exitcode.Invalidf("decision %q: want approved or rejected", o.Decision)
+		return nil, exitcode.Invalidf("decision %q: want approved or rejected", o.Decision)
 	}
 	if decision == Rejected && strings.TrimSpace(o.Reason) == "" {
-		return "", exitcode.Invalidf("--reason is required to reject")
+		return nil, exitcode.Invalidf("--reason is required to reject")
 	}
 	wfs := g.wf.ArgoprojV1alpha1().Workflows(o.Namespace)
-	waiting := func() (*wfv1.Workflow, string, wfv1.NodeStatus, error) {
+	waiting := func() (*wfv1.Workflow, string, wfv1.NodeStatus, approvalPolicy, error) {
+		var pol approvalPolicy
 		wf, err := wfs.Get(ctx, o.Run, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, "", wfv1.NodeStatus{}, exitcode.Invalidf("run %s not found in namespace %s", o.Run, o.Namespace)
+			return nil, "", wfv1.NodeStatus{}, pol, exitcode.Invalidf("run %s not found in namespace %s", o.Run, o.Namespace)
 		}
 		if err != nil {
-			return nil, "", wfv1.NodeStatus{}, kube.Classify("getting run "+o.Run, err)
+			return nil, "", wfv1.NodeStatus{}, pol, kube.Classify("getting run "+o.Run, err)
 		}
 		id, node, ok := activeApproval(wf, o.Node)
 		if !ok {
-			return nil, "", wfv1.NodeStatus{}, exitcode.Invalidf("run %s is not waiting for approval (phase %s, no running %q node)", o.Run, wf.Status.Phase, o.Node)
+			return nil, "", wfv1.NodeStatus{}, pol, exitcode.Invalidf("run %s is not waiting for approval (phase %s, no running %q node)", o.Run, wf.Status.Phase, o.Node)
 		}
-		return wf, id, node, nil
+		if pol, err = policyOf(node); err != nil {
+			return nil, "", wfv1.NodeStatus{}, pol, exitcode.Invalidf("run %s: %v", o.Run, err)
+		}
+		return wf, id, node, pol, nil
 	}
-	if _, _, _, err := waiting(); err != nil { // before asking who the caller is
-		return "", err
+	if _, _, _, _, err := waiting(); err != nil { // before asking who the caller is
+		return nil, err
 	}
 	who := o.Identity
 	if who == "" {
 		var err error
 		if who, err = g.Identity(ctx); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
+	var out *Decided
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		wf, id, node, err := waiting()
+		wf, id, node, pol, err := waiting()
 		if err != nil {
 			return err
+		}
+		me := NormalIdentity(who)
+		if decision == Approved && pol.ForbidSelf && me == submitter(wf) {
+			return exitcode.Invalidf("you (%s) submitted run %s and it forbids self-approval: another approver must decide", who, o.Run)
 		}
 		if wf.Annotations == nil {
 			wf.Annotations = map[string]string{}
 		}
-		now := g.now().UTC()
-		wf.Annotations[AnnDecision], wf.Annotations[AnnDecidedBy] = decision, who
-		wf.Annotations[AnnReason], wf.Annotations[AnnDecidedAt] = o.Reason, now.Format(time.RFC3339)
-		wf.Annotations[AnnDecisionFor] = binding(wf, id)
-		if node.Outputs != nil {
-			for i, p := range node.Outputs.Parameters {
-				if p.Name == DecisionParam {
-					node.Outputs.Parameters[i].Value = wfv1.AnyStringPtr(decision)
-					node.Outputs.Parameters[i].ValueFrom = nil
+		wf.Annotations[DecisionPrefix+me] = decisionValue(decision, binding(wf, id), who)
+		if o.Reason != "" {
+			wf.Annotations[ReasonPrefix+me] = o.Reason
+		} else {
+			delete(wf.Annotations, ReasonPrefix+me)
+		}
+		t := count(wf, id, node, pol, nil, "")
+		out = &Decided{By: who, Have: t.Have, Need: pol.MinApprovals}
+		if decision == Rejected || t.Have >= pol.MinApprovals {
+			out.Resumed = true
+			now := g.now().UTC()
+			if node.Outputs != nil {
+				for i, p := range node.Outputs.Parameters {
+					if p.Name == DecisionParam {
+						node.Outputs.Parameters[i].Value = wfv1.AnyStringPtr(decision)
+						node.Outputs.Parameters[i].ValueFrom = nil
+					}
 				}
 			}
+			node.Phase = wfv1.NodeSucceeded
+			node.FinishedAt = metav1.Time{Time: now}
+			node.Message = fmt.Sprintf("%s by %s", decision, who)
+			if o.Reason != "" {
+				node.Message += ": " + o.Reason
+			}
+			wf.Status.Nodes.Set(id, node)
 		}
-		node.Phase = wfv1.NodeSucceeded
-		node.FinishedAt = metav1.Time{Time: now}
-		node.Message = fmt.Sprintf("%s by %s", decision, who)
-		if o.Reason != "" {
-			node.Message += ": " + o.Reason
-		}
-		wf.Status.Nodes.Set(id, node)
 		_, err = wfs.Update(ctx, wf, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		if exitcode.Of(err) == exitcode.Failed && apierrors.IsConflict(err) {
-			return "", exitcode.Retryable(fmt.Errorf("updating run %s: %w", o.Run, err))
+		switch {
+		case apierrors.IsForbidden(err) || apierrors.IsInvalid(err):
+			// The API server (RBAC or the approval policy) refused: not transient.
+			return nil, exitcode.Invalidf("the API server refused your decision on run %s: %v", o.Run, err)
+		case exitcode.Of(err) == exitcode.Failed && apierrors.IsConflict(err):
+			return nil, exitcode.Retryable(fmt.Errorf("updating run %s: %w", o.Run, err))
 		}
-		return "", err
+		return nil, err
 	}
-	g.log.Info("decision recorded", "run", o.Run, "decision", decision, "by", who)
-	return who, nil
+	g.log.Info("decision recorded", "run", o.Run, "decision", decision, "by", who, "resumed", out.Resumed, "approvals", out.Have, "needed", out.Need)
+	return out, nil
 }
 
-// binding names one approval node of one run, for AnnDecisionFor.
+// binding names one approval node of one run: "<workflow UID>/<node ID>".
 func binding(wf *wfv1.Workflow, nodeID string) string { return string(wf.UID) + "/" + nodeID }
 
 // NormalIdentity is the one form identities are compared and recorded in: the Argo Server's
@@ -268,7 +285,10 @@ type VerifyOptions struct {
 // Verdict is the verified decision.
 type Verdict struct {
 	Decision   string    `json:"decision"`
-	ApprovedBy string    `json:"approvedBy"`
+	ApprovedBy string    `json:"approvedBy"` // comma-separated, normal form
+	// Approvers are the distinct approvals counted (min-approvals); empty when rejected.
+	Approvers    []string `json:"approvers,omitempty"`
+	MinApprovals int      `json:"minApprovals"`
 	Reason     string    `json:"reason"`
 	Run        string    `json:"run"`
 	DecidedAt  time.Time `json:"decidedAt"`
@@ -291,7 +311,9 @@ func (v *Verdict) Values() map[string]string {
 }
 
 // Verify reads the finished approval node and decides what it means. Silence
-// (an expired suspend) is a rejection; so is an identity outside the allow-list.
+// (an expired suspend) is a rejection, checked first; then the decisions bound to this node
+// count: any rejection rejects; approvals count once per person, only from the allow-list (when
+// set) and not from the submitter (forbid-self-approval), up to the node's min-approvals.
 func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions) (*Verdict, error) {
 	if o.Run == "" {
 		return nil, exitcode.Invalidf("--run-name is required")
@@ -323,47 +345,36 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 			}
 		}
 	}
-	ann := wf.Annotations
-	bound := ann[AnnDecision] != "" && ann[AnnDecisionFor] == binding(wf, nodeID)
-	if ann[AnnDecision] != "" && !bound {
-		g.log.Warn("ignoring decision annotations not bound to this approval node (copied from another run or node)",
-			"run", o.Run, "bound-to", ann[AnnDecisionFor], "node", binding(wf, nodeID))
+	pol, err := policyOf(node)
+	if err != nil {
+		return nil, exitcode.Invalidf("run %s: %v", o.Run, err)
 	}
-	switch {
+	v.MinApprovals = pol.MinApprovals
 	// Expiry first: a node that ran for the whole suspend was resumed by the controller with the
-	// default output, whatever annotations say.
+	// default output, whatever else the run carries.
+	switch {
 	case o.Timeout > 0 && node.FinishedAt.Sub(node.StartedAt.Time) >= o.Timeout-time.Second:
 		v.Decision = Rejected
 		v.Reason = fmt.Sprintf("approval timed out after %s with no decision", o.Timeout)
-	case bound:
-		v.Decision, _ = normalise(ann[AnnDecision])
-		v.ApprovedBy, v.Reason = ann[AnnDecidedBy], ann[AnnReason]
-		if p, _ := normalise(param); param != "" && p != v.Decision {
-			v.Decision, v.Reason = Rejected, fmt.Sprintf("decision annotation %q and node output %q disagree", ann[AnnDecision], param)
-		}
+	case !wf.CreationTimestamp.IsZero() && node.StartedAt.Before(&wf.CreationTimestamp):
+		// argo resubmit --memoized copies finished nodes into the new run: not decided on this run.
+		v.Decision = Rejected
+		v.Reason = "the approval node was copied from an earlier run (it started before this run was created)"
 	default:
-		d, known := normalise(param)
-		v.Decision = d
+		decided, known := normalise(param)
+		if !known {
+			decided = Rejected
+		}
+		t := count(wf, nodeID, node, pol, o.Approvers, decided)
+		v.Decision, v.Reason = t.Decision, t.Reason
+		v.ApprovedBy = strings.Join(t.By, ",")
+		v.Approvers = t.By
 		if !known {
 			v.Reason = fmt.Sprintf("unknown decision %q", param)
 		}
-		v.ApprovedBy = wf.Labels[ArgoActorLabel]
-		if v.ApprovedBy == "" {
-			v.ApprovedBy = "unknown (argo resume)"
-		}
-		if v.Reason == "" && node.Message != "" {
-			v.Reason = node.Message
-		}
-	}
-	if v.ApprovedBy != "" && !strings.HasPrefix(v.ApprovedBy, "unknown") {
-		v.ApprovedBy = NormalIdentity(v.ApprovedBy)
-	}
-	if v.Decision == Approved && len(o.Approvers) > 0 && !allowed(o.Approvers, v.ApprovedBy) {
-		v.Decision = Rejected
-		v.Reason = fmt.Sprintf("%s is not in the approvers list (%s)", v.ApprovedBy, strings.Join(o.Approvers, ", "))
 	}
 	if v.Reason == "" {
-		v.Reason = fmt.Sprintf("%s by %s", v.Decision, v.ApprovedBy)
+		v.Reason = v.Decision
 	}
 	if o.AuditURI != "" {
 		u, err := objstore.Parse(o.AuditURI)
@@ -396,6 +407,32 @@ type Waiting struct {
 	Run       string
 	Since     time.Time
 	Candidate Candidate
+	Have      []string // approvals so far (min-approvals above 1)
+	Need      int
+}
+
+// CandidateResult is the request step's result holding the candidate as JSON: `list` reads it
+// from the run's status, so no pipeline step needs to write the Workflow.
+const CandidateResult = "candidate"
+
+// candidateOf reads the newest request step's candidate result.
+func candidateOf(wf *wfv1.Workflow) Candidate {
+	var c Candidate
+	var at time.Time
+	for _, n := range wf.Status.Nodes {
+		if n.Outputs == nil || n.StartedAt.Time.Before(at) {
+			continue
+		}
+		for _, p := range n.Outputs.Parameters {
+			if p.Name == CandidateResult && p.Value != nil {
+				var got Candidate
+				if json.Unmarshal([]byte(p.Value.String()), &got) == nil {
+					c, at = got, n.StartedAt.Time
+				}
+			}
+		}
+	}
+	return c
 }
 
 // List returns the runs of namespace ns ("": every namespace the caller may list) waiting on
@@ -410,24 +447,17 @@ func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error)
 	}
 	var out []Waiting
 	for _, wf := range l.Items {
-		_, n, ok := activeApproval(&wf, node)
+		id, n, ok := activeApproval(&wf, node)
 		if !ok {
 			continue
 		}
-		w := Waiting{Namespace: wf.Namespace, Run: wf.Name, Since: n.StartedAt.Time}
-		json.Unmarshal([]byte(wf.Annotations[AnnCandidate]), &w.Candidate)
+		w := Waiting{Namespace: wf.Namespace, Run: wf.Name, Since: n.StartedAt.Time, Candidate: candidateOf(&wf)}
+		pol, _ := policyOf(n)
+		w.Need, w.Have = pol.MinApprovals, count(&wf, id, n, pol, nil, "").By
 		out = append(out, w)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
 	return out, nil
-}
-
-// Annotate records the candidate on the run so `approver list` can show it.
-func (g *Approver) Annotate(ctx context.Context, ns, run string, c Candidate) error {
-	b, _ := json.Marshal(c)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnCandidate: string(b)}}})
-	_, err := g.wf.ArgoprojV1alpha1().Workflows(ns).Patch(ctx, run, "application/merge-patch+json", patch, metav1.PatchOptions{})
-	return kube.Classify("annotating run "+run, err)
 }
 
 // Conclude turns a business "no" into the failure that ends a run, with the

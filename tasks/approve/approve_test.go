@@ -73,7 +73,9 @@ func verify(t *testing.T, wf *wfv1.Workflow, o VerifyOptions) *Verdict {
 	t.Helper()
 	store, _ := objstore.New(nil)
 	o.Namespace, o.Run = ns, wf.Name
-	v, err := NewApprover(argofake.NewSimpleClientset(wf), nil).Verify(context.Background(), store, o)
+	wfc := argofake.NewSimpleClientset(wf)
+	apiCalls.Attach(wfc)
+	v, err := NewApprover(wfc, nil).Verify(context.Background(), store, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +92,14 @@ func TestVerifyDecisions(t *testing.T) {
 		want, by  string
 		reasonHas string
 	}{
-		{name: "plain argo resume approves", wf: finish(run("r1"), time.Hour, Approved, ""), want: Approved, by: "unknown (argo resume)"},
+		{name: "plain argo resume (by an approver, as the policy admits) approves", wf: finish(run("r1"), time.Hour, Approved, ""), want: Approved, by: AnonymousApprover},
 		{name: "supplied rejected rejects", wf: finish(run("r2"), time.Hour, Rejected, ""), want: Rejected},
 		{name: "expired suspend is a rejection", wf: finish(run("r3"), day, Approved, ""), want: Rejected, reasonHas: "timed out after 24h0m0s"},
 		{name: "unknown decision rejects", wf: finish(run("r4"), time.Hour, "maybe", ""), want: Rejected, reasonHas: `unknown decision "maybe"`},
-		{name: "anonymous resume with allow-list rejects", wf: finish(run("r5"), time.Hour, Approved, ""), approvers: []string{"alice"}, want: Rejected, reasonHas: "not in the approvers list"},
+		{name: "anonymous resume with allow-list rejects", wf: finish(run("r5"), time.Hour, Approved, ""), approvers: []string{"alice"}, want: Rejected, reasonHas: "cannot be checked against the approvers list"},
 		{name: "argo server actor label identifies", wf: func() *wfv1.Workflow {
-			wf := finish(run("r6"), time.Hour, Approved, "")
-			wf.Labels = map[string]string{ArgoActorLabel: "alice"}
+			wf := finish(run("r6"), time.Hour, Approved, "Resumed by: map[User:alice]")
+			wf.Labels = map[string]string{ArgoActorLabel: "alice", ArgoActionLabel: "Resume"}
 			return wf
 		}(), approvers: []string{"alice"}, want: Approved, by: "alice"},
 	} {
@@ -113,18 +115,23 @@ func TestVerifyDecisions(t *testing.T) {
 
 func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	t.Parallel()
-	wfc := argofake.NewSimpleClientset(run("r1"))
-	g := NewApprover(wfc, whoami("alice@example.com"), WithClock(func() time.Time { return t0.Add(time.Hour) }))
+	wf := run("r1")
+	wf.UID = "uid-r1"
+	wfc := argofake.NewSimpleClientset(wf)
+	apiCalls.Attach(wfc)
+	kc := whoami("alice@example.com")
+	apiCalls.Attach(kc)
+	g := NewApprover(wfc, kc, WithClock(func() time.Time { return t0.Add(time.Hour) }))
 	ctx := context.Background()
-	who, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Reason: "numbers look right"})
-	if err != nil || who != "alice@example.com" {
-		t.Fatalf("Decide = %q, %v", who, err)
+	d, err := g.Decide(ctx, DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Reason: "numbers look right"})
+	if err != nil || d.By != "alice@example.com" || !d.Resumed {
+		t.Fatalf("Decide = %+v, %v", d, err)
 	}
-	wf, _ := wfc.ArgoprojV1alpha1().Workflows(ns).Get(ctx, "r1", metav1.GetOptions{})
-	if wf.Annotations[AnnDecidedBy] != "alice@example.com" || wf.Annotations[AnnDecision] != Approved {
-		t.Errorf("annotations %v", wf.Annotations)
+	got, _ := wfc.ArgoprojV1alpha1().Workflows(ns).Get(ctx, "r1", metav1.GetOptions{})
+	if want := "approved uid-r1/r1-1 alice@example.com"; got.Annotations[DecisionPrefix+"alice-example.com"] != want || got.Annotations[ReasonPrefix+"alice-example.com"] != "numbers look right" {
+		t.Errorf("annotations %v, want %s = %q", got.Annotations, DecisionPrefix+"alice-example.com", want)
 	}
-	n := wf.Status.Nodes["r1-1"]
+	n := got.Status.Nodes["r1-1"]
 	if n.Phase != wfv1.NodeSucceeded || n.Outputs.Parameters[0].Value.String() != Approved || n.Outputs.Parameters[0].ValueFrom != nil {
 		t.Errorf("node after decide: %+v", n)
 	}
@@ -174,50 +181,147 @@ func TestRejectByOtherThanAllowListAndRejectNeedsReason(t *testing.T) {
 	}
 }
 
-// Decisions count only for the approval node they were made on, and never over an expiry: each
-// forgery here must end rejected.
+// bound writes decision annotations the way Decide does, bound to bindTo ("" : this run's node).
+func bound(wf *wfv1.Workflow, decision, user, bindTo string) *wfv1.Workflow {
+	if wf.UID == "" {
+		wf.UID = "uid-" + types.UID(wf.Name)
+	}
+	if bindTo == "" {
+		bindTo = string(wf.UID) + "/" + wf.Name + "-1"
+	}
+	if wf.Annotations == nil {
+		wf.Annotations = map[string]string{}
+	}
+	wf.Annotations[DecisionPrefix+NormalIdentity(user)] = decisionValue(decision, bindTo, user)
+	return wf
+}
+
+// Decisions count only for the approval node they were made on, only in the decider's own
+// name, and never over an expiry: each forgery here must end rejected.
 func TestForgedCopiedOrExpiredDecisionsNeverApprove(t *testing.T) {
 	t.Parallel()
 	day := 24 * time.Hour
-	decided := func(wf *wfv1.Workflow, by, bindTo string) *wfv1.Workflow {
-		wf.UID = "uid-" + types.UID(wf.Name)
-		wf.Annotations = map[string]string{AnnDecision: Approved, AnnDecidedBy: by, AnnDecidedAt: t0.Add(time.Minute).Format(time.RFC3339)}
-		if bindTo != "" {
-			wf.Annotations[AnnDecisionFor] = bindTo
-		}
-		return wf
-	}
 	for _, tc := range []struct {
 		name      string
 		wf        *wfv1.Workflow
 		want      string
 		reasonHas string
 	}{
-		{"hand-written annotations (no binding) do not name the approver", decided(finish(run("f1"), time.Hour, Approved, ""), "alice@example.com", ""),
-			Rejected, "unknown (argo resume) is not in the approvers list"},
-		{"a decision copied from another run (argo resubmit) does not count", decided(finish(run("f2"), time.Hour, Approved, ""), "alice@example.com", "uid-original/f2-1"),
-			Rejected, "not in the approvers list"},
-		{"a decision bound to another node does not count", decided(finish(run("f3"), time.Hour, Approved, ""), "alice@example.com", "uid-f3/f3-0"),
-			Rejected, "not in the approvers list"},
-		{"expiry wins over a copied decision", decided(finish(run("f4"), day, Approved, ""), "alice@example.com", "uid-original/f4-1"),
+		{"old-style hand-written annotations name nobody", func() *wfv1.Workflow {
+			wf := finish(run("f1"), time.Hour, Approved, "")
+			wf.Annotations = map[string]string{"gantry.dev/decision": Approved, "gantry.dev/decided-by": "alice@example.com"}
+			return wf
+		}(), Rejected, "cannot be checked against the approvers list"},
+		{"a decision copied from another run (argo resubmit) does not count", bound(finish(run("f2"), time.Hour, Approved, ""), Approved, "alice@example.com", "uid-original/f2-1"),
+			Rejected, "cannot be checked"},
+		{"a decision bound to another node does not count", bound(finish(run("f3"), time.Hour, Approved, ""), Approved, "alice@example.com", "uid-f3/f3-0"),
+			Rejected, "cannot be checked"},
+		{"a decision keyed by one name but made by another does not count", func() *wfv1.Workflow {
+			wf := finish(run("f8"), time.Hour, Approved, "")
+			wf.UID = "uid-f8"
+			wf.Annotations = map[string]string{DecisionPrefix + "alice-example.com": decisionValue(Approved, "uid-f8/f8-1", "mallory")}
+			return wf
+		}(), Rejected, "cannot be checked"},
+		{"expiry wins over a copied decision", bound(finish(run("f4"), day, Approved, ""), Approved, "alice@example.com", "uid-original/f4-1"),
 			Rejected, "timed out"},
-		{"expiry wins even over a bound one", decided(finish(run("f5"), day+time.Minute, Approved, ""), "alice@example.com", "uid-f5/f5-1"),
+		{"expiry wins even over a bound one", bound(finish(run("f5"), day+time.Minute, Approved, ""), Approved, "alice@example.com", ""),
 			Rejected, "timed out"},
-		{"a bound decision by an approver approves", decided(finish(run("f6"), time.Hour, Approved, ""), "alice@example.com", "uid-f6/f6-1"),
+		{"a bound decision by an approver approves", bound(finish(run("f6"), time.Hour, Approved, ""), Approved, "alice@example.com", ""),
 			Approved, ""},
 		{"the Argo Server's actor form matches the allow-list's email form", func() *wfv1.Workflow {
-			wf := finish(run("f7"), time.Hour, Approved, "")
-			wf.Labels = map[string]string{ArgoActorLabel: "alice-example.com"}
+			wf := finish(run("f7"), time.Hour, Approved, "Resumed by: map[User:alice@example.com]")
+			wf.Labels = map[string]string{ArgoActorLabel: "alice-example.com", ArgoActionLabel: "Resume"}
 			return wf
 		}(), Approved, ""},
+		{"an actor label without the Argo Server's resume message (copied by resubmit) does not count", func() *wfv1.Workflow {
+			wf := finish(run("f9"), time.Hour, Approved, "")
+			wf.Labels = map[string]string{ArgoActorLabel: "alice-example.com", ArgoActionLabel: "Resume"}
+			return wf
+		}(), Rejected, "cannot be checked"},
+		{"a bound rejection by anyone wins over approvals", bound(bound(finish(run("f10"), time.Hour, Approved, ""), Approved, "alice@example.com", ""), Rejected, "bob", ""),
+			Rejected, "rejected by bob"},
+		{"an approval node that finished before the run was created (memoized resubmit) does not count", func() *wfv1.Workflow {
+			wf := bound(finish(run("f11"), time.Hour, Approved, ""), Approved, "alice@example.com", "")
+			wf.CreationTimestamp = metav1.Time{Time: t0.Add(2 * time.Hour)}
+			return wf
+		}(), Rejected, "copied"},
 	} {
-		v := verify(t, tc.wf, VerifyOptions{Timeout: day, Approvers: []string{"alice@example.com"}})
+		v := verify(t, tc.wf, VerifyOptions{Timeout: day, Approvers: []string{"alice@example.com", "bob"}})
 		if v.Decision != tc.want || !strings.Contains(v.Reason, tc.reasonHas) {
 			t.Errorf("%s: %s (%q), want %s with %q", tc.name, v.Decision, v.Reason, tc.want, tc.reasonHas)
 		}
 		if v.Decision == Approved && v.ApprovedBy != "alice-example.com" {
 			t.Errorf("%s: approved by %q, want the normal form alice-example.com", tc.name, v.ApprovedBy)
 		}
+	}
+}
+
+// withPolicy gives the run's approval node the four-eyes inputs and a submitter.
+func withPolicy(wf *wfv1.Workflow, min string, forbidSelf bool, submitter string) *wfv1.Workflow {
+	n := wf.Status.Nodes[wf.Name+"-1"]
+	n.Inputs = &wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: MinApprovalsParam, Value: wfv1.AnyStringPtr(min)},
+		{Name: ForbidSelfParam, Value: wfv1.AnyStringPtr(fmt.Sprint(forbidSelf))}}}
+	wf.Status.Nodes[wf.Name+"-1"] = n
+	if submitter != "" {
+		wf.Labels = map[string]string{SubmitterLabel: submitter}
+	}
+	wf.UID = "uid-" + types.UID(wf.Name)
+	return wf
+}
+
+func TestFourEyes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	as := func(wfc *argofake.Clientset, who string) *Approver {
+		return NewApprover(wfc, whoami(who), WithClock(func() time.Time { return t0.Add(time.Hour) }))
+	}
+	// min-approvals 2: alice's approval is recorded, the run still waits; twice alice is still
+	// one; bob's makes two and resumes the node; verify names both.
+	wfc := argofake.NewSimpleClientset(withPolicy(run("m1"), "2", false, ""))
+	for i, step := range []struct {
+		who         string
+		resumed     bool
+		have        int
+		errContains string
+	}{{"alice", false, 1, ""}, {"alice", false, 1, ""}, {"bob", true, 2, ""}} {
+		d, err := as(wfc, step.who).Decide(ctx, DecideOptions{Namespace: ns, Run: "m1", Decision: "approve"})
+		if err != nil || d.Resumed != step.resumed || d.Have != step.have || d.Need != 2 {
+			t.Fatalf("step %d (%s): %+v, %v", i, step.who, d, err)
+		}
+	}
+	store, _ := objstore.New(nil)
+	v, err := as(wfc, "x").Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "m1", Timeout: 24 * time.Hour})
+	if err != nil || v.Decision != Approved || v.ApprovedBy != "alice,bob" {
+		t.Errorf("two approvers: %+v, %v", v, err)
+	}
+	// One approval then a plain argo resume by someone (unnamed): one of two, rejected.
+	one := bound(withPolicy(finish(run("m2"), time.Hour, Approved, ""), "2", false, ""), Approved, "alice", "")
+	if v := verify(t, one, VerifyOptions{Timeout: 24 * time.Hour}); v.Decision != Rejected || !strings.Contains(v.Reason, "1 of 2 required approvals (alice)") {
+		t.Errorf("one approver of two: %+v", v)
+	}
+	// forbid-self-approval: the submitter cannot approve (Decide refuses, exit 2), and an
+	// approval by them recorded anyway does not count.
+	wfc = argofake.NewSimpleClientset(withPolicy(run("s1"), "1", true, "alice-example.com"))
+	if _, err := as(wfc, "alice@example.com").Decide(ctx, DecideOptions{Namespace: ns, Run: "s1", Decision: "approve"}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "submitted run s1") {
+		t.Errorf("self-approval: %v, want exit 2", err)
+	}
+	self := bound(withPolicy(finish(run("s2"), time.Hour, Approved, ""), "1", true, "alice-example.com"), Approved, "alice@example.com", "")
+	if v := verify(t, self, VerifyOptions{Timeout: 24 * time.Hour}); v.Decision != Rejected || !strings.Contains(v.Reason, "submitted the run") {
+		t.Errorf("self-approval recorded anyway: %+v", v)
+	}
+	other := bound(withPolicy(finish(run("s3"), time.Hour, Approved, ""), "1", true, "alice-example.com"), Approved, "bob", "")
+	if v := verify(t, other, VerifyOptions{Timeout: 24 * time.Hour}); v.Decision != Approved || v.ApprovedBy != "bob" {
+		t.Errorf("another approver: %+v", v)
+	}
+	// forbid-self with no recorded submitter: nobody can tell, so it is a rejection.
+	unknown := bound(withPolicy(finish(run("s4"), time.Hour, Approved, ""), "1", true, ""), Approved, "bob", "")
+	if v := verify(t, unknown, VerifyOptions{Timeout: 24 * time.Hour}); v.Decision != Rejected || !strings.Contains(v.Reason, "does not say who submitted") {
+		t.Errorf("unknown submitter: %+v", v)
+	}
+	// Bad four-eyes inputs are bad input.
+	bad := withPolicy(finish(run("b1"), time.Hour, Approved, ""), "zero", false, "")
+	if _, err := NewApprover(argofake.NewSimpleClientset(bad), nil).Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "b1"}); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("min-approvals zero: %v, want exit 2", err)
 	}
 }
 
@@ -239,20 +343,38 @@ func TestDecideRetriesConflicts(t *testing.T) {
 	}
 }
 
+func TestDecisionTheAPIServerRefusesIsBadInputNotRetried(t *testing.T) {
+	t.Parallel()
+	wfc := argofake.NewSimpleClientset(run("r1"))
+	var updates atomic.Int32
+	wfc.PrependReactor("update", "workflows", func(k8stesting.Action) (bool, runtime.Object, error) {
+		updates.Add(1)
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "argoproj.io", Resource: "workflows"}, "r1",
+			errors.New("ValidatingAdmissionPolicy 'gantry-approval' denied request: only approvers may write gantry decisions"))
+	})
+	_, err := NewApprover(wfc, nil).Decide(context.Background(), DecideOptions{Namespace: ns, Run: "r1", Decision: "approve", Identity: "mallory"})
+	if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "only approvers") || updates.Load() != 1 {
+		t.Errorf("forbidden decision: %v after %d updates, want exit 2 after 1", err, updates.Load())
+	}
+}
+
 func TestListShowsWaitingRunsWithCandidate(t *testing.T) {
 	t.Parallel()
 	done := finish(run("r0"), time.Hour, Approved, "")
-	wfc := argofake.NewSimpleClientset(run("r1"), done)
+	waiting := run("r1")
+	// The request step's candidate result, as Argo stores it in the run's status.
+	waiting.Status.Nodes["r1-r"] = wfv1.NodeStatus{ID: "r1-r", DisplayName: "request-approval", Type: wfv1.NodeTypePod, Phase: wfv1.NodeSucceeded,
+		StartedAt: metav1.Time{Time: t0}, Outputs: &wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: CandidateResult,
+			Value: wfv1.AnyStringPtr(`{"modelVersion":"20261125T090001Z-abc","accuracy":"0.8861","baselineAccuracy":"0.8790"}`)}}}}
+	wfc := argofake.NewSimpleClientset(waiting, done)
+	apiCalls.Attach(wfc)
 	g := NewApprover(wfc, nil)
 	ctx := context.Background()
-	if err := g.Annotate(ctx, ns, "r1", Candidate{ModelVersion: "20261125T090001Z-abc", Accuracy: "0.8861", BaselineAccuracy: "0.8790"}); err != nil {
-		t.Fatal(err)
-	}
 	l, err := g.List(ctx, ns, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l) != 1 || l[0].Run != "r1" || l[0].Candidate.Accuracy != "0.8861" {
+	if len(l) != 1 || l[0].Run != "r1" || l[0].Candidate.Accuracy != "0.8861" || l[0].Need != 1 {
 		t.Errorf("List = %+v", l)
 	}
 	// Every namespace: a run waiting in another namespace shows up with its namespace.
@@ -340,6 +462,7 @@ func TestUndeliveredRequestIsAResultAndNeverLeaksTheWebhook(t *testing.T) {
 func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	t.Parallel()
 	kc := whoami("alice")
+	apiCalls.Attach(kc)
 	g := NewApprover(nil, kc)
 	ctx := context.Background()
 	v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-1", Timeout: 200 * time.Millisecond})

@@ -71,13 +71,14 @@ type Notified struct {
 	Reason    string // why not delivered
 }
 
-// Values renders the results: message, notified.
+// Values renders the results: message, notified, candidate (JSON, read by `approver list`).
 func (n *Notified) Values() map[string]string {
 	text := n.Message.Text
 	if len(text) > 1000 {
 		text = text[:1000]
 	}
-	return map[string]string{"message": text, "notified": strconv.FormatBool(n.Delivered)}
+	c, _ := json.Marshal(n.Message.Candidate)
+	return map[string]string{"message": text, "notified": strconv.FormatBool(n.Delivered), CandidateResult: string(c)}
 }
 
 // webhookHost names a webhook in logs and errors without its path or query, where Slack-style

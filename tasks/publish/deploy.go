@@ -229,7 +229,8 @@ func deploymentConfig(o DeployOptions, name, prevURI, prevDigest string) *appsac
 				coreac.SecretKeySelector().WithName(o.S3Secret).WithKey(k))))
 		}
 	}
-	pod := coreac.PodSpec().WithContainers(c)
+	// A model server never needs the Kubernetes API: no token.
+	pod := coreac.PodSpec().WithContainers(c).WithAutomountServiceAccountToken(false)
 	if o.ServiceAccount != "" {
 		pod.WithServiceAccountName(o.ServiceAccount)
 	}

@@ -62,6 +62,7 @@ func (e *env) deployOpts(env string) DeployOptions {
 func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	e := newEnv(t)
 	c := fake.NewClientset()
+	apiCalls.Attach(c)
 	kubelet(t, c, "ml")
 	d := NewDeployer(c, e.store)
 	v1, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w1"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
@@ -94,6 +95,9 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	}
 	if dep.Annotations[AnnModelDigest] != v1.Manifest.Digest {
 		t.Errorf("annotations %v", dep.Annotations)
+	}
+	if a := dep.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
+		t.Errorf("model server mounts a ServiceAccount token (%v)", a)
 	}
 
 	again, err := d.Deploy(e.ctx, o)
@@ -159,6 +163,7 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
 	e := newEnv(t)
 	c := fake.NewClientset()
+	apiCalls.Attach(c)
 	kubelet(t, c, "ml")
 	d := NewDeployer(c, e.store)
 	var v [3]*Published
@@ -223,6 +228,7 @@ func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
 func TestDeployReportsWhetherProductionExists(t *testing.T) {
 	e := newEnv(t)
 	c := fake.NewClientset()
+	apiCalls.Attach(c)
 	kubelet(t, c, "ml")
 	d := NewDeployer(c, e.store)
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
@@ -253,7 +259,9 @@ func equalSpec(a, b *appsv1.Deployment) bool {
 
 func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 	e := newEnv(t)
-	d := NewDeployer(fake.NewClientset(), e.store)
+	c := fake.NewClientset()
+	apiCalls.Attach(c)
+	d := NewDeployer(c, e.store)
 	o := e.deployOpts("staging")
 	o.ModelURI = e.trainerOutput("r1", "w") // trainer output: no manifest
 	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "not a published") {
@@ -275,6 +283,7 @@ func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 func TestFailedRolloutIsExplained(t *testing.T) {
 	e := newEnv(t)
 	c := fake.NewClientset()
+	apiCalls.Attach(c)
 	d := NewDeployer(c, e.store)
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {

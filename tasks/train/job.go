@@ -74,6 +74,8 @@ func buildJob(o *Options) *batchv1.Job {
 			Spec: corev1.PodSpec{
 				RestartPolicy:      corev1.RestartPolicyNever,
 				ServiceAccountName: o.ServiceAccount,
+				// Training code never needs the Kubernetes API: no token to steal or misuse.
+				AutomountServiceAccountToken: ptr.To(false),
 				Containers: []corev1.Container{{
 					Name: ContainerName, Image: o.Image, Command: o.Command, Args: o.Args,
 					Env: env, EnvFrom: envFrom, Resources: res,

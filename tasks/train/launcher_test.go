@@ -44,6 +44,7 @@ type fixture struct {
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	t.Helper()
 	f := &fixture{t: t, client: fake.NewClientset(objs...), out: t.TempDir(), watches: make(chan string, 16)}
+	apiCalls.Attach(f.client)
 	f.client.PrependWatchReactor("*", func(a k8stesting.Action) (bool, watch.Interface, error) {
 		f.watches <- a.GetResource().Resource
 		return false, nil, nil
@@ -188,6 +189,9 @@ func TestCreatesJobAndVerifiesOutput(t *testing.T) {
 	if *job.Spec.ActiveDeadlineSeconds != 3600 || job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("deadline/restart policy = %d/%s", *job.Spec.ActiveDeadlineSeconds, job.Spec.Template.Spec.RestartPolicy)
 	}
+	if a := job.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
+		t.Errorf("training pod mounts a ServiceAccount token (%v): training code must get no API credentials", a)
+	}
 	f.addPod(corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: ContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}, corev1.PodSpec{})
 	f.writeModel(`{"test_accuracy":0.8912,"test_loss":0.31,"epochs":[{"loss":0.5}],"dataset_digest":"sha256:ab"}`)
 	f.setJobCondition(batchv1.JobComplete, "", "")
@@ -241,6 +245,7 @@ func TestReusesSucceededJob(t *testing.T) {
 	done := buildJob(&o)
 	done.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
 	f.client = fake.NewClientset(done)
+	apiCalls.Attach(f.client)
 	f.writeModel(`{"test_accuracy":0.9}`)
 	r := awaitRun(t, f.start(context.Background(), o))
 	if r.err != nil {

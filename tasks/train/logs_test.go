@@ -39,6 +39,7 @@ func TestLogStreamThatWorkedIsFollowedPastTheReconnectBudget(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "job-abc", Namespace: "ml"},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: ContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
 	c := fake.NewClientset(pod) // the fake's log stream is one line, then EOF: a stream that breaks at once
+	apiCalls.Attach(c)
 	out := &lockedBuffer{}
 	f := newLogFollower(c, "ml", out, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -126,16 +126,23 @@ func New(newClients ClientsFunc) *cli.App {
 				return err
 			}
 			decision.Namespace = ns
-			var who string
 			if tekton {
-				who, err = a.Record(c.Context, decision)
-			} else {
-				who, err = a.Decide(c.Context, decision)
+				who, err := a.Record(c.Context, decision)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "%s %s by %s\n", decision.Run, d, who)
+				return nil
 			}
+			r, err := a.Decide(c.Context, decision)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "%s %s by %s\n", decision.Run, d, who)
+			if r.Resumed {
+				fmt.Fprintf(c.App.Writer, "%s %s by %s\n", decision.Run, d, r.By)
+			} else {
+				fmt.Fprintf(c.App.Writer, "%s: approval by %s recorded (%d of %d); waiting for more approvers\n", decision.Run, r.By, r.Have, r.Need)
+			}
 			return nil
 		}
 	}
@@ -151,7 +158,7 @@ func New(newClients ClientsFunc) *cli.App {
 			"plain `argo resume RUN`, which approves. Exit codes: 0 ok (a rejection is a result), 2 bad input, 3 transient.",
 		Commands: []*cli.Command{
 			{
-				Name: "request", Usage: "post the candidate's numbers and the commands to decide to --notify-url (and log them); results: message, notified",
+				Name: "request", Usage: "post the candidate's numbers and the commands to decide to --notify-url (and log them); results: message, notified, candidate (JSON, shown by list)",
 				Flags: base(append([]cli.Flag{runFlag(&request.Run),
 					&cli.StringFlag{Name: "notify-url", Destination: &request.NotifyURL, Usage: "webhook receiving JSON with a Slack-compatible text field (empty: log only); a secret, never logged — pipelines pass it from a Secret in GANTRY_NOTIFY_URL. Delivery is best effort: after the retries the result notified is false and the command still succeeds"},
 					&cli.IntFlag{Name: "retries", Value: 5, Destination: &request.Retries, Usage: "webhook retries"},
@@ -165,11 +172,6 @@ func New(newClients ClientsFunc) *cli.App {
 					n, err := a.Request(c.Context, request)
 					if err != nil {
 						return err
-					}
-					if err := a.Annotate(c.Context, ns, request.Run, request.Candidate); err != nil {
-						// `approver list` shows fewer numbers; the request itself went out.
-						log, _ := common.Logger(c.App.ErrWriter)
-						log.Warn("could not record the candidate on the run", "error", err)
 					}
 					return common.WriteResults(c.App.Writer, n.Values())
 				},
@@ -245,13 +247,13 @@ func New(newClients ClientsFunc) *cli.App {
 					if listAll {
 						fmt.Fprint(tw, "NAMESPACE\t")
 					}
-					fmt.Fprintln(tw, "RUN\tMODEL\tVERSION\tACCURACY\tBASELINE\tP99 MS\tWAITING")
+					fmt.Fprintln(tw, "RUN\tMODEL\tVERSION\tACCURACY\tBASELINE\tP99 MS\tAPPROVALS\tWAITING")
 					for _, w := range l {
 						if listAll {
 							fmt.Fprintf(tw, "%s\t", w.Namespace)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Run, dash(w.Candidate.ModelName), dash(w.Candidate.ModelVersion), dash(w.Candidate.Accuracy),
-							dash(w.Candidate.BaselineAccuracy), dash(w.Candidate.P99Ms), time.Since(w.Since).Round(time.Second))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", w.Run, dash(w.Candidate.ModelName), dash(w.Candidate.ModelVersion), dash(w.Candidate.Accuracy),
+							dash(w.Candidate.BaselineAccuracy), dash(w.Candidate.P99Ms), len(w.Have), w.Need, time.Since(w.Since).Round(time.Second))
 					}
 					return tw.Flush()
 				},
@@ -269,7 +271,7 @@ func New(newClients ClientsFunc) *cli.App {
 					return nil
 				},
 			},
-			{Name: "approve", Usage: "approve a waiting run as yourself (identity from your kube credentials)", ArgsUsage: "RUN", Flags: decideFlags(), Action: decide(approve.Approved)},
+			{Name: "approve", Usage: "approve a waiting run as yourself (identity from your kube credentials); it resumes once min-approvals approvers agree", ArgsUsage: "RUN", Flags: decideFlags(), Action: decide(approve.Approved)},
 			{Name: "reject", Usage: "reject a waiting run as yourself; --reason is required", ArgsUsage: "RUN", Flags: decideFlags(), Action: decide(approve.Rejected)},
 		},
 	}

@@ -1,0 +1,195 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	authzv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/rbac"
+	"github.com/gantry-ml/gantry/tasks/approve"
+)
+
+const (
+	alice   = "alice@example.com"   // bound to gantry-approver
+	bob     = "bob@example.com"     // bound to gantry-approver
+	mallory = "mallory@example.com" // may get/update/patch workflows (argo resume), is no approver
+)
+
+// people binds alice and bob to gantry-approver and gives mallory what `argo resume` needs.
+func (f *fixture) people() {
+	f.t.Helper()
+	rb := kube.RbacV1().RoleBindings(f.ns)
+	user := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: n} }
+	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "approvers"},
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "gantry-approver"}, Subjects: []rbacv1.Subject{user(alice), user(bob)}}, metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := kube.RbacV1().Roles(f.ns).Create(f.ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "workflow-operator"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows", "workflowtemplates"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}}}}, metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operators"},
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "workflow-operator"}, Subjects: []rbacv1.Subject{user(mallory)}}, metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// as returns an approver acting with the credentials of user (impersonated by the e2e's admin).
+func as(t *testing.T, user string) (*approve.Approver, wfclient.Interface) {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	wf := wfclient.NewForConfigOrDie(cfg)
+	return approve.NewApprover(wf, kubernetes.NewForConfigOrDie(cfg)), wf
+}
+
+// waitingRun creates a Workflow suspended on its approval node. It carries another controller's
+// instance id, so the Argo controller leaves it alone: only the API server's admission decides.
+func (f *fixture) waitingRun(name string, labels map[string]string) *wfv1.Workflow {
+	f.t.Helper()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["workflows.argoproj.io/controller-instanceid"] = "not-this-cluster"
+	now := metav1.Now()
+	wf := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Suspend: &wfv1.SuspendTemplate{}}}},
+		Status: wfv1.WorkflowStatus{Phase: wfv1.WorkflowRunning, Nodes: wfv1.Nodes{name + "-1": {ID: name + "-1", Name: name + ".approval", DisplayName: "approval",
+			Type: wfv1.NodeTypeSuspend, Phase: wfv1.NodeRunning, StartedAt: metav1.Time{Time: now.Add(time.Second)},
+			Inputs:  &wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "min-approvals", Value: wfv1.AnyStringPtr("1")}}},
+			Outputs: &wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", ValueFrom: &wfv1.ValueFrom{Supplied: &wfv1.SuppliedValueFrom{}, Default: wfv1.AnyStringPtr("approved")}}}}}}},
+	}
+	got, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Create(f.ctx, wf, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return got
+}
+
+func forbidden(t *testing.T, what string, err error, says string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: the API server allowed it", what)
+		return
+	}
+	if !strings.Contains(err.Error(), says) {
+		t.Errorf("%s: %v, want an error saying %q", what, err, says)
+	}
+}
+
+func patchAs(ctx context.Context, wf wfclient.Interface, ns, name string, patch map[string]any) error {
+	b, _ := json.Marshal(patch)
+	_, err := wf.ArgoprojV1alpha1().Workflows(ns).Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{})
+	return err
+}
+
+// The API server, not a field anyone can write, establishes who approved: a user who may resume
+// runs but is no approver can neither resume the approval node (argo resume, approver approve)
+// nor write a decision, the Argo Server's labels or another's name; an approver decides only in
+// their own name, for this run; no pipeline ServiceAccount may write Workflows or ConfigMaps.
+func TestOnlyApproversCanApprove(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	f.people()
+	w := f.waitingRun("policy-run", nil)
+	node := w.Name + "-1"
+	ctx := f.ctx
+
+	// mallory: argo resume (kube mode, her credentials) and approver approve are refused.
+	_, err := f.try(nil, "argo", "--loglevel", "warn", "-n", f.ns, "--as", mallory, "resume", w.Name)
+	forbidden(t, "mallory: argo resume", err, "only approvers")
+	ma, mwf := as(t, mallory)
+	_, err = ma.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve"})
+	forbidden(t, "mallory: approver approve", err, "only approvers")
+	if exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("mallory: approver approve exit %d, want 2 (refused, not retried)", exitcode.Of(err))
+	}
+	// ... nor can she write alice's decision, or the Argo Server's actor label, by hand.
+	forbidden(t, "mallory: a decision in alice's name", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		approve.DecisionPrefix + "alice-example.com": fmt.Sprintf("approved %s/%s %s", w.UID, node, alice)}}}), "only approvers")
+	forbidden(t, "mallory: the Argo Server's actor label", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"labels": map[string]string{
+		approve.ArgoActorLabel: "alice-example.com", approve.ArgoActionLabel: "Resume"}}}), "only be written by the Argo Server")
+
+	// alice: only in her own name, only for this run.
+	_, awf := as(t, alice)
+	forbidden(t, "alice: a decision in bob's name", patchAs(ctx, awf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		approve.DecisionPrefix + "bob-example.com": fmt.Sprintf("approved %s/%s %s", w.UID, node, bob)}}}), "your own name")
+	forbidden(t, "alice: her decision bound to another run", patchAs(ctx, awf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		approve.DecisionPrefix + "alice-example.com": fmt.Sprintf("approved some-other-uid/%s %s", node, alice)}}}), "this run's UID")
+	// The submitter label is the creator's own name, or nothing.
+	forbidden(t, "alice: a run submitted 'by bob'", func() error {
+		_, err := awf.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "forged-submitter",
+			Labels: map[string]string{approve.SubmitterLabel: "bob-example.com", "workflows.argoproj.io/controller-instanceid": "not-this-cluster"}},
+			Spec: wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Suspend: &wfv1.SuspendTemplate{}}}}}, metav1.CreateOptions{})
+		return err
+	}(), "your own name")
+
+	// Every pipeline ServiceAccount: no writing Workflows, no creating the approval object — asked
+	// of the API server (SubjectAccessReview) and tried with the account's identity.
+	for _, a := range rbac.Accounts() {
+		sa := "system:serviceaccount:" + f.ns + ":" + a.Name
+		for _, attr := range []authzv1.ResourceAttributes{
+			{Namespace: f.ns, Group: "argoproj.io", Resource: "workflows", Verb: "update"},
+			{Namespace: f.ns, Group: "argoproj.io", Resource: "workflows", Verb: "patch"},
+			{Namespace: f.ns, Group: "argoproj.io", Resource: "workflows", Verb: "approve"},
+			{Namespace: f.ns, Resource: "configmaps", Verb: "create"},
+		} {
+			r, err := kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + f.ns, "system:authenticated"}, ResourceAttributes: &attr}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status.Allowed {
+				t.Errorf("ServiceAccount %s may %s %s", a.Name, attr.Verb, attr.Resource)
+			}
+		}
+	}
+	step, _ := as(t, "system:serviceaccount:"+f.ns+":"+rbac.AccountFor("approver", "verify").Name)
+	_, err = step.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve", Identity: "approval-step"})
+	if !apierrors.IsForbidden(err) && !strings.Contains(fmt.Sprint(err), "forbidden") {
+		t.Errorf("the approval step's ServiceAccount approving its own run: %v, want forbidden", err)
+	}
+
+	// Nothing above changed the run: it still waits, with no decision on it.
+	still, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(ctx, w.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := still.Status.Nodes[node]; n.Phase != wfv1.NodeRunning || strings.Contains(fmt.Sprint(still.Annotations, still.Labels), "gantry.dev/decision") {
+		t.Fatalf("after the refused attempts: node %s, annotations %v", n.Phase, still.Annotations)
+	}
+
+	// alice approves: admitted, recorded in her name, verified by the step's own account.
+	aa, _ := as(t, alice)
+	d, err := aa.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve", Reason: "e2e"})
+	if err != nil || !d.Resumed {
+		t.Fatalf("alice approves: %+v, %v", d, err)
+	}
+	store, _ := objstore.New(nil)
+	v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: w.Name, Timeout: time.Hour})
+	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != "alice-example.com" {
+		t.Errorf("verify after alice: %+v, %v", v, err)
+	}
+}

@@ -1,0 +1,122 @@
+// Package rbac is the one source of what each gantry step may do in the Kubernetes API: one
+// ServiceAccount per task template with exactly the verbs its code calls (each task's tests
+// record the calls its code makes against fake clients and compare them with these rules, see
+// rbactest), plus the Argo executor's own workflowtaskresults. templategen renders it into
+// templates/rbac.yaml and templates/RBAC.md.
+package rbac
+
+import "fmt"
+
+// Rule grants verbs on resources of one API group ("" is core), with why.
+type Rule struct {
+	Group     string
+	Resources []string // "pods/log" for a subresource
+	Verbs     []string
+	Why       string
+}
+
+// Account is one ServiceAccount, the templates that run as it and what it may do.
+type Account struct {
+	Name string
+	// Templates are "binary/template" of the Argo templates (and Tekton Tasks) running as it;
+	// empty for the accounts of pods gantry creates (training Job, model servers).
+	Templates []string
+	Rules     []Rule
+	// Executor: it runs Argo steps, whose executor reports outputs as workflowtaskresults.
+	Executor bool
+	Why      string
+}
+
+// Names of the accounts of the pods gantry creates. Neither has any API right, and neither
+// mounts a token.
+const (
+	TrainingAccount    = "gantry-training"
+	ModelServerAccount = "gantry-model-server"
+)
+
+// ExecutorRule is what Argo's executor (the wait container) needs in every step pod.
+var ExecutorRule = Rule{Group: "argoproj.io", Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"},
+	Why: "Argo executor: report the step's outputs"}
+
+var podLogs = Rule{Group: "", Resources: []string{"pods/log"}, Verbs: []string{"get"}, Why: "logs of the pods it started (training output; a crashing server's last lines)"}
+
+// Accounts are every ServiceAccount gantry's templates use, in file order.
+func Accounts() []Account {
+	return []Account{
+		{Name: "gantry-train", Templates: []string{"train-launcher/train"}, Executor: true, Why: "train-launcher",
+			Rules: []Rule{
+				{Group: "batch", Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch", "create", "delete"},
+					Why: "create / re-attach to / watch the training Job; delete it when the run is stopped"},
+				{Group: "", Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}, Why: "the training pod's state (fail-fast reasons) and which pod's logs to follow"},
+				podLogs,
+			}},
+		{Name: "gantry-publish", Templates: []string{"model-publisher/publish", "model-publisher/record"}, Executor: true,
+			Why: "model-publisher publish, record: object storage only"},
+		{Name: "gantry-deploy", Templates: []string{"model-publisher/deploy", "model-publisher/rollback"}, Executor: true, Why: "model-publisher deploy, rollback",
+			Rules: []Rule{
+				{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "patch"},
+					Why: "server-side apply (patch) the environment's Deployment and watch its rollout"},
+				{Group: "", Resources: []string{"services"}, Verbs: []string{"patch"}, Why: "server-side apply the environment's Service"},
+				{Group: "", Resources: []string{"pods"}, Verbs: []string{"list"}, Why: "a failed rollout's pod states, for its reason"},
+				podLogs,
+			}},
+		{Name: "gantry-teardown", Templates: []string{"model-publisher/teardown"}, Executor: true, Why: "model-publisher teardown",
+			Rules: []Rule{
+				{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"delete"}, Why: "delete the environment's Deployment"},
+				{Group: "", Resources: []string{"services"}, Verbs: []string{"delete"}, Why: "delete the environment's Service"},
+			}},
+		{Name: "gantry-evaluate", Templates: []string{"canary-evaluator/evaluate"}, Executor: true, Why: "canary-evaluator: HTTP and object storage only"},
+		{Name: "gantry-approval-step", Templates: []string{"approver/request", "approver/verify", "approver/conclude"}, Executor: true,
+			Why: "approver request, verify, conclude: reads the run, never writes it",
+			Rules: []Rule{
+				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "verify: read the approval node of its own run"},
+			}},
+		{Name: "gantry-approval-wait", Templates: []string{"approver/wait"}, Executor: false, Why: "approver wait (Tekton): watch for the decision object",
+			Rules: []Rule{
+				{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"list", "watch"}, Why: "watch for the run's decision ConfigMap"},
+			}},
+		{Name: TrainingAccount, Why: "the training Job's pod: no API rights, no token"},
+		{Name: ModelServerAccount, Why: "model server pods: no API rights, no token"},
+	}
+}
+
+// AccountFor returns the account the template binary/template runs as.
+func AccountFor(binary, template string) Account {
+	for _, a := range Accounts() {
+		for _, t := range a.Templates {
+			if t == binary+"/"+template {
+				return a
+			}
+		}
+	}
+	panic(fmt.Sprintf("rbac: no ServiceAccount for template %s/%s", binary, template))
+}
+
+// Grants flattens rules into "group/resource verb" strings (core: "/pods get").
+func Grants(rules []Rule) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range rules {
+		for _, res := range r.Resources {
+			for _, v := range r.Verbs {
+				out[r.Group+"/"+res+" "+v] = true
+			}
+		}
+	}
+	return out
+}
+
+// ApproveVerb is the RBAC verb on workflows that the admission policy requires of whoever
+// completes an approval node or writes a decision. No API call uses it: it only names who may.
+const ApproveVerb = "approve"
+
+// ApproverRules are what a person needs to decide with `approver` or `argo resume` (the Role
+// gantry-approver, which an admin binds to approvers; `argo resume` needs get+update).
+func ApproverRules() []Rule {
+	return []Rule{
+		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get", "list", "update"},
+			Why: "approver list (list), approve/reject (get, update: record the decision and resume the node), argo resume"},
+		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{ApproveVerb},
+			Why: "checked by the admission policy (templates/approval-policy.yaml): only holders may complete an approval node or write a decision"},
+		{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"create"}, Why: "approve/reject --tekton: the decision ConfigMap of a Tekton run"},
+	}
+}

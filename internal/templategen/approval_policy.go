@@ -1,0 +1,111 @@
+package templategen
+
+import (
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/gantry-ml/gantry/internal/rbac"
+)
+
+// Identities of Argo's own components, as the API server authenticates them (Argo's install
+// manifests: namespace argo). Edit the policy's variables if Argo runs elsewhere.
+const (
+	ArgoControllerUser = "system:serviceaccount:argo:argo"
+	ArgoServerUser     = "system:serviceaccount:argo:argo-server"
+	// PolicyNamespaceLabel opts a namespace into the approval policy (gantry.sh sets it).
+	PolicyNamespaceLabel = "gantry.dev/approval-policy"
+	approvalPolicyName   = "gantry-approval"
+)
+
+// ApprovalPolicy is the ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, GA since
+// Kubernetes 1.30; CEL in the API server, no webhook to run) that makes the API server, not a
+// field anyone can write, establish who approved: only holders of the RBAC verb `approve` on
+// workflows may complete or change an approval node or write a decision, a decision is only ever
+// in the requester's own name and for this Workflow's UID, and the Argo Server's identity labels
+// are admitted only from the Argo Server. The Argo controller is exempt (it resumes an expired
+// suspend, which verify rejects). Bound to namespaces labelled gantry.dev/approval-policy=enforce.
+func ApprovalPolicy() []any {
+	v := func(name, expr string) admissionv1.Variable {
+		return admissionv1.Variable{Name: name, Expression: expr}
+	}
+	approvalNode := func(nodes string) string {
+		return nodes + "[k].type == 'Suspend' && has(" + nodes + "[k].displayName) && " + nodes + "[k].displayName == 'approval'"
+	}
+	gantryKey := "(k.startsWith('decision.gantry.dev/') || k.startsWith('reason.gantry.dev/'))"
+	identityLabels := "['workflows.argoproj.io/actor', 'workflows.argoproj.io/actor-email', 'workflows.argoproj.io/actor-preferred-username', 'workflows.argoproj.io/action', " +
+		"'workflows.argoproj.io/creator', 'workflows.argoproj.io/creator-email', 'workflows.argoproj.io/creator-preferred-username']"
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: approvalPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+				Rule:       admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
+			}}}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "not-the-argo-controller", Expression: "request.userInfo.username != '" + ArgoControllerUser + "'"}},
+			Variables: []admissionv1.Variable{
+				v("argoServer", "request.userInfo.username == '"+ArgoServerUser+"'"),
+				v("approver", "authorizer.group('argoproj.io').resource('workflows').namespace(request.namespace).name(request.name).check('"+rbac.ApproveVerb+"').allowed()"),
+				// The requester's name in the form decisions are keyed by (approve.NormalIdentity).
+				v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
+				v("me", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
+				v("update", "request.operation == 'UPDATE'"),
+				v("newAnn", "has(object.metadata.annotations) ? object.metadata.annotations : {}"),
+				v("oldAnn", "variables.update && has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"),
+				v("newLabels", "has(object.metadata.labels) ? object.metadata.labels : {}"),
+				v("oldLabels", "variables.update && has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}"),
+				v("newNodes", "has(object.status) && has(object.status.nodes) ? object.status.nodes : {}"),
+				v("oldNodes", "variables.update && has(oldObject.status) && has(oldObject.status.nodes) ? oldObject.status.nodes : {}"),
+				// Approval nodes this request adds, changes or removes.
+				v("touched", "variables.newNodes.filter(k, "+approvalNode("variables.newNodes")+" && (!(k in variables.oldNodes) || variables.oldNodes[k] != variables.newNodes[k])) + "+
+					"variables.oldNodes.filter(k, "+approvalNode("variables.oldNodes")+" && !(k in variables.newNodes))"),
+				// Decision and reason annotations this update adds, changes or removes.
+				v("changedKeys", "!variables.update ? [] : variables.newAnn.filter(k, "+gantryKey+" && (!(k in variables.oldAnn) || variables.oldAnn[k] != variables.newAnn[k])) + "+
+					"variables.oldAnn.filter(k, "+gantryKey+" && !(k in variables.newAnn))"),
+			},
+			Validations: []admissionv1.Validation{
+				{Expression: "size(variables.touched) == 0 || variables.approver",
+					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on workflows, Role " + ApproverRole + ") may resume or change the approval node of a gantry run; ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "size(variables.changedKeys) == 0 || variables.approver",
+					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on workflows) may write gantry decisions; ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "variables.changedKeys.all(k, k == 'decision.gantry.dev/' + variables.me || k == 'reason.gantry.dev/' + variables.me)",
+					MessageExpression: "'a decision may only be recorded in your own name (decision.gantry.dev/' + variables.me + ')'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "!('decision.gantry.dev/' + variables.me in variables.changedKeys) || !('decision.gantry.dev/' + variables.me in variables.newAnn) || " +
+					"(variables.newAnn['decision.gantry.dev/' + variables.me].endsWith(' ' + request.userInfo.username) && variables.newAnn['decision.gantry.dev/' + variables.me].contains(' ' + object.metadata.uid + '/'))",
+					Message: "a decision must be \"<decision> <this run's UID>/<node ID> <your username>\"",
+					Reason:  ptr.To(metav1.StatusReasonForbidden)},
+				// Unchanged or removed (kube-mode Argo removes them), else only from the Argo Server;
+				// argo resubmit copies actor labels into a new run, which verify does not trust.
+				{Expression: "variables.argoServer || " + identityLabels + ".all(l, !(l in variables.newLabels) || " +
+					"(l in variables.oldLabels && variables.oldLabels[l] == variables.newLabels[l]) || (!variables.update && l.startsWith('workflows.argoproj.io/act')))",
+					Message: "the Argo Server's creator and actor labels may only be written by the Argo Server",
+					Reason:  ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "variables.argoServer || variables.touched.all(k, !(k in variables.newNodes) || !has(variables.newNodes[k].message) || !variables.newNodes[k].message.contains('Resumed by:'))",
+					Message: "only the Argo Server may record who resumed an approval node (\"Resumed by:\")",
+					Reason:  ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "!('" + submitterLabel + "' in variables.newLabels) || (variables.update ? ('" + submitterLabel + "' in variables.oldLabels && variables.oldLabels['" + submitterLabel + "'] == variables.newLabels['" + submitterLabel + "']) : variables.newLabels['" + submitterLabel + "'] == variables.me)",
+					MessageExpression: "'" + submitterLabel + " must be your own name (' + variables.me + ') when the run is created, and never changes'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+			},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: approvalPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        approvalPolicyName,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{PolicyNamespaceLabel: "enforce"}}},
+		},
+	}
+	return []any{policy, binding}
+}
+
+// submitterLabel is approve.SubmitterLabel (templategen does not import the task packages' internals).
+const submitterLabel = "gantry.dev/submitted-by"
