@@ -34,11 +34,14 @@ const (
 	mallory = "mallory@example.com" // may get/update/patch workflows (argo resume), is no approver
 )
 
-// people binds alice and bob to gantry-approver and gives mallory what `argo resume` needs.
+// people binds alice and bob to gantry-approver, and all three to a Role that may submit,
+// resume and edit workflows (what teams give their ML engineers).
 func (f *fixture) people() {
 	f.t.Helper()
 	rb := kube.RbacV1().RoleBindings(f.ns)
-	user := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: n} }
+	user := func(n string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: n}
+	}
 	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "approvers"},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "gantry-approver"}, Subjects: []rbacv1.Subject{user(alice), user(bob)}}, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
@@ -48,7 +51,7 @@ func (f *fixture) people() {
 		f.t.Fatal(err)
 	}
 	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operators"},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "workflow-operator"}, Subjects: []rbacv1.Subject{user(mallory)}}, metav1.CreateOptions{}); err != nil {
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "workflow-operator"}, Subjects: []rbacv1.Subject{user(mallory), user(alice), user(bob)}}, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -118,7 +121,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	ctx := f.ctx
 
 	// mallory: argo resume (kube mode, her credentials) and approver approve are refused.
-	_, err := f.try(nil, "argo", "--loglevel", "warn", "-n", f.ns, "--as", mallory, "resume", w.Name)
+	_, err := f.try(nil, "argo", "--loglevel", "warn", "-n", f.ns, "--as", mallory, "--instanceid", "not-this-cluster", "resume", w.Name)
 	forbidden(t, "mallory: argo resume", err, "only approvers")
 	ma, mwf := as(t, mallory)
 	_, err = ma.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve"})

@@ -284,17 +284,17 @@ type VerifyOptions struct {
 
 // Verdict is the verified decision.
 type Verdict struct {
-	Decision   string    `json:"decision"`
-	ApprovedBy string    `json:"approvedBy"` // comma-separated, normal form
+	Decision   string `json:"decision"`
+	ApprovedBy string `json:"approvedBy"` // comma-separated, normal form
 	// Approvers are the distinct approvals counted (min-approvals); empty when rejected.
-	Approvers    []string `json:"approvers,omitempty"`
-	MinApprovals int      `json:"minApprovals"`
-	Reason     string    `json:"reason"`
-	Run        string    `json:"run"`
-	DecidedAt  time.Time `json:"decidedAt"`
-	WaitedSecs float64   `json:"waitedSeconds"`
-	Candidate  Candidate `json:"candidate"`
-	AuditURI   string    `json:"auditURI,omitempty"`
+	Approvers    []string  `json:"approvers,omitempty"`
+	MinApprovals int       `json:"minApprovals"`
+	Reason       string    `json:"reason"`
+	Run          string    `json:"run"`
+	DecidedAt    time.Time `json:"decidedAt"`
+	WaitedSecs   float64   `json:"waitedSeconds"`
+	Candidate    Candidate `json:"candidate"`
+	AuditURI     string    `json:"auditURI,omitempty"`
 }
 
 // Values renders the results.

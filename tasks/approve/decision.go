@@ -46,7 +46,9 @@ type record struct {
 	Decision, For, User string
 }
 
-func decisionValue(decision, binding, user string) string { return decision + " " + binding + " " + user }
+func decisionValue(decision, binding, user string) string {
+	return decision + " " + binding + " " + user
+}
 
 // parseRecord reads decision.gantry.dev/<who> = "<decision> <binding> <user>"; the key must be
 // the user's normal form.
