@@ -7,13 +7,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -28,22 +33,35 @@ import (
 	"github.com/gantry-ml/gantry/tasks/approve"
 )
 
+// People in these tests are ServiceAccounts of the test's namespace, with tokens of their own:
+// the argo CLI (kube mode) labels what it does with the identity of its credentials, so each
+// person needs real credentials, not the admin's impersonating them.
 const (
-	alice   = "alice@example.com"   // bound to gantry-approver
-	bob     = "bob@example.com"     // bound to gantry-approver
-	mallory = "mallory@example.com" // may get/update/patch workflows (argo resume), is no approver
+	alice   = "alice"   // bound to gantry-approver
+	bob     = "bob"     // bound to gantry-approver
+	mallory = "mallory" // may submit, get, update and patch workflows (argo resume), is no approver
 )
 
-// people binds alice and bob to gantry-approver, and all three to a Role that may submit,
-// resume and edit workflows (what teams give their ML engineers).
+// user is the username the API server authenticates the person as.
+func (f *fixture) user(person string) string { return "system:serviceaccount:" + f.ns + ":" + person }
+
+// normal is the person's name as decisions and Argo's labels record it.
+func (f *fixture) normal(person string) string { return approve.NormalIdentity(f.user(person)) }
+
+// people creates alice, bob and mallory, binds alice and bob to gantry-approver and all three to
+// a Role that may submit, resume and edit workflows (what teams give their ML engineers).
 func (f *fixture) people() {
 	f.t.Helper()
-	rb := kube.RbacV1().RoleBindings(f.ns)
-	user := func(n string) rbacv1.Subject {
-		return rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: n}
+	var all []rbacv1.Subject
+	for _, p := range []string{alice, bob, mallory} {
+		if _, err := kube.CoreV1().ServiceAccounts(f.ns).Create(f.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: p}}, metav1.CreateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+		all = append(all, rbacv1.Subject{Kind: "ServiceAccount", Name: p, Namespace: f.ns})
 	}
+	rb := kube.RbacV1().RoleBindings(f.ns)
 	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "approvers"},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "gantry-approver"}, Subjects: []rbacv1.Subject{user(alice), user(bob)}}, metav1.CreateOptions{}); err != nil {
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "gantry-approver"}, Subjects: all[:2]}, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 	if _, err := kube.RbacV1().Roles(f.ns).Create(f.ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "workflow-operator"},
@@ -51,19 +69,46 @@ func (f *fixture) people() {
 		f.t.Fatal(err)
 	}
 	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operators"},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "workflow-operator"}, Subjects: []rbacv1.Subject{user(mallory), user(alice), user(bob)}}, metav1.CreateOptions{}); err != nil {
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "workflow-operator"}, Subjects: all}, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
-// as returns an approver acting with the credentials of user (impersonated by the e2e's admin).
-func as(t *testing.T, user string) (*approve.Approver, wfclient.Interface) {
-	t.Helper()
+// argoAs runs the argo CLI with the person's own token (a kubeconfig of their own).
+func (f *fixture) argoAs(person string, args ...string) (string, error) {
+	f.t.Helper()
+	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	raw, err := clientcmd.LoadFromFile(os.Getenv("KUBECONFIG"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cur := raw.Contexts[raw.CurrentContext]
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = raw.Clusters[cur.Cluster]
+	cfg.AuthInfos[person] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: person, Namespace: f.ns}
+	cfg.CurrentContext = "c"
+	file := filepath.Join(f.t.TempDir(), person+".kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, file); err != nil {
+		f.t.Fatal(err)
+	}
+	return f.try(nil, "argo", append([]string{"--kubeconfig", file, "--loglevel", "warn", "-n", f.ns}, args...)...)
+}
+
+// as returns an approver acting as the person (the e2e's admin impersonating them).
+func (f *fixture) as(person string) (*approve.Approver, wfclient.Interface) {
+	f.t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: f.user(person)}
+	if strings.HasPrefix(person, "system:") {
+		cfg.Impersonate.UserName = person
+	}
 	wf := wfclient.NewForConfigOrDie(cfg)
 	return approve.NewApprover(wf, kubernetes.NewForConfigOrDie(cfg)), wf
 }
@@ -121,9 +166,9 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	ctx := f.ctx
 
 	// mallory: argo resume (kube mode, her credentials) and approver approve are refused.
-	_, err := f.try(nil, "argo", "--loglevel", "warn", "-n", f.ns, "--as", mallory, "--instanceid", "not-this-cluster", "resume", w.Name)
+	_, err := f.argoAs(mallory, "--instanceid", "not-this-cluster", "resume", w.Name)
 	forbidden(t, "mallory: argo resume", err, "only approvers")
-	ma, mwf := as(t, mallory)
+	ma, mwf := f.as(mallory)
 	_, err = ma.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve"})
 	forbidden(t, "mallory: approver approve", err, "only approvers")
 	if exitcode.Of(err) != exitcode.BadInput {
@@ -131,20 +176,22 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	}
 	// ... nor can she write alice's decision, or the Argo Server's actor label, by hand.
 	forbidden(t, "mallory: a decision in alice's name", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		approve.DecisionPrefix + "alice-example.com": fmt.Sprintf("approved %s/%s %s", w.UID, node, alice)}}}), "only approvers")
+		approve.DecisionPrefix + f.normal(alice): fmt.Sprintf("approved %s/%s %s", w.UID, node, f.user(alice))}}}), "only approvers")
 	forbidden(t, "mallory: the Argo Server's actor label", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"labels": map[string]string{
-		approve.ArgoActorLabel: "alice-example.com", approve.ArgoActionLabel: "Resume"}}}), "only be written by the Argo Server")
+		approve.ArgoActorLabel: f.normal(alice), approve.ArgoActionLabel: "Resume"}}}), "may only name you")
+	forbidden(t, "mallory: recorded as having resumed", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"labels": map[string]string{
+		approve.ArgoActorLabel: f.normal(mallory), approve.ArgoActionLabel: "Resume"}}}), "only approvers")
 
 	// alice: only in her own name, only for this run.
-	_, awf := as(t, alice)
+	_, awf := f.as(alice)
 	forbidden(t, "alice: a decision in bob's name", patchAs(ctx, awf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		approve.DecisionPrefix + "bob-example.com": fmt.Sprintf("approved %s/%s %s", w.UID, node, bob)}}}), "your own name")
+		approve.DecisionPrefix + f.normal(bob): fmt.Sprintf("approved %s/%s %s", w.UID, node, f.user(bob))}}}), "your own name")
 	forbidden(t, "alice: her decision bound to another run", patchAs(ctx, awf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		approve.DecisionPrefix + "alice-example.com": fmt.Sprintf("approved some-other-uid/%s %s", node, alice)}}}), "this run's UID")
+		approve.DecisionPrefix + f.normal(alice): fmt.Sprintf("approved some-other-uid/%s %s", node, f.user(alice))}}}), "this run's UID")
 	// The submitter label is the creator's own name, or nothing.
 	forbidden(t, "alice: a run submitted 'by bob'", func() error {
 		_, err := awf.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "forged-submitter",
-			Labels: map[string]string{approve.SubmitterLabel: "bob-example.com", "workflows.argoproj.io/controller-instanceid": "not-this-cluster"}},
+			Labels: map[string]string{approve.SubmitterLabel: f.normal(bob), "workflows.argoproj.io/controller-instanceid": "not-this-cluster"}},
 			Spec: wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Suspend: &wfv1.SuspendTemplate{}}}}}, metav1.CreateOptions{})
 		return err
 	}(), "your own name")
@@ -169,7 +216,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 			}
 		}
 	}
-	step, _ := as(t, "system:serviceaccount:"+f.ns+":"+rbac.AccountFor("approver", "verify").Name)
+	step, _ := f.as("system:serviceaccount:" + f.ns + ":" + rbac.AccountFor("approver", "verify").Name)
 	_, err = step.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve", Identity: "approval-step"})
 	if !apierrors.IsForbidden(err) && !strings.Contains(fmt.Sprint(err), "forbidden") {
 		t.Errorf("the approval step's ServiceAccount approving its own run: %v, want forbidden", err)
@@ -185,14 +232,14 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	}
 
 	// alice approves: admitted, recorded in her name, verified by the step's own account.
-	aa, _ := as(t, alice)
+	aa, _ := f.as(alice)
 	d, err := aa.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve", Reason: "e2e"})
 	if err != nil || !d.Resumed {
 		t.Fatalf("alice approves: %+v, %v", d, err)
 	}
 	store, _ := objstore.New(nil)
 	v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: w.Name, Timeout: time.Hour})
-	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != "alice-example.com" {
+	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.normal(alice) {
 		t.Errorf("verify after alice: %+v, %v", v, err)
 	}
 }

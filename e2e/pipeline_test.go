@@ -46,18 +46,20 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	// Someone who may resume runs but is no approver cannot; an approver's plain argo resume
 	// (kube mode, their own credentials) approves.
 	f.people()
-	if _, err := f.try(nil, "argo", "--loglevel", "warn", "-n", f.ns, "--as", mallory, "resume", run); err == nil || !strings.Contains(err.Error(), "only approvers") {
+	if _, err := f.argoAs(mallory, "resume", run); err == nil || !strings.Contains(err.Error(), "only approvers") {
 		t.Fatalf("mallory's argo resume: %v, want refused by the approval policy", err)
 	}
-	f.argo("--as", alice, "resume", run)
+	if _, err := f.argoAs(alice, "resume", run); err != nil {
+		t.Fatalf("alice's argo resume: %v", err)
+	}
 	w := f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 
 	version := output(w, "publish(0)", "model-version")
 	if version == "" || output(w, "verify-approval(0)", "decision") != "approved" {
 		t.Fatalf("publish version %q, decision %q", version, output(w, "verify-approval(0)", "decision"))
 	}
-	if by := output(w, "verify-approval(0)", "approved-by"); by != "anonymous-approver" {
-		t.Errorf("approved-by %q: kube-mode argo resume records no name (the policy vouches it was an approver)", by)
+	if by := output(w, "verify-approval(0)", "approved-by"); by != f.normal(alice) {
+		t.Errorf("approved-by %q, want alice (%s): kube-mode argo resume names the resumer, bound by the policy", by, f.normal(alice))
 	}
 	dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
 	if err != nil {

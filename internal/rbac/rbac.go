@@ -54,9 +54,9 @@ func Accounts() []Account {
 			Why: "model-publisher publish, record: object storage only"},
 		{Name: "gantry-deploy", Templates: []string{"model-publisher/deploy", "model-publisher/rollback"}, Executor: true, Why: "model-publisher deploy, rollback",
 			Rules: []Rule{
-				{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "patch"},
-					Why: "server-side apply (patch) the environment's Deployment and watch its rollout"},
-				{Group: "", Resources: []string{"services"}, Verbs: []string{"patch"}, Why: "server-side apply the environment's Service"},
+				{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "create", "patch"},
+					Why: "server-side apply (patch; create when new) the environment's Deployment and watch its rollout"},
+				{Group: "", Resources: []string{"services"}, Verbs: []string{"create", "patch"}, Why: "server-side apply (patch; create when new) the environment's Service"},
 				{Group: "", Resources: []string{"pods"}, Verbs: []string{"list"}, Why: "a failed rollout's pod states, for its reason"},
 				podLogs,
 			}},

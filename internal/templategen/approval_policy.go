@@ -22,8 +22,8 @@ const (
 // Kubernetes 1.30; CEL in the API server, no webhook to run) that makes the API server, not a
 // field anyone can write, establish who approved: only holders of the RBAC verb `approve` on
 // workflows may complete or change an approval node or write a decision, a decision is only ever
-// in the requester's own name and for this Workflow's UID, and the Argo Server's identity labels
-// are admitted only from the Argo Server. The Argo controller is exempt (it resumes an expired
+// in the requester's own name and for this Workflow's UID, and Argo's creator and actor labels
+// name the authenticated requester (or come from the Argo Server). The Argo controller is exempt (it resumes an expired
 // suspend, which verify rejects). Bound to namespaces labelled gantry.dev/approval-policy=enforce.
 func ApprovalPolicy() []any {
 	v := func(name, expr string) admissionv1.Variable {
@@ -33,8 +33,6 @@ func ApprovalPolicy() []any {
 		return nodes + "[k].type == 'Suspend' && has(" + nodes + "[k].displayName) && " + nodes + "[k].displayName == 'approval'"
 	}
 	gantryKey := "(k.startsWith('decision.gantry.dev/') || k.startsWith('reason.gantry.dev/'))"
-	identityLabels := "['workflows.argoproj.io/actor', 'workflows.argoproj.io/actor-email', 'workflows.argoproj.io/actor-preferred-username', 'workflows.argoproj.io/action', " +
-		"'workflows.argoproj.io/creator', 'workflows.argoproj.io/creator-email', 'workflows.argoproj.io/creator-preferred-username']"
 	policy := &admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: approvalPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
@@ -50,7 +48,8 @@ func ApprovalPolicy() []any {
 				v("approver", "authorizer.group('argoproj.io').resource('workflows').namespace(request.namespace).name(request.name).check('"+rbac.ApproveVerb+"').allowed()"),
 				// The requester's name in the form decisions are keyed by (approve.NormalIdentity).
 				v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
-				v("me", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
+				v("tail", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
+				v("me", "variables.tail.startsWith('-') || variables.tail.startsWith('_') || variables.tail.startsWith('.') ? variables.tail.substring(1) : variables.tail"),
 				v("update", "request.operation == 'UPDATE'"),
 				v("newAnn", "has(object.metadata.annotations) ? object.metadata.annotations : {}"),
 				v("oldAnn", "variables.update && has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"),
@@ -79,15 +78,22 @@ func ApprovalPolicy() []any {
 					"(variables.newAnn['decision.gantry.dev/' + variables.me].endsWith(' ' + request.userInfo.username) && variables.newAnn['decision.gantry.dev/' + variables.me].contains(' ' + object.metadata.uid + '/'))",
 					Message: "a decision must be \"<decision> <this run's UID>/<node ID> <your username>\"",
 					Reason:  ptr.To(metav1.StatusReasonForbidden)},
-				// Unchanged or removed (kube-mode Argo removes them), else only from the Argo Server;
-				// argo resubmit copies actor labels into a new run, which verify does not trust.
-				{Expression: "variables.argoServer || " + identityLabels + ".all(l, !(l in variables.newLabels) || " +
-					"(l in variables.oldLabels && variables.oldLabels[l] == variables.newLabels[l]) || (!variables.update && l.startsWith('workflows.argoproj.io/act')))",
-					Message: "the Argo Server's creator and actor labels may only be written by the Argo Server",
-					Reason:  ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: "variables.argoServer || variables.touched.all(k, !(k in variables.newNodes) || !has(variables.newNodes[k].message) || !variables.newNodes[k].message.contains('Resumed by:'))",
-					Message: "only the Argo Server may record who resumed an approval node (\"Resumed by:\")",
-					Reason:  ptr.To(metav1.StatusReasonForbidden)},
+				// Argo writes its creator/actor labels from the client's credentials (kube mode: the
+				// certificate's CN or the token's subject) or, in the Argo Server, from the SSO claims.
+				// Bound here to whoever the API server authenticated: a label may name only the
+				// requester, unless the Argo Server writes it. argo resubmit copies actor labels into a
+				// new run; verify trusts an actor only together with the node's "Resumed by:".
+				{Expression: "variables.argoServer || ['workflows.argoproj.io/creator', 'workflows.argoproj.io/actor'].all(l, !(l in variables.newLabels) || " +
+					"(l in variables.oldLabels && variables.oldLabels[l] == variables.newLabels[l]) || variables.newLabels[l] == variables.me || " +
+					"(!variables.update && l == 'workflows.argoproj.io/actor'))",
+					MessageExpression: "'the creator and actor labels may only name you (' + variables.me + '), unless the Argo Server writes them'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				// Claiming to have resumed (actor + action Resume) is an approver's act.
+				{Expression: "!variables.update || !('workflows.argoproj.io/actor' in variables.newLabels) || " +
+					"('workflows.argoproj.io/actor' in variables.oldLabels && variables.oldLabels['workflows.argoproj.io/actor'] == variables.newLabels['workflows.argoproj.io/actor']) || " +
+					"!('workflows.argoproj.io/action' in variables.newLabels) || variables.newLabels['workflows.argoproj.io/action'] != 'Resume' || variables.approver",
+					MessageExpression: "'only approvers may be recorded as having resumed a gantry run; ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 				{Expression: "!('" + submitterLabel + "' in variables.newLabels) || (variables.update ? ('" + submitterLabel + "' in variables.oldLabels && variables.oldLabels['" + submitterLabel + "'] == variables.newLabels['" + submitterLabel + "']) : variables.newLabels['" + submitterLabel + "'] == variables.me)",
 					MessageExpression: "'" + submitterLabel + " must be your own name (' + variables.me + ') when the run is created, and never changes'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},

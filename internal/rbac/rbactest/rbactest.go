@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -58,12 +59,20 @@ func (r *Recorder) add(a k8stesting.Action) {
 	if s := a.GetSubresource(); s != "" {
 		res += "/" + s
 	}
-	call := a.GetResource().Group + "/" + res + " " + a.GetVerb()
-	r.mu.Lock()
-	if r.calls[call] == nil {
-		r.calls[call] = map[string]bool{}
+	verbs := []string{a.GetVerb()}
+	if p, ok := a.(k8stesting.PatchAction); ok && p.GetPatchType() == types.ApplyPatchType {
+		// The API server authorizes a server-side apply of an object that does not exist yet as a
+		// create (the fake records only the patch; a real first deploy was Forbidden without it).
+		verbs = append(verbs, "create")
 	}
-	r.calls[call][stack] = true
+	r.mu.Lock()
+	for _, v := range verbs {
+		call := a.GetResource().Group + "/" + res + " " + v
+		if r.calls[call] == nil {
+			r.calls[call] = map[string]bool{}
+		}
+		r.calls[call][stack] = true
+	}
 	r.mu.Unlock()
 }
 
