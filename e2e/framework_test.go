@@ -258,19 +258,7 @@ func summary(w *wfv1.Workflow) string {
 // cluster's MinIO, with the namespace's own gantry-s3 credentials.
 func (f *fixture) runRecord(run string) publish.RunRecord {
 	f.t.Helper()
-	sec, err := kube.CoreV1().Secrets(f.ns).Get(f.ctx, "gantry-s3", metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	svc, err := kube.CoreV1().Services("gantry-system").Get(f.ctx, "minio", metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port),
-		Creds: credentials.NewStaticV4(string(sec.Data["AWS_ACCESS_KEY_ID"]), string(sec.Data["AWS_SECRET_ACCESS_KEY"]), "")})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	s3 := f.store("gantry-s3")
 	uri := publish.RunRecordURI("s3://models/registry", "fashion-mnist", run)
 	b, err := objstore.ReadAll(f.ctx, s3, uri, 1<<20)
 	if err != nil {
@@ -281,6 +269,25 @@ func (f *fixture) runRecord(run string) publish.RunRecord {
 		f.t.Fatalf("run record %s: %v: %s", uri, err, b)
 	}
 	return r
+}
+
+// store opens the cluster's MinIO with the credentials in the namespace's Secret.
+func (f *fixture) store(secret string) objstore.Store {
+	f.t.Helper()
+	sec, err := kube.CoreV1().Secrets(f.ns).Get(f.ctx, secret, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	svc, err := kube.CoreV1().Services("gantry-system").Get(f.ctx, "minio", metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port),
+		Creds: credentials.NewStaticV4(string(sec.Data["AWS_ACCESS_KEY_ID"]), string(sec.Data["AWS_SECRET_ACCESS_KEY"]), string(sec.Data["AWS_SESSION_TOKEN"]))})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return s3
 }
 
 // notPromoted asserts that no production server exists in the namespace.

@@ -87,6 +87,19 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	if r := f.runRecord(run); r.Status != "Succeeded" || !r.Promoted || r.ModelVersion != version {
 		t.Errorf("run record %+v: want Succeeded, promoted, version %s", r, version)
 	}
+	// What the training pod was given cannot write the model registry, the approvals or the run
+	// records: only its own output prefix.
+	job := output(w, "train(0)", "job-name")
+	trainCreds := f.store(job + "-s3")
+	for _, uri := range []string{"s3://models/registry/fashion-mnist/versions/" + version + "/model.safetensors",
+		"s3://models/registry/fashion-mnist/approvals/" + version + "/" + run + ".json", "s3://models/runs/another-run/model/x"} {
+		if err := objstore.PutBytes(f.ctx, trainCreds, uri, []byte("forged")); err == nil {
+			t.Errorf("the training Job's credentials wrote %s", uri)
+		}
+	}
+	if err := objstore.PutBytes(f.ctx, trainCreds, "s3://models/runs/"+run+"/model/scratch", []byte("ok")); err != nil {
+		t.Errorf("the training Job's credentials cannot write its own output: %v", err)
+	}
 }
 
 // restartController deletes the Argo controller's pod and waits until that pod is gone and its

@@ -48,6 +48,8 @@ func Accounts() []Account {
 				{Group: "batch", Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch", "create", "delete"},
 					Why: "create / re-attach to / watch the training Job; delete it when the run is stopped"},
 				{Group: "", Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}, Why: "the training pod's state (fail-fast reasons) and which pod's logs to follow"},
+				{Group: "", Resources: []string{"secrets"}, Verbs: []string{"create", "update", "patch"},
+					Why: "the Job's own scoped S3 credentials (<job>-s3): write them, and make the Job own them"},
 				podLogs,
 			}},
 		{Name: "gantry-publish", Templates: []string{"model-publisher/publish", "model-publisher/record"}, Executor: true,

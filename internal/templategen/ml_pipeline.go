@@ -91,7 +91,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	tasks := []wfv1.DAGTask{
 		{Name: "train", TemplateRef: ref("train-launcher", "train"), Arguments: with(s3,
 			"image", wp("train-image"), "dataset-uri", wp("dataset-uri"), "output-uri", runDir+"/model/",
-			"hyperparameters", wp("hyperparameters"), "env-from-secret", wp("s3-secret"))},
+			"hyperparameters", wp("hyperparameters"))},
 		{Name: "publish", Depends: "train", TemplateRef: ref("model-publisher", "publish"), Arguments: with(s3,
 			"source-uri", tp("train", "model-uri"), "registry-uri", registry, "model-name", wp("model-name"),
 			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"))},

@@ -126,7 +126,7 @@ func TektonPipeline() obj {
 	}
 	tasks := []obj{
 		task("train", "train-launcher", nil, kv(append([]string{"run-name", run, "image", pp("train-image"), "dataset-uri", pp("dataset-uri"),
-			"output-uri", "s3://" + pp("bucket") + "/runs/" + run + "/model/", "hyperparameters", pp("hyperparameters"), "env-from-secret", pp("s3-secret")}, s3...)...)),
+			"output-uri", "s3://" + pp("bucket") + "/runs/" + run + "/model/", "hyperparameters", pp("hyperparameters")}, s3...)...)),
 		task("publish", "model-publisher-publish", []string{"train"}, kv(append([]string{"run-name", run, "source-uri", res("train", "model-uri"),
 			"registry-uri", registry, "model-name", pp("model-name"), "training-image-digest", pp("train-image"), "oci-ref", pp("oci-ref")}, s3...)...)),
 		deploy("deploy-staging", "staging", "publish"),

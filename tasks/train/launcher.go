@@ -59,6 +59,7 @@ type Launcher struct {
 	// runStopping, when set, decides on a cancel whether the whole run is ending (delete the Job)
 	// or only this launcher (keep the Job for the retry to re-attach to).
 	runStopping func(context.Context) (bool, error)
+	minter      Minter
 }
 
 // Option configures a Launcher.
@@ -76,6 +77,9 @@ func WithRunStopping(f func(context.Context) (bool, error)) Option {
 
 // WithPodLogs sets where the training container's log lines go (default: discard).
 func WithPodLogs(w io.Writer) Option { return func(x *Launcher) { x.logOut = w } }
+
+// WithMinter sets how scoped credentials are minted (Options.ScopedCredentials).
+func WithMinter(m Minter) Option { return func(x *Launcher) { x.minter = m } }
 
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(x *Launcher) { x.now = now } }
@@ -97,11 +101,27 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 	if o.Namespace == "" {
 		return Result{}, exitcode.Invalidf("--namespace is required")
 	}
+	var beforeCreate func() error
+	if o.ScopedCredentials {
+		if l.minter == nil {
+			return Result{}, exitcode.Invalidf("--scoped-credentials: no STS endpoint to mint them with")
+		}
+		if _, err := ScopePolicy(o.DatasetURI, o.OutputURI); err != nil {
+			return Result{}, err
+		}
+		// The Job reads its credentials from a Secret of its own, minted just before it is
+		// created (a re-attaching launcher finds the Job and mints nothing).
+		o.EnvFromSecret = CredentialsSecret(o.JobName)
+		beforeCreate = func() error { return l.writeScopedSecret(ctx, &o) }
+	}
 	start := l.now()
 	want := buildJob(&o)
-	job, reattached, err := l.createOrAttach(ctx, want)
+	job, reattached, err := l.createOrAttach(ctx, want, beforeCreate)
 	if err != nil {
 		return Result{}, err
+	}
+	if o.ScopedCredentials && !reattached {
+		l.ownSecret(ctx, &o, job.UID)
 	}
 	res := Result{JobName: job.Name, ModelURI: objstoreDir(o.OutputURI), Reattached: reattached}
 
@@ -145,10 +165,15 @@ func objstoreDir(uri string) string {
 	return u.Dir().String()
 }
 
-func (l *Launcher) createOrAttach(ctx context.Context, want *batchv1.Job) (*batchv1.Job, bool, error) {
+func (l *Launcher) createOrAttach(ctx context.Context, want *batchv1.Job, beforeCreate func() error) (*batchv1.Job, bool, error) {
 	jobs := l.client.BatchV1().Jobs(want.Namespace)
 	got, err := jobs.Get(ctx, want.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		if beforeCreate != nil {
+			if err := beforeCreate(); err != nil {
+				return nil, false, err
+			}
+		}
 		got, err = jobs.Create(ctx, want, metav1.CreateOptions{})
 		if err == nil {
 			l.log.Info("created training job", "job", want.Name, "namespace", want.Namespace, "image", want.Spec.Template.Spec.Containers[0].Image)

@@ -35,10 +35,14 @@ type Options struct {
 	Env             [][2]string
 	Hyperparameters [][2]string
 	// EnvFromSecret names a Secret whose keys become the container's env (S3 credentials).
-	EnvFromSecret  string
-	CPU, Memory    string
-	GPUs           int
-	ServiceAccount string
+	EnvFromSecret string
+	// ScopedCredentials gives the Job temporary S3 credentials that may read the dataset and
+	// write the output prefix only (STS AssumeRole with a session policy; see Minter), in a
+	// Secret of its own, instead of EnvFromSecret.
+	ScopedCredentials bool
+	CPU, Memory       string
+	GPUs              int
+	ServiceAccount    string
 	// Timeout bounds the Job (activeDeadlineSeconds).
 	Timeout time.Duration
 	// UnschedulableTimeout fails the run when a pod stays unschedulable this long.
@@ -110,6 +114,9 @@ func (o *Options) Validate() error {
 	}
 	if o.OutputURI == "" {
 		return exitcode.Invalidf("--output-uri is required")
+	}
+	if o.ScopedCredentials && o.EnvFromSecret != "" {
+		return exitcode.Invalidf("--env-from-secret %s and --scoped-credentials: the Job gets one set of S3 credentials; choose one", o.EnvFromSecret)
 	}
 	if _, err := objstore.Parse(o.OutputURI); err != nil {
 		return fmt.Errorf("--output-uri: %w", err)

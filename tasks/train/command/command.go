@@ -4,12 +4,14 @@
 package command
 
 import (
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/train"
@@ -45,6 +47,7 @@ func New(clients Clients) *cli.App {
 		common taskcli.Common
 		store  taskcli.Store
 		k      taskcli.Kube
+		sts    train.STSMinter
 	)
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "image", Destination: &o.Image, Usage: "training image (pin it by digest)"},
@@ -61,7 +64,12 @@ func New(clients Clients) *cli.App {
 		&cli.StringFlag{Name: "memory", Destination: &o.Memory, Usage: "memory request and limit, e.g. 2Gi"},
 		&cli.IntFlag{Name: "gpus", Destination: &o.GPUs, Usage: "nvidia.com/gpu limit"},
 		&cli.StringFlag{Name: "service-account", Destination: &o.ServiceAccount, Usage: "service account of the training pod"},
-		&cli.StringFlag{Name: "env-from-secret", Destination: &o.EnvFromSecret, Usage: "Secret whose keys become the trainer's environment (e.g. S3 credentials)"},
+		&cli.StringFlag{Name: "env-from-secret", Destination: &o.EnvFromSecret, Usage: "Secret whose keys become the trainer's environment (e.g. S3 credentials; not with --scoped-credentials)"},
+		&cli.BoolFlag{Name: "scoped-credentials", Destination: &o.ScopedCredentials,
+			Usage: "give the Job temporary S3 credentials that may only read --dataset-uri and write --output-uri (STS AssumeRole with a session policy, " +
+				"from the launcher's own AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), in the Secret <job>-s3 that the Job owns"},
+		&cli.StringFlag{Name: "sts-endpoint", Destination: &sts.Endpoint, Usage: "STS endpoint for --scoped-credentials (default: --s3-endpoint, as MinIO serves STS; AWS: https://sts.amazonaws.com)"},
+		&cli.StringFlag{Name: "sts-role-arn", Destination: &sts.RoleARN, Usage: "role to assume for --scoped-credentials (AWS; MinIO ignores it)"},
 		&cli.DurationFlag{Name: "timeout", Value: 2 * time.Hour, Destination: &o.Timeout, Usage: "Job deadline (activeDeadlineSeconds)"},
 		&cli.DurationFlag{Name: "unschedulable-timeout", Value: 10 * time.Minute, Destination: &o.UnschedulableTimeout, Usage: "fail when a training pod stays unschedulable this long"},
 		&cli.IntFlag{Name: "backoff-limit", Destination: &o.BackoffLimit, Usage: "Job backoffLimit: pod retries inside the Job"},
@@ -97,6 +105,16 @@ func New(clients Clients) *cli.App {
 			}
 			o.Namespace = ns
 			opts := []train.Option{train.WithLogger(log), train.WithPodLogs(c.App.ErrWriter)}
+			if o.ScopedCredentials {
+				if sts.Endpoint == "" {
+					sts.Endpoint = store.Endpoint
+				}
+				if sts.Endpoint == "" {
+					return exitcode.Invalidf("--scoped-credentials needs --sts-endpoint (or --s3-endpoint)")
+				}
+				sts.AccessKey, sts.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+				opts = append(opts, train.WithMinter(sts))
+			}
 			if o.Run != "" && o.DeleteOnCancel && clients.Dynamic != nil {
 				dyn, err := clients.Dynamic(k.Kubeconfig, k.Namespace)
 				if err != nil {
