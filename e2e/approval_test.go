@@ -217,6 +217,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 		}
 	}
 	step, _ := f.as("system:serviceaccount:" + f.ns + ":" + rbac.AccountFor("approver", "verify").Name)
+	f.stepPodTriesToApprove(w.Name)
 	_, err = step.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: w.Name, Decision: "approve", Identity: "approval-step"})
 	if !apierrors.IsForbidden(err) && !strings.Contains(fmt.Sprint(err), "forbidden") {
 		t.Errorf("the approval step's ServiceAccount approving its own run: %v, want forbidden", err)
@@ -242,4 +243,70 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.normal(alice) {
 		t.Errorf("verify after alice: %+v, %v", v, err)
 	}
+}
+
+// stepPodTriesToApprove runs the approver image in a pod under the approval step's own
+// ServiceAccount — what a compromised step could do — and expects the API server to refuse it.
+func (f *fixture) stepPodTriesToApprove(run string) {
+	f.t.Helper()
+	tmpl, err := argoWF.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Get(f.ctx, "approver", metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	image := tmpl.Spec.Templates[0].Container.Image
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "step-approves", Labels: map[string]string{"e2e": "step-approves"}},
+		Spec: corev1.PodSpec{ServiceAccountName: rbac.AccountFor("approver", "verify").Name, RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "main", Image: image, Command: []string{"/ko-app/approver"}, Args: []string{"approve", run, "--reason", "self"}}}}}
+	if _, err := kube.CoreV1().Pods(f.ns).Create(f.ctx, pod, metav1.CreateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	done := f.waitPod("e2e=step-approves", 2*time.Minute, "step pod finished", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+	code := int32(-1)
+	if st := done.Status.ContainerStatuses; len(st) == 1 && st[0].State.Terminated != nil {
+		code = st[0].State.Terminated.ExitCode
+	}
+	logs, _ := kube.CoreV1().Pods(f.ns).GetLogs(done.Name, &corev1.PodLogOptions{}).DoRaw(f.ctx)
+	if code != 2 || !strings.Contains(string(logs), "forbidden") {
+		f.t.Errorf("a step pod approving its run: exit %d, logs %s; want exit 2, forbidden", code, logs)
+	}
+}
+
+// Four-eyes on a real run: alice submits with min-approvals=2 and forbid-self-approval; she
+// cannot approve it herself (approver approve: exit 2), bob's approval alone does not resume it,
+// and when alice then resumes it anyway (she is an approver, so the API server admits the resume)
+// verify counts only bob: one of two, rejected, nothing promoted.
+func TestFourEyesOnARealRun(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	f.people()
+	out, err := f.argoAs(alice, f.submitArgs("min-approvals=2", "forbid-self-approval=true")...)
+	if err != nil {
+		t.Fatalf("alice submits: %v", err)
+	}
+	run := strings.TrimPrefix(out, "workflow.argoproj.io/")
+	f.waitRun(run, toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+
+	aa, _ := f.as(alice)
+	if _, err := aa.Decide(f.ctx, approve.DecideOptions{Namespace: f.ns, Run: run, Decision: "approve"}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(fmt.Sprint(err), "submitted") {
+		t.Errorf("alice approving her own run: %v, want exit 2", err)
+	}
+	ba, _ := f.as(bob)
+	d, err := ba.Decide(f.ctx, approve.DecideOptions{Namespace: f.ns, Run: run, Decision: "approve", Reason: "looks right"})
+	if err != nil || d.Resumed || d.Have != 1 || d.Need != 2 {
+		t.Fatalf("bob's approval: %+v, %v; want recorded, 1 of 2, still waiting", d, err)
+	}
+	if w, _ := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(f.ctx, run, metav1.GetOptions{}); !nodeIs("approval", wfv1.NodeRunning)(w) {
+		t.Fatalf("one approval of two resumed the run: %s", summary(w))
+	}
+	if _, err := f.argoAs(alice, "resume", run); err != nil {
+		t.Fatalf("alice's argo resume (an approver's, admitted): %v", err)
+	}
+	w := f.waitRun(run, toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
+	reason := output(w, "verify-approval(0)", "reason")
+	if output(w, "verify-approval(0)", "decision") != "rejected" || !strings.Contains(reason, "1 of 2 required approvals") || !strings.Contains(reason, "submitted the run") {
+		t.Errorf("verify-approval: %s, %q; want rejected: 1 of 2, alice submitted the run", output(w, "verify-approval(0)", "decision"), reason)
+	}
+	f.notPromoted()
 }

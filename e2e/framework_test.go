@@ -145,6 +145,13 @@ func (f *fixture) argo(args ...string) string {
 // given parameters override.
 func (f *fixture) submit(params ...string) string {
 	f.t.Helper()
+	run := f.argo(f.submitArgs(params...)...)
+	f.t.Logf("submitted %s", run)
+	return run
+}
+
+// submitArgs are the argo arguments of submit.
+func (f *fixture) submitArgs(params ...string) []string {
 	args := []string{"submit", "--from", "workflowtemplate/ml-pipeline", "-o", "name",
 		"-p", "hyperparameters=epochs=2,learning-rate=0.001,batch-size=128", "-p", "min-accuracy=0.8",
 		// Tests run pipelines side by side on 2 cores: latency is not what they check.
@@ -152,9 +159,7 @@ func (f *fixture) submit(params ...string) string {
 	for _, p := range params {
 		args = append(args, "-p", p)
 	}
-	run := f.argo(args...)
-	f.t.Logf("submitted %s", run)
-	return run
+	return args
 }
 
 // waitRun watches the run until cond holds; a run that ends without cond fails the test.

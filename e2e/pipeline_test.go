@@ -100,6 +100,14 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	if err := objstore.PutBytes(f.ctx, trainCreds, "s3://models/runs/"+run+"/model/scratch", []byte("ok")); err != nil {
 		t.Errorf("the training Job's credentials cannot write its own output: %v", err)
 	}
+
+	// argo resubmit copies the approved run's labels (actor alice, action Resume) into a new run;
+	// when nobody decides on the new run, its suspend expires: rejected, whatever it carries.
+	again := strings.TrimPrefix(f.argo("resubmit", run, "-p", "approval-timeout=5s", "-o", "name"), "workflow.argoproj.io/")
+	w2 := f.waitRun(again, toApproval+toEnd, "resubmitted run failed", phaseIs(wfv1.WorkflowFailed))
+	if d, r := output(w2, "verify-approval(0)", "decision"), output(w2, "verify-approval(0)", "reason"); d != "rejected" || !strings.Contains(r, "timed out") {
+		t.Errorf("resubmitted run: %s (%q), want rejected, timed out; it carries %v", d, r, w2.Labels)
+	}
 }
 
 // restartController deletes the Argo controller's pod and waits until that pod is gone and its
