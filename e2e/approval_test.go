@@ -65,7 +65,9 @@ func (f *fixture) people() {
 		f.t.Fatal(err)
 	}
 	if _, err := kube.RbacV1().Roles(f.ns).Create(f.ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "workflow-operator"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows", "workflowtemplates"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}}}}, metav1.CreateOptions{}); err != nil {
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows", "workflowtemplates"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+			// ConfigMaps too, so that what stops mallory's Tekton "decision" is the policy, not RBAC.
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}}}}, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
 	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operators"},
@@ -196,6 +198,27 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 		return err
 	}(), "your own name")
 
+	// Tekton's decision object: only an approver creates it, only in their own name, never changed.
+	tekton := func(person, decidedBy string) error {
+		cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: f.user(person)}
+		_, err = kubernetes.NewForConfigOrDie(cfg).CoreV1().ConfigMaps(f.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: approve.DecisionConfigMap("pr-1")},
+			Data: map[string]string{"decision": "approved", "decidedBy": decidedBy}}, metav1.CreateOptions{})
+		return err
+	}
+	forbidden(t, "mallory: a Tekton decision", tekton(mallory, f.user(mallory)), "only approvers")
+	forbidden(t, "alice: a Tekton decision in bob's name", tekton(alice, f.user(bob)), "must name who made it")
+	if _, err := aliceApprover(f).Record(ctx, approve.DecideOptions{Namespace: f.ns, Run: "pr-1", Decision: "approve"}); err != nil {
+		t.Errorf("alice's Tekton decision: %v", err)
+	}
+	cm, _ := kube.CoreV1().ConfigMaps(f.ns).Get(ctx, approve.DecisionConfigMap("pr-1"), metav1.GetOptions{})
+	cm.Data["decision"] = "rejected"
+	_, err = kube.CoreV1().ConfigMaps(f.ns).Update(ctx, cm, metav1.UpdateOptions{})
+	forbidden(t, "changing a Tekton decision (even as cluster admin)", err, "immutable")
+
 	// Every pipeline ServiceAccount: no writing Workflows, no creating the approval object — asked
 	// of the API server (SubjectAccessReview) and tried with the account's identity.
 	for _, a := range rbac.Accounts() {
@@ -309,4 +332,9 @@ func TestFourEyesOnARealRun(t *testing.T) {
 		t.Errorf("verify-approval: %s, %q; want rejected: 1 of 2, alice submitted the run", output(w, "verify-approval(0)", "decision"), reason)
 	}
 	f.notPromoted()
+}
+
+func aliceApprover(f *fixture) *approve.Approver {
+	a, _ := f.as(alice)
+	return a
 }

@@ -1,6 +1,8 @@
 package templategen
 
 import (
+	"strconv"
+
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -16,6 +18,9 @@ const (
 	// PolicyNamespaceLabel opts a namespace into the approval policy (gantry.sh sets it).
 	PolicyNamespaceLabel = "gantry.dev/approval-policy"
 	approvalPolicyName   = "gantry-approval"
+	tektonPolicyName     = "gantry-tekton-approval"
+	// TektonDecisionPrefix names a Tekton run's decision ConfigMap (approve.DecisionConfigMap).
+	TektonDecisionPrefix = "gantry-approval-"
 )
 
 // ApprovalPolicy is the ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, GA since
@@ -100,6 +105,45 @@ func ApprovalPolicy() []any {
 			},
 		},
 	}
+	// Tekton has no suspend: a decision is a ConfigMap gantry-approval-<PipelineRun> that
+	// `approver approve|reject --tekton` creates and `approver wait` watches for. Only an
+	// approver of that PipelineRun may create it, only in their own name, and nobody may change it.
+	tektonPolicy := &admissionv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: tektonPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+				Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+			}}}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "gantry-decision", Expression: "object.metadata.name.startsWith('" + TektonDecisionPrefix + "')"}},
+			Variables: []admissionv1.Variable{
+				v("run", "object.metadata.name.substring("+strconv.Itoa(len(TektonDecisionPrefix))+")"),
+				v("approver", "authorizer.group('tekton.dev').resource('pipelineruns').namespace(request.namespace).name(variables.run).check('"+rbac.ApproveVerb+"').allowed()"),
+			},
+			Validations: []admissionv1.Validation{
+				{Expression: "request.operation == 'CREATE'", Message: "a gantry decision is immutable: it cannot be changed once made",
+					Reason: ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "variables.approver",
+					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on tekton.dev pipelineruns, Role " + ApproverRole + ") may decide on ' + variables.run + '; ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "has(object.data) && 'decidedBy' in object.data && object.data.decidedBy == request.userInfo.username",
+					MessageExpression: "'a decision must name who made it: decidedBy ' + request.userInfo.username",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+			},
+		},
+	}
+	tektonBinding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: tektonPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        tektonPolicyName,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{PolicyNamespaceLabel: "enforce"}}},
+		},
+	}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: approvalPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
@@ -110,7 +154,7 @@ func ApprovalPolicy() []any {
 				MatchLabels: map[string]string{PolicyNamespaceLabel: "enforce"}}},
 		},
 	}
-	return []any{policy, binding}
+	return []any{policy, binding, tektonPolicy, tektonBinding}
 }
 
 // submitterLabel is approve.SubmitterLabel (templategen does not import the task packages' internals).

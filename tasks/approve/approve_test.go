@@ -20,6 +20,7 @@ import (
 	argofake "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned/fake"
 	"github.com/google/go-cmp/cmp"
 	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -461,13 +462,23 @@ func TestUndeliveredRequestIsAResultAndNeverLeaksTheWebhook(t *testing.T) {
 
 func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	t.Parallel()
+	// A decision left by an earlier run of the same name (made an hour ago) never counts.
+	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap("pr-1"), Namespace: ns, CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour))},
+		Data: map[string]string{"decision": Approved, "decidedBy": "alice"}}
 	kc := whoami("alice")
+	if err := kc.Tracker().Add(old); err != nil {
+		t.Fatal(err)
+	}
+	kc.PrependReactor("create", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		a.(k8stesting.CreateAction).GetObject().(*corev1.ConfigMap).CreationTimestamp = metav1.Now() // as the API server does
+		return false, nil, nil
+	})
 	apiCalls.Attach(kc)
 	g := NewApprover(nil, kc)
 	ctx := context.Background()
-	v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-1", Timeout: 200 * time.Millisecond})
+	v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-1", Timeout: 300 * time.Millisecond})
 	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
-		t.Errorf("timeout: %+v %v", v, err)
+		t.Errorf("timeout with only an earlier run's decision: %+v %v", v, err)
 	}
 	type res struct {
 		v   *Verdict

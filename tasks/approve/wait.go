@@ -85,9 +85,23 @@ func (g *Approver) Wait(ctx context.Context, o WaitOptions) (*Verdict, error) {
 		},
 	}
 	g.log.Info("waiting for a decision", "run", run, "configmap", name, "timeout", timeout)
+	since := start.Truncate(time.Second) // creationTimestamp has whole seconds
+	warned := false
 	ev, err := watchtools.UntilWithSync(wctx, lw, &corev1.ConfigMap{}, nil, func(ev watch.Event) (bool, error) {
 		cm, ok := ev.Object.(*corev1.ConfigMap)
-		return ok && cm.Name == name && ev.Type != watch.Deleted, nil
+		if !ok || cm.Name != name || ev.Type == watch.Deleted {
+			return false, nil
+		}
+		// A decision made before this wait began belongs to an earlier run of the same name: it
+		// never counts (the admission policy lets only approvers create one, in their own name).
+		if cm.CreationTimestamp.Time.Before(since) {
+			if !warned {
+				g.log.Warn("ignoring a decision older than this wait (an earlier run's); delete it to decide again", "configmap", name, "created", cm.CreationTimestamp.Time)
+				warned = true
+			}
+			return false, nil
+		}
+		return true, nil
 	})
 	v := &Verdict{Run: run, DecidedAt: g.now().UTC(), WaitedSecs: g.now().Sub(start).Seconds()}
 	if err != nil {
