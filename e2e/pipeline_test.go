@@ -100,6 +100,15 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	if err := objstore.PutBytes(f.ctx, trainCreds, "s3://models/runs/"+run+"/model/scratch", []byte("ok")); err != nil {
 		t.Errorf("the training Job's credentials cannot write its own output: %v", err)
 	}
+	// The production server reads the registry with read-only credentials.
+	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name != "gantry-s3-read" {
+			t.Errorf("the model server's %s comes from Secret %s, want gantry-s3-read", e.Name, e.ValueFrom.SecretKeyRef.Name)
+		}
+	}
+	if err := objstore.PutBytes(f.ctx, f.store("gantry-s3-read"), "s3://models/registry/fashion-mnist/versions/"+version+"/model.safetensors", []byte("forged")); err == nil {
+		t.Errorf("the model servers' credentials wrote into the registry")
+	}
 
 	// argo resubmit copies the approved run's labels (actor alice, action Resume) into a new run;
 	// when nobody decides on the new run, its suspend expires: rejected, whatever it carries.

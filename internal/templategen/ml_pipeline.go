@@ -34,6 +34,7 @@ func PipelineParams() []PipelineParam {
 		flag("s3-endpoint", "http://minio.gantry-system.svc:9000", "model-publisher", "publish", "s3-endpoint"),
 		{"s3-secret", DefaultSecret, "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"},
 		flag("server-image", Image("model-server"), "model-publisher", "deploy", "server-image"),
+		flag("server-s3-secret", ReadSecret, "model-publisher", "deploy", "server-s3-secret"),
 		flag("min-accuracy", "0.85", "canary-evaluator", "evaluate", "min-accuracy"),
 		flag("max-accuracy-drop", "0.02", "canary-evaluator", "evaluate", "max-accuracy-drop"),
 		flag("max-p99-ms", "500", "canary-evaluator", "evaluate", "max-p99-ms"),
@@ -86,7 +87,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	deployArgs := func(env string) wfv1.Arguments {
 		return args("environment", env, "model-uri", tp("publish", "model-uri"), "model-digest", tp("publish", "model-digest"),
 			"registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
-			"s3-secret", wp("s3-secret"), "s3-endpoint", wp("s3-endpoint"))
+			"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))
 	}
 	tasks := []wfv1.DAGTask{
 		{Name: "train", TemplateRef: ref("train-launcher", "train"), Arguments: with(s3,
@@ -124,7 +125,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
 		{Name: "rollback", Depends: "smoke", When: tp("smoke", "verdict") + " == fail", TemplateRef: ref("model-publisher", "rollback"),
 			Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
-				"s3-secret", wp("s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
+				"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
 		{Name: "smoke-verdict", Depends: "rollback", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed, rolled back: "+tp("smoke", "reason"))},
 	}

@@ -25,6 +25,8 @@ const Module = "github.com/gantry-ml/gantry"
 const (
 	ResultsDir    = "/tmp/results"
 	DefaultSecret = "gantry-s3"
+	// ReadSecret holds the model servers' read-only S3 credentials (they cannot write the registry).
+	ReadSecret = "gantry-s3-read"
 )
 
 // Image is the ko:// reference of a binary; `ko resolve` pins it by digest.
@@ -119,11 +121,11 @@ func rawTasks() []Task {
 			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
-				req("server-image"), def("replicas"), def("rollout-timeout"), set("s3-secret", DefaultSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint},
+				req("server-image"), def("replicas"), def("rollout-timeout"), set("server-s3-secret", ReadSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint, s3Secret},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri", "production-endpoint"}, Retry: true},
 		{Binary: "model-publisher", Template: "rollback", Subcommand: []string{"rollback"}, Description: "Return an environment to its previous model.",
 			Params: []Param{runName, req("environment"), req("registry-uri"), def("model-name"), req("server-image"), def("replicas"), def("rollout-timeout"),
-				set("s3-secret", DefaultSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint},
+				set("server-s3-secret", ReadSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint, s3Secret},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri"}, Retry: true},
 		{Binary: "model-publisher", Template: "record", Subcommand: []string{"record"}, Description: "Record how a pipeline run ended next to the model's versions.",
 			Params:  []Param{runName, req("status"), def("failures"), def("model-version"), req("registry-uri"), def("model-name"), s3Endpoint, s3Secret},

@@ -122,7 +122,7 @@ func TektonPipeline() obj {
 	deploy := func(name, env string, after string) obj {
 		return task(name, "model-publisher-deploy", []string{after}, kv("run-name", run, "environment", env, "model-uri", res("publish", "model-uri"),
 			"model-digest", res("publish", "model-digest"), "registry-uri", registry, "model-name", pp("model-name"), "server-image", pp("server-image"),
-			"s3-secret", pp("s3-secret"), "s3-endpoint", pp("s3-endpoint")))
+			"s3-secret", pp("s3-secret"), "server-s3-secret", pp("server-s3-secret"), "s3-endpoint", pp("s3-endpoint")))
 	}
 	tasks := []obj{
 		task("train", "train-launcher", nil, kv(append([]string{"run-name", run, "image", pp("train-image"), "dataset-uri", pp("dataset-uri"),

@@ -4,6 +4,7 @@
 //	s3 mb BUCKET...                 # make buckets (existing ones are fine)
 //	s3 put FILE... s3://BUCKET/PREFIX/
 //	s3 get s3://BUCKET/KEY FILE
+//	s3 reader USER PASSWORD s3://BUCKET/PREFIX/   # a MinIO user that may only read that prefix
 //
 // The endpoint and credentials come from S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 package main
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minio/madmin-go/v3"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -74,8 +76,42 @@ func run(args []string) error {
 			return err
 		}
 		return c.FGetObject(ctx, src.Bucket, src.Key, args[2], minio.GetObjectOptions{})
+	case "reader":
+		if len(args) != 4 {
+			return fmt.Errorf("usage: s3 reader USER PASSWORD s3://BUCKET/PREFIX/")
+		}
+		return reader(ctx, host, secure, args[1], args[2], args[3])
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+	return nil
+}
+
+// reader creates (or resets) a MinIO user whose one policy allows reading prefix and listing
+// under it: the credential gantry's model servers get, which cannot write the registry.
+func reader(ctx context.Context, host string, secure bool, user, password, prefix string) error {
+	u, err := objstore.Parse(prefix)
+	if err != nil || u.Scheme != "s3" {
+		return fmt.Errorf("reader: want s3://BUCKET/PREFIX/, got %q", prefix)
+	}
+	adm, err := madmin.New(host, os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), secure)
+	if err != nil {
+		return err
+	}
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[`+
+		`{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%[1]s/%[2]s*"]},`+
+		`{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::%[1]s"],"Condition":{"StringLike":{"s3:prefix":["%[2]s*"]}}}]}`, u.Bucket, u.Key)
+	name := "read-" + strings.NewReplacer("/", "-", ".", "-").Replace(strings.TrimSuffix(u.Bucket+"/"+u.Key, "/"))
+	if err := adm.AddCannedPolicy(ctx, name, []byte(policy)); err != nil {
+		return fmt.Errorf("policy %s: %w", name, err)
+	}
+	if err := adm.AddUser(ctx, user, password); err != nil {
+		return fmt.Errorf("user %s: %w", user, err)
+	}
+	_, err = adm.AttachPolicy(ctx, madmin.PolicyAssociationReq{Policies: []string{name}, User: user})
+	if err != nil && !strings.Contains(err.Error(), "already") {
+		return fmt.Errorf("attaching %s to %s: %w", name, user, err)
+	}
+	fmt.Printf("user %s may read %s\n", user, prefix)
 	return nil
 }

@@ -41,7 +41,7 @@ func serveFlags(o *publish.DeployOptions) []cli.Flag {
 	return []cli.Flag{modelNameFlag(&o.ModelName), registryFlag(&o.RegistryURI), environmentFlag(&o.Environment),
 		&cli.StringFlag{Name: "server-image", Destination: &o.ServerImage, Usage: "model server image (pin it by digest)"},
 		&cli.IntFlag{Name: "replicas", Value: 1, Destination: &o.Replicas, Usage: "server replicas"},
-		&cli.StringFlag{Name: "s3-secret", Destination: &o.S3Secret, Usage: "Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY the server reads the model with (referenced, never copied)"},
+		&cli.StringFlag{Name: "server-s3-secret", Destination: &o.S3Secret, Usage: "Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY the server reads the model with (referenced, never copied); give it read-only credentials"},
 		&cli.StringFlag{Name: "service-account", Destination: &o.ServiceAccount, Usage: "service account of the server pods"},
 		runFlag(&o.Run),
 		&cli.DurationFlag{Name: "rollout-timeout", Value: 5 * time.Minute, Destination: &o.RolloutTimeout, Usage: "how long the rollout may take"},
