@@ -106,8 +106,10 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 			t.Errorf("the model server's %s comes from Secret %s, want gantry-s3-read", e.Name, e.ValueFrom.SecretKeyRef.Name)
 		}
 	}
-	if err := objstore.PutBytes(f.ctx, f.store("gantry-s3-read"), "s3://models/registry/fashion-mnist/versions/"+version+"/model.safetensors", []byte("forged")); err == nil {
-		t.Errorf("the model servers' credentials wrote into the registry")
+	for _, secret := range []string{"gantry-s3-read", "gantry-s3-runs"} { // model servers; launcher and canary
+		if err := objstore.PutBytes(f.ctx, f.store(secret), "s3://models/registry/fashion-mnist/versions/"+version+"/model.safetensors", []byte("forged")); err == nil {
+			t.Errorf("the credentials in %s wrote into the registry", secret)
+		}
 	}
 
 	// argo resubmit copies the approved run's labels (actor alice, action Resume) into a new run;

@@ -3,11 +3,12 @@
 #   1. `ko build`s the six images into the node's registry and `ko resolve`s templates/
 #      → _output/gantry-release.yaml (WorkflowTemplates + RBAC, every image pinned by digest);
 #   2. uploads Fashion-MNIST to s3://datasets/fashion-mnist/ on the cluster's MinIO (once);
-#   3. a MinIO user that may only read s3://models/registry/ (the model servers' credential);
+#   3. MinIO users by role: gantry-model-server (read the registry), gantry-runs (read datasets,
+#      write runs/: the training launcher and the canary);
 #   4. per NAMESPACE: the namespace (labelled gantry.dev/approval-policy=enforce: the API server
 #      enforces who may approve, templates/approval-policy.yaml), the `gantry-s3` Secret and the
 #      release (its cluster-scoped admission policy included), server-side applied, and the
-#      Secrets gantry-s3 (the pipeline steps) and gantry-s3-read (the model servers).
+#      Secrets gantry-s3 (registry writers), gantry-s3-runs and gantry-s3-read.
 #   hack/cluster/gantry.sh demo [more namespaces...]
 #   hack/cluster/gantry.sh                       # images and dataset only
 #   SKIP_IMAGES=1 hack/cluster/gantry.sh ns2    # reuse _output/gantry-release.yaml
@@ -40,21 +41,27 @@ fi
 
 # (Re)built here too: a cluster brought up by an older checkout has an older helper.
 CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/s3" ./hack/cluster/s3
-# The model servers' credential: a MinIO user that may only read the registry (gantry-s3-read).
-if [[ ! -f "${RUN}/etc/reader.env" ]]; then
-  printf 'READER_USER=gantry-model-server\nREADER_PASSWORD=%s\n' "$(openssl rand -hex 20)" >"${RUN}/etc/reader.env"
+# Object-store credentials by role (MinIO users with one policy each): gantry-s3-read for the
+# model servers (read the registry), gantry-s3-runs for the training launcher and the canary
+# (read datasets, write runs/); gantry-s3 (root here) for the registry writers.
+if [[ ! -f "${RUN}/etc/users.env" ]]; then
+  printf 'READER_PASSWORD=%s\nRUNS_PASSWORD=%s\n' "$(openssl rand -hex 20)" "$(openssl rand -hex 20)" >"${RUN}/etc/users.env"
 fi
 # shellcheck disable=SC1091
-source "${RUN}/etc/reader.env"
-s3 reader "${READER_USER}" "${READER_PASSWORD}" s3://models/registry/ >/dev/null
+source "${RUN}/etc/users.env"
+s3 user gantry-model-server "${READER_PASSWORD}" read:s3://models/registry/ >/dev/null
+s3 user gantry-runs "${RUNS_PASSWORD}" read:s3://datasets/ write:s3://models/runs/ >/dev/null
+secret() { # NAMESPACE NAME USER PASSWORD
+  k -n "$1" create secret generic "$2" --from-literal=AWS_ACCESS_KEY_ID="$3" --from-literal=AWS_SECRET_ACCESS_KEY="$4" \
+    --dry-run=client -o yaml | k apply -f - >/dev/null
+}
 
 for ns in "$@"; do
   k create namespace "${ns}" --dry-run=client -o yaml | k apply -f - >/dev/null
   k label namespace "${ns}" gantry.dev/approval-policy=enforce --overwrite >/dev/null
-  k -n "${ns}" create secret generic gantry-s3 --from-literal=AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" \
-    --from-literal=AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" --dry-run=client -o yaml | k apply -f - >/dev/null
-  k -n "${ns}" create secret generic gantry-s3-read --from-literal=AWS_ACCESS_KEY_ID="${READER_USER}" \
-    --from-literal=AWS_SECRET_ACCESS_KEY="${READER_PASSWORD}" --dry-run=client -o yaml | k apply -f - >/dev/null
+  secret "${ns}" gantry-s3 "${MINIO_ROOT_USER}" "${MINIO_ROOT_PASSWORD}"
+  secret "${ns}" gantry-s3-read gantry-model-server "${READER_PASSWORD}"
+  secret "${ns}" gantry-s3-runs gantry-runs "${RUNS_PASSWORD}"
   k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-release.yaml >/dev/null
   log "gantry installed in namespace ${ns}: $(k -n "${ns}" get workflowtemplates -o name | tr '\n' ' ')"
 done

@@ -32,7 +32,8 @@ func PipelineParams() []PipelineParam {
 		flag("dataset-uri", "s3://datasets/fashion-mnist/", "canary-evaluator", "evaluate", "dataset-uri"),
 		{"bucket", "models", "bucket holding training outputs, the model registry and reports"},
 		flag("s3-endpoint", "http://minio.gantry-system.svc:9000", "model-publisher", "publish", "s3-endpoint"),
-		{"s3-secret", DefaultSecret, "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"},
+		{"s3-secret", DefaultSecret, "Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the registry writers (publish, deploy's history, verify's audit, record)"},
+		{"runs-s3-secret", RunsSecret, "Secret with S3 credentials that read the datasets and write runs/ only (training launcher, which narrows them further for the Job; canary and smoke)"},
 		flag("server-image", Image("model-server"), "model-publisher", "deploy", "server-image"),
 		flag("server-s3-secret", ReadSecret, "model-publisher", "deploy", "server-s3-secret"),
 		flag("min-accuracy", "0.85", "canary-evaluator", "evaluate", "min-accuracy"),
@@ -79,6 +80,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		params = append(params, wfv1.Parameter{Name: pp.Name, Value: wfv1.AnyStringPtr(pp.Default), Description: wfv1.AnyStringPtr(pp.Description)})
 	}
 	s3 := []string{"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("s3-secret")}
+	runsS3 := []string{"s3-endpoint", wp("s3-endpoint"), "s3-secret", wp("runs-s3-secret")}
 	with := func(base []string, extra ...string) wfv1.Arguments {
 		return args(append(append([]string{}, extra...), base...)...)
 	}
@@ -90,14 +92,14 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))
 	}
 	tasks := []wfv1.DAGTask{
-		{Name: "train", TemplateRef: ref("train-launcher", "train"), Arguments: with(s3,
+		{Name: "train", TemplateRef: ref("train-launcher", "train"), Arguments: with(runsS3,
 			"image", wp("train-image"), "dataset-uri", wp("dataset-uri"), "output-uri", runDir+"/model/",
 			"hyperparameters", wp("hyperparameters"))},
 		{Name: "publish", Depends: "train", TemplateRef: ref("model-publisher", "publish"), Arguments: with(s3,
 			"source-uri", tp("train", "model-uri"), "registry-uri", registry, "model-name", wp("model-name"),
 			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"))},
 		{Name: "deploy-staging", Depends: "publish", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("staging")},
-		{Name: "canary", Depends: "deploy-staging", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(s3,
+		{Name: "canary", Depends: "deploy-staging", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 			// The baseline is production when deploy-staging found one (empty: first deployment);
 			// a production that exists but does not answer fails the canary.
 			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", tp("deploy-staging", "production-endpoint"), "baseline-optional", "false",
@@ -120,7 +122,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		{Name: "approval-verdict", Depends: "verify-approval", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
 		{Name: "promote", Depends: "approval-verdict", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("production")},
-		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(s3,
+		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "dataset-uri", wp("dataset-uri"), "limit", "500",
 			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
 		{Name: "rollback", Depends: "smoke", When: tp("smoke", "verdict") + " == fail", TemplateRef: ref("model-publisher", "rollback"),

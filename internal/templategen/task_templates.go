@@ -27,6 +27,8 @@ const (
 	DefaultSecret = "gantry-s3"
 	// ReadSecret holds the model servers' read-only S3 credentials (they cannot write the registry).
 	ReadSecret = "gantry-s3-read"
+	// RunsSecret may read the datasets and write runs/ (training launcher, canary), not the registry.
+	RunsSecret = "gantry-s3-runs"
 )
 
 // Image is the ko:// reference of a binary; `ko resolve` pins it by digest.
@@ -89,6 +91,9 @@ type Task struct {
 
 var (
 	s3Secret = Param{Name: "s3-secret", Description: "Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", Default: ptr.To(DefaultSecret), NotAFlag: true}
+	// runsSecret is the credential of the steps that read datasets and write runs/ only.
+	runsSecret = Param{Name: "s3-secret", Description: "Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY that may read the datasets and write runs/ (not the registry)",
+		Default: ptr.To(RunsSecret), NotAFlag: true}
 	// s3Endpoint is optional: empty is AWS.
 	s3Endpoint = def("s3-endpoint")
 	runName    = set("run-name", "{{workflow.name}}")
@@ -114,7 +119,7 @@ func rawTasks() []Task {
 			Params: []Param{runName, req("image"), req("dataset-uri"), req("output-uri"),
 				{Name: "hyperparameters", Flag: "hyperparameter", Default: ptr.To(""), Env: "GANTRY_HYPERPARAMETER"},
 				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), def("env-from-secret"), set("scoped-credentials", "true"), def("sts-endpoint"), def("sts-role-arn"),
-				set("service-account", rbac.TrainingAccount), s3Endpoint, s3Secret},
+				set("service-account", rbac.TrainingAccount), s3Endpoint, runsSecret},
 			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
 		{Binary: "model-publisher", Template: "publish", Subcommand: []string{"publish"}, Description: "Publish trainer output as an immutable model version.",
 			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), s3Endpoint, s3Secret},
@@ -134,7 +139,7 @@ func rawTasks() []Task {
 			Params: []Param{req("environment"), def("model-name")}, Retry: true},
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("protocol"), req("dataset-uri"),
-				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), s3Endpoint, s3Secret},
+				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), s3Endpoint, runsSecret},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "p99-ms", "reason", "report-uri"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
 				{Name: "gantry_canary_accuracy", Help: "Canary accuracy of the candidate model", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}},

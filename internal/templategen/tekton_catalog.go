@@ -112,6 +112,7 @@ func TektonPipeline() obj {
 	run := "$(context.pipelineRun.name)"
 	registry := "s3://" + pp("bucket") + "/registry"
 	s3 := []string{"s3-endpoint", pp("s3-endpoint"), "s3-secret", pp("s3-secret")}
+	runsS3 := []string{"s3-endpoint", pp("s3-endpoint"), "s3-secret", pp("runs-s3-secret")}
 	var params []obj
 	for _, p := range PipelineParams() {
 		if p.Name == "min-approvals" || p.Name == "forbid-self-approval" {
@@ -126,14 +127,14 @@ func TektonPipeline() obj {
 	}
 	tasks := []obj{
 		task("train", "train-launcher", nil, kv(append([]string{"run-name", run, "image", pp("train-image"), "dataset-uri", pp("dataset-uri"),
-			"output-uri", "s3://" + pp("bucket") + "/runs/" + run + "/model/", "hyperparameters", pp("hyperparameters")}, s3...)...)),
+			"output-uri", "s3://" + pp("bucket") + "/runs/" + run + "/model/", "hyperparameters", pp("hyperparameters")}, runsS3...)...)),
 		task("publish", "model-publisher-publish", []string{"train"}, kv(append([]string{"run-name", run, "source-uri", res("train", "model-uri"),
 			"registry-uri", registry, "model-name", pp("model-name"), "training-image-digest", pp("train-image"), "oci-ref", pp("oci-ref")}, s3...)...)),
 		deploy("deploy-staging", "staging", "publish"),
 		task("canary", "canary-evaluator", []string{"deploy-staging"}, kv(append([]string{"endpoint", res("deploy-staging", "endpoint"),
 			"baseline-endpoint", res("deploy-staging", "production-endpoint"), "baseline-optional", "false", "model-name", pp("model-name"),
 			"dataset-uri", pp("dataset-uri"), "min-accuracy", pp("min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "max-accuracy-drop", pp("max-accuracy-drop"),
-			"report-uri", "s3://" + pp("bucket") + "/runs/" + run + "/canary/"}, s3...)...)),
+			"report-uri", "s3://" + pp("bucket") + "/runs/" + run + "/canary/"}, runsS3...)...)),
 		task("canary-verdict", "approver-conclude", []string{"canary"}, kv("decision", res("canary", "verdict"), "reason", res("canary", "reason"))),
 		task("request-approval", "approver-request", []string{"canary-verdict"}, kv("run-name", run, "notify-secret", pp("notify-secret"), "model-name", pp("model-name"),
 			"model-version", res("publish", "model-version"), "model-uri", res("publish", "model-uri"), "accuracy", res("canary", "accuracy"),

@@ -4,7 +4,8 @@
 //	s3 mb BUCKET...                 # make buckets (existing ones are fine)
 //	s3 put FILE... s3://BUCKET/PREFIX/
 //	s3 get s3://BUCKET/KEY FILE
-//	s3 reader USER PASSWORD s3://BUCKET/PREFIX/   # a MinIO user that may only read that prefix
+//	s3 user USER PASSWORD read:s3://BUCKET/PREFIX/ [write:s3://BUCKET/PREFIX/]...
+//	                                 # a MinIO user that may do only that (write includes read)
 //
 // The endpoint and credentials come from S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 package main
@@ -76,42 +77,51 @@ func run(args []string) error {
 			return err
 		}
 		return c.FGetObject(ctx, src.Bucket, src.Key, args[2], minio.GetObjectOptions{})
-	case "reader":
-		if len(args) != 4 {
-			return fmt.Errorf("usage: s3 reader USER PASSWORD s3://BUCKET/PREFIX/")
+	case "user":
+		if len(args) < 4 {
+			return fmt.Errorf("usage: s3 user USER PASSWORD read:s3://BUCKET/PREFIX/ [write:s3://BUCKET/PREFIX/]...")
 		}
-		return reader(ctx, host, secure, args[1], args[2], args[3])
+		return user(ctx, host, secure, args[1], args[2], args[3:])
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}
 	return nil
 }
 
-// reader creates (or resets) a MinIO user whose one policy allows reading prefix and listing
-// under it: the credential gantry's model servers get, which cannot write the registry.
-func reader(ctx context.Context, host string, secure bool, user, password, prefix string) error {
-	u, err := objstore.Parse(prefix)
-	if err != nil || u.Scheme != "s3" {
-		return fmt.Errorf("reader: want s3://BUCKET/PREFIX/, got %q", prefix)
-	}
+// user creates (or resets) a MinIO user whose one policy allows exactly the grants: read (get,
+// list) or write (get, put, list) under each prefix. The local cluster's credentials per role:
+// the model servers read the registry; the training launcher and the canary read the datasets
+// and write runs/.
+func user(ctx context.Context, host string, secure bool, name, password string, grants []string) error {
 	adm, err := madmin.New(host, os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), secure)
 	if err != nil {
 		return err
 	}
-	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[`+
-		`{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%[1]s/%[2]s*"]},`+
-		`{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::%[1]s"],"Condition":{"StringLike":{"s3:prefix":["%[2]s*"]}}}]}`, u.Bucket, u.Key)
-	name := "read-" + strings.NewReplacer("/", "-", ".", "-").Replace(strings.TrimSuffix(u.Bucket+"/"+u.Key, "/"))
-	if err := adm.AddCannedPolicy(ctx, name, []byte(policy)); err != nil {
-		return fmt.Errorf("policy %s: %w", name, err)
+	var st []string
+	for _, g := range grants {
+		mode, uri, _ := strings.Cut(g, ":")
+		u, err := objstore.Parse(uri)
+		if err != nil || u.Scheme != "s3" || (mode != "read" && mode != "write") {
+			return fmt.Errorf("user: want read:s3://BUCKET/PREFIX/ or write:s3://BUCKET/PREFIX/, got %q", g)
+		}
+		actions := `"s3:GetObject"`
+		if mode == "write" {
+			actions += `,"s3:PutObject","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"`
+		}
+		st = append(st, fmt.Sprintf(`{"Effect":"Allow","Action":[%s],"Resource":["arn:aws:s3:::%s/%s*"]}`, actions, u.Bucket, u.Key),
+			fmt.Sprintf(`{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::%s"],"Condition":{"StringLike":{"s3:prefix":["%s*"]}}}`, u.Bucket, u.Key))
 	}
-	if err := adm.AddUser(ctx, user, password); err != nil {
-		return fmt.Errorf("user %s: %w", user, err)
+	policy := `{"Version":"2012-10-17","Statement":[` + strings.Join(st, ",") + `]}`
+	pname := "gantry-" + name
+	if err := adm.AddCannedPolicy(ctx, pname, []byte(policy)); err != nil {
+		return fmt.Errorf("policy %s: %w", pname, err)
 	}
-	_, err = adm.AttachPolicy(ctx, madmin.PolicyAssociationReq{Policies: []string{name}, User: user})
-	if err != nil && !strings.Contains(err.Error(), "already") {
-		return fmt.Errorf("attaching %s to %s: %w", name, user, err)
+	if err := adm.AddUser(ctx, name, password); err != nil {
+		return fmt.Errorf("user %s: %w", name, err)
 	}
-	fmt.Printf("user %s may read %s\n", user, prefix)
+	if _, err := adm.AttachPolicy(ctx, madmin.PolicyAssociationReq{Policies: []string{pname}, User: name}); err != nil && !strings.Contains(err.Error(), "already") {
+		return fmt.Errorf("attaching %s to %s: %w", pname, name, err)
+	}
+	fmt.Printf("user %s: %s\n", name, strings.Join(grants, " "))
 	return nil
 }
