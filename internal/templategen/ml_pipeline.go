@@ -117,7 +117,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		{Name: "verify-approval", Depends: "approval", TemplateRef: ref("approver", "verify"), Arguments: with(s3,
 			"timeout", wp("approval-timeout"), "approvers", wp("approvers"),
 			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
-			"model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
+			"model-name", wp("model-name"), "model-version", tp("publish", "model-version"), "model-digest", tp("publish", "model-digest"),
 			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"))},
 		{Name: "approval-verdict", Depends: "verify-approval", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},

@@ -152,7 +152,7 @@ func rawTasks() []Task {
 				def("baseline-accuracy"), req("p99-ms"), def("report-uri")},
 			Results: []string{"message", "notified", "candidate"}, Retry: true},
 		{Binary: "approver", Template: "verify", Subcommand: []string{"verify"}, Description: "Read the approval decision; silence and unknown approvers are rejections.",
-			Params: []Param{runName, req("timeout"), def("approvers"), def("audit-uri"), set("model-name", "fashion-mnist"), def("model-version"),
+			Params: []Param{runName, req("timeout"), def("approvers"), def("audit-uri"), def("model-digest"), set("model-name", "fashion-mnist"), def("model-version"),
 				def("accuracy"), def("baseline-accuracy"), s3Endpoint, s3Secret},
 			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{{Name: "gantry_approval_wait_seconds", Help: "Seconds a candidate waited for a decision",

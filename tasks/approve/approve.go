@@ -202,13 +202,14 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error
 		if wf.Annotations == nil {
 			wf.Annotations = map[string]string{}
 		}
-		wf.Annotations[DecisionPrefix+me] = decisionValue(decision, binding(wf, id), who)
+		digest := candidateDigest(wf)
+		wf.Annotations[DecisionPrefix+me] = decisionValue(decision, binding(wf, id), digest, who)
 		if o.Reason != "" {
 			wf.Annotations[ReasonPrefix+me] = o.Reason
 		} else {
 			delete(wf.Annotations, ReasonPrefix+me)
 		}
-		t := count(wf, id, node, pol, nil, "")
+		t := count(wf, id, node, pol, nil, "", digest)
 		out = &Decided{By: who, Have: t.Have, Need: pol.MinApprovals}
 		if decision == Rejected || t.Have >= pol.MinApprovals {
 			out.Resumed = true
@@ -280,6 +281,9 @@ type VerifyOptions struct {
 	Approvers []string      // allow-list; empty allows anyone
 	AuditURI  string        // prefix for <run>.json audit records
 	Candidate Candidate
+	// ModelDigest is the candidate's digest: decisions made on another candidate do not count
+	// (empty: not checked).
+	ModelDigest string
 }
 
 // Verdict is the verified decision.
@@ -365,7 +369,7 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 		if !known {
 			decided = Rejected
 		}
-		t := count(wf, nodeID, node, pol, o.Approvers, decided)
+		t := count(wf, nodeID, node, pol, o.Approvers, decided, o.ModelDigest)
 		v.Decision, v.Reason = t.Decision, t.Reason
 		v.ApprovedBy = strings.Join(t.By, ",")
 		v.Approvers = t.By
@@ -453,7 +457,7 @@ func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error)
 		}
 		w := Waiting{Namespace: wf.Namespace, Run: wf.Name, Since: n.StartedAt.Time, Candidate: candidateOf(&wf)}
 		pol, _ := policyOf(n)
-		w.Need, w.Have = pol.MinApprovals, count(&wf, id, n, pol, nil, "").By
+		w.Need, w.Have = pol.MinApprovals, count(&wf, id, n, pol, nil, "", candidateDigest(&wf)).By
 		out = append(out, w)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })

@@ -118,6 +118,8 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	t.Parallel()
 	wf := run("r1")
 	wf.UID = "uid-r1"
+	wf.Status.Nodes["r1-p"] = wfv1.NodeStatus{ID: "r1-p", DisplayName: "publish(0)", Type: wfv1.NodeTypePod, Phase: wfv1.NodeSucceeded, StartedAt: metav1.Time{Time: t0},
+		Outputs: &wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: DigestResult, Value: wfv1.AnyStringPtr("sha256:abc")}}}}
 	wfc := argofake.NewSimpleClientset(wf)
 	apiCalls.Attach(wfc)
 	kc := whoami("alice@example.com")
@@ -129,7 +131,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 		t.Fatalf("Decide = %+v, %v", d, err)
 	}
 	got, _ := wfc.ArgoprojV1alpha1().Workflows(ns).Get(ctx, "r1", metav1.GetOptions{})
-	if want := "approved uid-r1/r1-1 alice@example.com"; got.Annotations[DecisionPrefix+"alice-example.com"] != want || got.Annotations[ReasonPrefix+"alice-example.com"] != "numbers look right" {
+	if want := "approved uid-r1/r1-1 sha256:abc alice@example.com"; got.Annotations[DecisionPrefix+"alice-example.com"] != want || got.Annotations[ReasonPrefix+"alice-example.com"] != "numbers look right" {
 		t.Errorf("annotations %v, want %s = %q", got.Annotations, DecisionPrefix+"alice-example.com", want)
 	}
 	n := got.Status.Nodes["r1-1"]
@@ -139,7 +141,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := objstore.New(nil)
 	v, err := g.Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "r1", Timeout: 24 * time.Hour, Approvers: []string{"alice@example.com"},
-		AuditURI: "file://" + dir + "/", Candidate: Candidate{ModelVersion: "v1", Accuracy: "0.8861"}})
+		AuditURI: "file://" + dir + "/", Candidate: Candidate{ModelVersion: "v1", Accuracy: "0.8861"}, ModelDigest: "sha256:abc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +195,7 @@ func bound(wf *wfv1.Workflow, decision, user, bindTo string) *wfv1.Workflow {
 	if wf.Annotations == nil {
 		wf.Annotations = map[string]string{}
 	}
-	wf.Annotations[DecisionPrefix+NormalIdentity(user)] = decisionValue(decision, bindTo, user)
+	wf.Annotations[DecisionPrefix+NormalIdentity(user)] = decisionValue(decision, bindTo, "sha256:candidate", user)
 	return wf
 }
 
@@ -202,6 +204,12 @@ func bound(wf *wfv1.Workflow, decision, user, bindTo string) *wfv1.Workflow {
 func TestForgedCopiedOrExpiredDecisionsNeverApprove(t *testing.T) {
 	t.Parallel()
 	day := 24 * time.Hour
+	// A decision on another candidate (the run published anew after it) does not count.
+	other := bound(finish(run("f12"), time.Hour, Approved, ""), Approved, "alice@example.com", "")
+	if v := verify(t, other, VerifyOptions{Timeout: day, Approvers: []string{"alice@example.com"}, ModelDigest: "sha256:another"}); v.Decision != Rejected ||
+		!strings.Contains(v.Reason, "decided on another candidate") {
+		t.Errorf("a decision on another candidate: %s (%q)", v.Decision, v.Reason)
+	}
 	for _, tc := range []struct {
 		name      string
 		wf        *wfv1.Workflow
@@ -220,7 +228,7 @@ func TestForgedCopiedOrExpiredDecisionsNeverApprove(t *testing.T) {
 		{"a decision keyed by one name but made by another does not count", func() *wfv1.Workflow {
 			wf := finish(run("f8"), time.Hour, Approved, "")
 			wf.UID = "uid-f8"
-			wf.Annotations = map[string]string{DecisionPrefix + "alice-example.com": decisionValue(Approved, "uid-f8/f8-1", "mallory")}
+			wf.Annotations = map[string]string{DecisionPrefix + "alice-example.com": decisionValue(Approved, "uid-f8/f8-1", "sha256:candidate", "mallory")}
 			return wf
 		}(), Rejected, "cannot be checked"},
 		{"expiry wins over a copied decision", bound(finish(run("f4"), day, Approved, ""), Approved, "alice@example.com", "uid-original/f4-1"),

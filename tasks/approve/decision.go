@@ -5,20 +5,24 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 )
 
 // How a decision is recorded on a Workflow. Every decider gets their own annotation,
 //
-//	decision.gantry.dev/<NormalIdentity(user)>: "<approved|rejected> <workflow UID>/<node ID> <user>"
+//	decision.gantry.dev/<NormalIdentity(user)>: "<approved|rejected> <workflow UID>/<node ID> <model digest> <user>"
 //	reason.gantry.dev/<NormalIdentity(user)>:   free text
 //
 // where user is the Kubernetes username the API server authenticated. The admission policy
 // (templates/approval-policy.yaml) admits a change to these annotations, or to the approval node,
 // only from holders of the RBAC verb `approve` on workflows, and only when the value ends in the
 // requester's own username and names this Workflow's UID: nobody can write a decision in another's
-// name, and a decision copied to another run never matches that run's UID.
+// name, and a decision copied to another run never matches that run's UID. The model digest
+// (the candidate the run published; "-" when the run has none yet) binds the decision to that
+// candidate: should the run publish another one (argo retry --restart-successful), decisions on
+// the first do not count for it.
 const (
 	DecisionPrefix = "decision.gantry.dev/"
 	ReasonPrefix   = "reason.gantry.dev/"
@@ -43,29 +47,51 @@ const (
 
 // record is one decision annotation.
 type record struct {
-	Decision, For, User string
+	Decision, For, Digest, User string
 }
 
-func decisionValue(decision, binding, user string) string {
-	return decision + " " + binding + " " + user
+func decisionValue(decision, binding, digest, user string) string {
+	if digest == "" {
+		digest = "-"
+	}
+	return decision + " " + binding + " " + digest + " " + user
 }
 
-// parseRecord reads decision.gantry.dev/<who> = "<decision> <binding> <user>"; the key must be
-// the user's normal form.
+// parseRecord reads decision.gantry.dev/<who> = "<decision> <binding> <digest> <user>"; the key
+// must be the user's normal form.
 func parseRecord(key, value string) (record, bool) {
 	who, ok := strings.CutPrefix(key, DecisionPrefix)
 	if !ok {
 		return record{}, false
 	}
-	f := strings.SplitN(value, " ", 3)
-	if len(f) != 3 || NormalIdentity(f[2]) != who {
+	f := strings.SplitN(value, " ", 4)
+	if len(f) != 4 || NormalIdentity(f[3]) != who {
 		return record{}, false
 	}
 	d, known := normalise(f[0])
 	if !known {
 		return record{}, false
 	}
-	return record{Decision: d, For: f[1], User: f[2]}, true
+	return record{Decision: d, For: f[1], Digest: f[2], User: f[3]}, true
+}
+
+// DigestResult is the publish step's result naming the candidate; Decide binds decisions to it.
+const DigestResult = "model-digest"
+
+// candidateDigest is the newest model-digest result in the run ("" when none).
+func candidateDigest(wf *wfv1.Workflow) string {
+	digest, at := "", time.Time{}
+	for _, n := range wf.Status.Nodes {
+		if n.Outputs == nil || n.StartedAt.Time.Before(at) {
+			continue
+		}
+		for _, p := range n.Outputs.Parameters {
+			if p.Name == DigestResult && p.Value != nil && p.Value.String() != "" {
+				digest, at = p.Value.String(), n.StartedAt.Time
+			}
+		}
+	}
+	return digest
 }
 
 // approvalPolicy is what the approval node's inputs ask for.
@@ -119,15 +145,20 @@ type tally struct {
 	Have     int // approvals counted
 }
 
-// count reads the decisions bound to nodeID and applies the policy and allow-list. decided is
-// the node's own outcome (its output parameter) when it has finished; "" while it waits.
-func count(wf *wfv1.Workflow, nodeID string, node wfv1.NodeStatus, pol approvalPolicy, approvers []string, decided string) tally {
+// count reads the decisions bound to nodeID (and, when digest is set, to that candidate) and
+// applies the policy and allow-list. decided is the node's own outcome (its output parameter)
+// when it has finished; "" while it waits.
+func count(wf *wfv1.Workflow, nodeID string, node wfv1.NodeStatus, pol approvalPolicy, approvers []string, decided, digest string) tally {
 	bind := binding(wf, nodeID)
-	var approvals, rejections []string
+	var approvals, rejections, otherCandidate []string
 	reasons := map[string]string{}
 	for k, v := range wf.Annotations {
 		r, ok := parseRecord(k, v)
 		if !ok || r.For != bind {
+			continue
+		}
+		if digest != "" && r.Digest != digest {
+			otherCandidate = append(otherCandidate, NormalIdentity(r.User))
 			continue
 		}
 		who := NormalIdentity(r.User)
@@ -153,6 +184,10 @@ func count(wf *wfv1.Workflow, nodeID string, node wfv1.NodeStatus, pol approvalP
 	}
 	sub := submitter(wf)
 	var counted, skipped []string
+	sort.Strings(otherCandidate)
+	for _, who := range otherCandidate {
+		skipped = append(skipped, who+" decided on another candidate")
+	}
 	seen := map[string]bool{}
 	for _, who := range approvals {
 		switch {

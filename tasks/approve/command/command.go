@@ -183,6 +183,7 @@ func New(newClients ClientsFunc) *cli.App {
 					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&verify.Timeout},
 						Usage: "the approval suspend's duration, as the suspend has it (seconds or e.g. 24h); a node that ran this long expired: rejected, whatever else it says"},
 					&cli.StringFlag{Name: "audit-uri", Destination: &verify.AuditURI, Usage: "prefix for the audit record <run>.json"},
+					&cli.StringFlag{Name: "model-digest", Destination: &verify.ModelDigest, Usage: "the candidate's digest (publish's model-digest): decisions made on another candidate do not count"},
 				}, candidateFlags(&verify.Candidate)...), store.Flags()...)...),
 				Action: func(c *cli.Context) error {
 					if verify.Run == "" {
