@@ -304,6 +304,13 @@ func TestFourEyesOnARealRun(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	f.people()
+	// The approval webhook's URL is a secret, and unreachable here: the run must go on to the
+	// approval anyway (notified=false), and the URL must appear in no log, argument or status.
+	const token = "T0KEN-e2e-webhook-secret"
+	if _, err := kube.CoreV1().Secrets(f.ns).Create(f.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "gantry-notify"},
+		StringData: map[string]string{"url": "http://127.0.0.1:9/hooks/" + token}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	out, err := f.argoAs(alice, f.submitArgs("min-approvals=2", "forbid-self-approval=true")...)
 	if err != nil {
 		t.Fatalf("alice submits: %v", err)
@@ -332,6 +339,16 @@ func TestFourEyesOnARealRun(t *testing.T) {
 		t.Errorf("verify-approval: %s, %q; want rejected: 1 of 2, alice submitted the run", output(w, "verify-approval(0)", "decision"), reason)
 	}
 	f.notPromoted()
+	if n := output(w, "request-approval(0)", "notified"); n != "false" {
+		t.Errorf("request-approval notified=%q with an unreachable webhook, want false", n)
+	}
+	req := nodePod(t, f, run, w.Status.Nodes.FindByDisplayName("request-approval(0)").ID)
+	logs, _ := kube.CoreV1().Pods(f.ns).GetLogs(req.Name, &corev1.PodLogOptions{Container: "main"}).DoRaw(f.ctx)
+	status, _ := json.Marshal(w)
+	spec, _ := json.Marshal(req.Spec)
+	if strings.Contains(string(logs)+string(status)+string(spec), token) || !strings.Contains(string(logs), "127.0.0.1:9") {
+		t.Errorf("the webhook's secret URL leaked (or the request was not logged by host): logs %s", logs)
+	}
 }
 
 func aliceApprover(f *fixture) *approve.Approver {
