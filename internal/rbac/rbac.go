@@ -15,7 +15,7 @@ type Rule struct {
 	Why       string
 }
 
-// Account is one ServiceAccount, the templates that run as it and what it may do.
+// Account is one ServiceAccount, the template that runs as it and what it may do.
 type Account struct {
 	Name string
 	// Templates are "binary/template" of the Argo templates (and Tekton Tasks) running as it;
@@ -40,6 +40,20 @@ var ExecutorRule = Rule{Group: "argoproj.io", Resources: []string{"workflowtaskr
 
 var podLogs = Rule{Group: "", Resources: []string{"pods/log"}, Verbs: []string{"get"}, Why: "logs of the pods it started (training output; a crashing server's last lines)"}
 
+var (
+	deployRules = []Rule{
+		{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "create", "patch"},
+			Why: "server-side apply (patch; create when new) the environment's Deployment and watch its rollout"},
+		{Group: "", Resources: []string{"services"}, Verbs: []string{"create", "patch"}, Why: "server-side apply (patch; create when new) the environment's Service"},
+		{Group: "", Resources: []string{"pods"}, Verbs: []string{"list"}, Why: "a failed rollout's pod states, for its reason"},
+		podLogs,
+	}
+	teardownRules = []Rule{
+		{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"delete"}, Why: "delete the environment's Deployment"},
+		{Group: "", Resources: []string{"services"}, Verbs: []string{"delete"}, Why: "delete the environment's Service"},
+	}
+)
+
 // Accounts are every ServiceAccount gantry's templates use, in file order.
 func Accounts() []Account {
 	return []Account{
@@ -52,27 +66,20 @@ func Accounts() []Account {
 					Why: "the Job's own scoped S3 credentials (<job>-s3): write them, and make the Job own them"},
 				podLogs,
 			}},
-		{Name: "gantry-publish", Templates: []string{"model-publisher/publish", "model-publisher/record"}, Executor: true,
-			Why: "model-publisher publish, record: object storage only"},
-		{Name: "gantry-deploy", Templates: []string{"model-publisher/deploy", "model-publisher/rollback"}, Executor: true, Why: "model-publisher deploy, rollback",
-			Rules: []Rule{
-				{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "create", "patch"},
-					Why: "server-side apply (patch; create when new) the environment's Deployment and watch its rollout"},
-				{Group: "", Resources: []string{"services"}, Verbs: []string{"create", "patch"}, Why: "server-side apply (patch; create when new) the environment's Service"},
-				{Group: "", Resources: []string{"pods"}, Verbs: []string{"list"}, Why: "a failed rollout's pod states, for its reason"},
-				podLogs,
-			}},
-		{Name: "gantry-teardown", Templates: []string{"model-publisher/teardown"}, Executor: true, Why: "model-publisher teardown",
-			Rules: []Rule{
-				{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"delete"}, Why: "delete the environment's Deployment"},
-				{Group: "", Resources: []string{"services"}, Verbs: []string{"delete"}, Why: "delete the environment's Service"},
-			}},
+		{Name: "gantry-publish", Templates: []string{"model-publisher/publish"}, Executor: true, Why: "model-publisher publish: object storage only"},
+		{Name: "gantry-record", Templates: []string{"model-publisher/record"}, Executor: true, Why: "model-publisher record: object storage only"},
+		{Name: "gantry-deploy", Templates: []string{"model-publisher/deploy"}, Executor: true, Why: "model-publisher deploy", Rules: deployRules},
+		// Rollback runs deploy's apply and, when there is no earlier model, teardown: it needs both.
+		{Name: "gantry-rollback", Templates: []string{"model-publisher/rollback"}, Executor: true, Why: "model-publisher rollback (deploy's apply, teardown's delete)",
+			Rules: append(append([]Rule{}, deployRules...), teardownRules...)},
+		{Name: "gantry-teardown", Templates: []string{"model-publisher/teardown"}, Executor: true, Why: "model-publisher teardown", Rules: teardownRules},
 		{Name: "gantry-evaluate", Templates: []string{"canary-evaluator/evaluate"}, Executor: true, Why: "canary-evaluator: HTTP and object storage only"},
-		{Name: "gantry-approval-step", Templates: []string{"approver/request", "approver/verify", "approver/conclude"}, Executor: true,
-			Why: "approver request, verify, conclude: reads the run, never writes it",
+		{Name: "gantry-request", Templates: []string{"approver/request"}, Executor: true, Why: "approver request: the webhook only; its candidate is a result, not a write to the run"},
+		{Name: "gantry-verify", Templates: []string{"approver/verify"}, Executor: true, Why: "approver verify: reads the run, never writes it",
 			Rules: []Rule{
-				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "verify: read the approval node of its own run"},
+				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "read the approval node of its own run"},
 			}},
+		{Name: "gantry-conclude", Templates: []string{"approver/conclude"}, Executor: true, Why: "approver conclude: no API at all"},
 		{Name: "gantry-approval-wait", Templates: []string{"approver/wait"}, Executor: false, Why: "approver wait (Tekton): watch for the decision object",
 			Rules: []Rule{
 				{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"list", "watch"}, Why: "watch for the run's decision ConfigMap"},

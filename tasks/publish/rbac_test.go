@@ -16,7 +16,9 @@ var apiCalls = rbactest.New()
 func TestMain(m *testing.M) {
 	os.Exit(rbactest.Main(m, apiCalls,
 		rbactest.Check{Account: rbac.AccountFor("model-publisher", "deploy")},
+		rbactest.Check{Account: rbac.AccountFor("model-publisher", "rollback"), Entries: []string{"publish.(*Deployer).Rollback"}, Composed: true},
 		rbactest.Check{Account: rbac.AccountFor("model-publisher", "teardown"), Entries: []string{"publish.(*Deployer).Teardown"}},
-		rbactest.Check{Account: rbac.AccountFor("model-publisher", "publish"), Entries: []string{"publish.Publish", "publish.(*Publisher)", "publish.RecordRun"}},
+		rbactest.Check{Account: rbac.AccountFor("model-publisher", "publish"), Entries: []string{"publish.(*Publisher).Publish"}},
+		rbactest.Check{Account: rbac.AccountFor("model-publisher", "record"), Entries: []string{"publish.(*Publisher).Record"}},
 	))
 }
