@@ -3,9 +3,14 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
@@ -32,18 +37,28 @@ func historyURI(registry, model, env string) string {
 }
 
 func readHistory(ctx context.Context, s objstore.Store, registry, model, env string) (*History, error) {
-	b, err := objstore.ReadAll(ctx, s, historyURI(registry, model, env), 16<<20)
+	h, _, err := readHistoryVersion(ctx, s, registry, model, env)
+	return h, err
+}
+
+// readHistoryVersion reads the history and its version ("" when there is none yet).
+func readHistoryVersion(ctx context.Context, s objstore.Store, registry, model, env string) (*History, string, error) {
+	c, ok := s.(objstore.Conditional)
+	if !ok {
+		return nil, "", fmt.Errorf("reading %s history: the store has no conditional writes", env)
+	}
+	b, version, err := c.ReadVersion(ctx, historyURI(registry, model, env), 16<<20)
 	if objstore.IsNotExist(err) {
-		return &History{Model: model, Environment: env}, nil
+		return &History{Model: model, Environment: env}, "", nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s history: %w", env, err)
+		return nil, "", fmt.Errorf("reading %s history: %w", env, err)
 	}
 	var h History
 	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("%s history is corrupt: %w", env, err)
+		return nil, "", fmt.Errorf("%s history is corrupt: %w", env, err)
 	}
-	return &h, nil
+	return &h, version, nil
 }
 
 // live is the stack of models the environment can return to, the current one on top: a
@@ -85,19 +100,36 @@ func (h *History) previous() (HistoryEntry, bool) {
 	return st[len(st)-2], true
 }
 
-// appendHistory records the model as live unless it already is (idempotent re-deploy).
+// appendHistory records the model as live unless it already is (idempotent re-deploy). It is a
+// compare-and-swap on the history object (S3 If-Match / If-None-Match), retried on conflict, so
+// concurrent deploys never lose an entry.
 func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time, rollback bool) (bool, error) {
-	h, err := readHistory(ctx, s, o.RegistryURI, o.ModelName, o.Environment)
+	uri := historyURI(o.RegistryURI, o.ModelName, o.Environment)
+	c, ok := s.(objstore.Conditional)
+	if !ok {
+		return false, fmt.Errorf("writing %s history: the store has no conditional writes", o.Environment)
+	}
+	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 1, Steps: 12, Cap: 2 * time.Second}
+	var changed bool
+	err := retry.OnError(backoff, func(err error) bool { return errors.Is(err, objstore.ErrConflict) }, func() error {
+		h, version, err := readHistoryVersion(ctx, s, o.RegistryURI, o.ModelName, o.Environment)
+		if err != nil {
+			return err
+		}
+		if n := len(h.Entries); n > 0 && h.Entries[n-1].ModelURI == o.ModelURI {
+			changed = false
+			return nil
+		}
+		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback})
+		b, _ := json.MarshalIndent(h, "", "  ")
+		changed = true
+		return c.PutIf(ctx, uri, b, version)
+	})
+	if errors.Is(err, objstore.ErrConflict) {
+		return false, exitcode.Retryable(fmt.Errorf("writing %s history: still changing under us after %d attempts: %w", o.Environment, backoff.Steps, err))
+	}
 	if err != nil {
-		return false, err
-	}
-	if n := len(h.Entries); n > 0 && h.Entries[n-1].ModelURI == o.ModelURI {
-		return false, nil
-	}
-	h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback})
-	b, _ := json.MarshalIndent(h, "", "  ")
-	if err := objstore.PutBytes(ctx, s, historyURI(o.RegistryURI, o.ModelName, o.Environment), b); err != nil {
 		return false, fmt.Errorf("writing %s history: %w", o.Environment, err)
 	}
-	return true, nil
+	return changed, nil
 }
