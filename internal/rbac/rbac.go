@@ -64,6 +64,8 @@ func Accounts() []Account {
 				{Group: "", Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}, Why: "the training pod's state (fail-fast reasons) and which pod's logs to follow"},
 				{Group: "", Resources: []string{"secrets"}, Verbs: []string{"create", "update", "patch"},
 					Why: "the Job's own scoped S3 credentials (<job>-s3): write them, and make the Job own them"},
+				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"},
+					Why: "on a cancel, is its run stopping (delete the Job) or only this pod (keep it for the retry)?"},
 				podLogs,
 			}},
 		{Name: "gantry-publish", Templates: []string{"model-publisher/publish"}, Executor: true, Why: "model-publisher publish: object storage only"},

@@ -437,6 +437,7 @@ func TestArgoRunStopping(t *testing.T) {
 		wf("terminated", map[string]any{"shutdown": "Terminate"}, map[string]any{"phase": "Running"}),
 		wf("stopped", map[string]any{"shutdown": "Stop"}, map[string]any{"phase": "Running"}),
 		wf("failed", map[string]any{}, map[string]any{"phase": "Failed"}))
+	apiCalls.Attach(client)
 	for name, want := range map[string]bool{"running": false, "terminated": true, "stopped": true, "failed": true, "gone": true} {
 		got, err := ArgoRunStopping(client, ns, name)(context.Background())
 		if err != nil || got != want {
