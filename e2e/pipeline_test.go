@@ -15,6 +15,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -450,4 +451,44 @@ func nodeMessages(w *wfv1.Workflow) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// Given a training that fails on its first attempt, when the run is retried with `argo retry`,
+// then the failed Job is replaced and training runs again; and when that attempt's pod is evicted
+// (the Eviction API, as a node drain does), the Job replaces the pod without spending its backoff
+// and the run goes on to the approval.
+func TestTrainingRetriesAfterAFailureAndSurvivesAnEviction(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit("hyperparameters=epochs=2,learning-rate=0.001,batch-size=128,fail-attempts=1")
+	w := f.waitRun(run, toApproval, "run failed at training", phaseIs(wfv1.WorkflowFailed))
+	if n := w.Status.Nodes.FindByDisplayName("train(0)"); n == nil || n.Phase != wfv1.NodeFailed {
+		t.Fatalf("training did not fail on its first attempt: %s", summary(w))
+	}
+	job := output(w, "train(0)", "job-name")
+	if job == "" {
+		job = run + "-train"
+	}
+	f.argo("retry", run)
+	sel := "gantry.dev/job=" + job
+	pod := f.waitPod(sel, toApproval, "second attempt training", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil
+	})
+	if err := kube.PolicyV1().Evictions(f.ns).Evict(f.ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: f.ns}}); err != nil {
+		t.Fatalf("evicting %s: %v", pod.Name, err)
+	}
+	t.Logf("evicted %s", pod.Name)
+	f.waitRun(run, toApproval, "approval waiting after the retry and the eviction", nodeIs("approval", wfv1.NodeRunning))
+	f.argo("terminate", run)
+	j, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, job, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Annotations["gantry.dev/attempt"] != "2" {
+		t.Errorf("Job %s attempt %q, want 2 (the failed first attempt replaced)", job, j.Annotations["gantry.dev/attempt"])
+	}
+	pods, _ := kube.CoreV1().Pods(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: sel})
+	if len(pods.Items) < 2 {
+		t.Errorf("%d pods for the second attempt, want the evicted one and its replacement", len(pods.Items))
+	}
 }

@@ -59,6 +59,8 @@ func newApp() *cli.App {
 		&cli.IntFlag{Name: "train-limit", EnvVars: hp("train-limit"), Destination: &o.TrainLimit, Usage: "train on the first N images only, for quick runs (0: all 60000)"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, EnvVars: hp("seed"), Destination: &o.Seed, Usage: "random seed; the same seed gives the same model"},
 		&cli.IntFlag{Name: "threads", Destination: &o.Workers, Usage: "worker goroutines (default: all cores); does not change the result"},
+		&cli.IntFlag{Name: "fail-attempts", EnvVars: hp("fail-attempts"), Destination: &o.FailAttempts,
+			Usage: "fail the first N attempts on purpose, before training (tests the pipeline's retries; markers under --output-uri, removed by the attempt that trains)"},
 	}
 	return &cli.App{
 		Name:  "fashion-trainer",

@@ -63,3 +63,27 @@ func TestBadInputExit2(t *testing.T) {
 		}
 	}
 }
+
+// --fail-attempts 2: the first two attempts fail (exit 1) before training, the third trains, and
+// no marker is left in the output the pipeline publishes.
+func TestFailAttemptsFailsTheFirstAttemptsOnly(t *testing.T) {
+	data := testenv.FashionMNIST(t)
+	out := t.TempDir()
+	args := []string{"--dataset-uri=" + data, "--output-uri=file://" + out + "/", "--train-limit=500", "--hidden=16", "--epochs=1", "--fail-attempts=2"}
+	for attempt := 1; attempt <= 2; attempt++ {
+		if code, stderr := runApp(args...); code != 1 || !bytes.Contains([]byte(stderr), []byte("fails on purpose")) {
+			t.Fatalf("attempt %d: exit %d (%s), want 1 on purpose", attempt, code, stderr)
+		}
+	}
+	if code, stderr := runApp(args...); code != 0 {
+		t.Fatalf("attempt 3: exit %d: %s", code, stderr)
+	}
+	entries, _ := os.ReadDir(out)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 3 {
+		t.Errorf("output holds %v, want only the model, config and metrics", names)
+	}
+}

@@ -89,7 +89,8 @@ func ScopePolicy(datasetURI, outputURI string) (string, error) {
 			return "", fmt.Errorf("--dataset-uri: %w", err)
 		}
 	}
-	if err := add(outputURI, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"); err != nil {
+	// Delete too: a trainer may clean up what an earlier attempt of its own left there.
+	if err := add(outputURI, "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"); err != nil {
 		return "", fmt.Errorf("--output-uri: %w", err)
 	}
 	b, _ := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": st})
@@ -122,7 +123,13 @@ func (l *Launcher) writeScopedSecret(ctx context.Context, o *Options) error {
 	secrets := l.client.CoreV1().Secrets(o.Namespace)
 	_, err = secrets.Create(ctx, s, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
+		// Left by a launcher that died before its Job, or owned by a failed Job being replaced:
+		// the update drops its owner (the garbage collector must not take it with the old Job);
+		// if the collector was first, create it anew.
 		_, err = secrets.Update(ctx, s, metav1.UpdateOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = secrets.Create(ctx, s, metav1.CreateOptions{})
+		}
 	}
 	if err != nil {
 		return kube.Classify("writing the training Job's credentials Secret "+s.Name, err)

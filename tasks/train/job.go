@@ -18,7 +18,11 @@ const (
 	LabelJob       = "gantry.dev/job"
 	LabelTask      = "gantry.dev/task"
 	AnnotationSpec = "gantry.dev/spec-hash"
-	ContainerName  = "trainer"
+	// AnnotationAttempt counts the Jobs this name has had: a failed one is replaced on a retry.
+	AnnotationAttempt = "gantry.dev/attempt"
+	// AnnotationReplaces is the UID of the failed Job this one replaced.
+	AnnotationReplaces = "gantry.dev/replaces"
+	ContainerName      = "trainer"
 )
 
 // buildJob renders the Job for o. The spec hash annotation lets a re-attaching
@@ -67,7 +71,16 @@ func buildJob(o *Options) *batchv1.Job {
 		envFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: o.EnvFromSecret}}}}
 	}
 	spec := batchv1.JobSpec{
-		BackoffLimit:          ptr.To(int32(o.BackoffLimit)),
+		BackoffLimit: ptr.To(int32(o.BackoffLimit)),
+		// A pod lost to a disruption (eviction, drain, preemption: DisruptionTarget) is replaced
+		// without counting against the backoff limit; a trainer that exits non-zero fails the Job
+		// at once, whatever the limit (its error is not going to go away by itself).
+		PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
+			{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
+				{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
+			{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+				ContainerName: ptr.To(ContainerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpNotIn, Values: []int32{0}}},
+		}},
 		ActiveDeadlineSeconds: ptr.To(int64(o.Timeout.Seconds())),
 		Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Labels: labels},

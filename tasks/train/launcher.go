@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -192,8 +193,52 @@ func (l *Launcher) createOrAttach(ctx context.Context, want *batchv1.Job, before
 		return nil, false, exitcode.Invalidf("job %s/%s already exists with a different spec (spec-hash %q, want %q): choose another --job-name or delete it",
 			want.Namespace, want.Name, h, want.Annotations[AnnotationSpec])
 	}
+	if jobFailedFor(got) && want.Annotations[AnnotationReplaces] == "" {
+		// The Job of an earlier attempt failed (argo retry, a retried step): this attempt trains
+		// anew. Only that Job is deleted (UID precondition), so two launchers cannot delete each
+		// other's fresh Job; the loser of the create race attaches to the winner's.
+		attempt := attemptOf(got) + 1
+		l.log.Info("the training Job of an earlier attempt failed: replacing it", "job", want.Name, "attempt", attempt)
+		err := jobs.Delete(ctx, got.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &got.UID},
+			PropagationPolicy: ptrTo(metav1.DeletePropagationBackground)})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return nil, false, kube.Classify("deleting failed job "+want.Name, err)
+		}
+		gone := func(ctx context.Context) (bool, error) {
+			j, err := jobs.Get(ctx, want.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			return err == nil && j.UID != got.UID, nil
+		}
+		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, gone); err != nil {
+			return nil, false, exitcode.Retryable(fmt.Errorf("waiting for the failed job %s to go: %w", want.Name, err))
+		}
+		next := want.DeepCopy()
+		next.Annotations[AnnotationAttempt] = strconv.Itoa(attempt)
+		next.Annotations[AnnotationReplaces] = string(got.UID)
+		return l.createOrAttach(ctx, next, beforeCreate)
+	}
 	l.log.Info("re-attached to existing training job", "job", want.Name, "namespace", want.Namespace)
 	return got, true, nil
+}
+
+// jobFailedFor reports whether the Job ended Failed.
+func jobFailedFor(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// attemptOf is the Job's attempt number (1 for the first).
+func attemptOf(j *batchv1.Job) int {
+	if n, err := strconv.Atoi(j.Annotations[AnnotationAttempt]); err == nil && n > 0 {
+		return n
+	}
+	return 1
 }
 
 func (l *Launcher) deleteJob(ctx context.Context, o *Options, why string) {

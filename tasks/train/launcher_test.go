@@ -553,3 +553,56 @@ func TestCompactMetricsFitsResult(t *testing.T) {
 		t.Errorf("compact metrics = %d bytes: %s", len(got), got)
 	}
 }
+
+// A retried step (argo retry, the template's retry) finds the Job of the failed attempt: it
+// replaces that Job — only that one, by UID — and trains again, instead of failing at once.
+func TestFailedJobIsReplacedByTheNextAttempt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	o := f.opts()
+	failed := buildJob(&o)
+	failed.UID = "uid-attempt-1"
+	failed.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "PodFailurePolicy"}}
+	if err := f.client.Tracker().Add(failed); err != nil {
+		t.Fatal(err)
+	}
+	var deletedWith *metav1.DeleteOptions
+	f.client.PrependReactor("delete", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		opts := a.(k8stesting.DeleteActionImpl).DeleteOptions
+		deletedWith = &opts
+		return false, nil, nil
+	})
+	ch := f.start(context.Background(), o)
+	f.watching()
+	job := f.job()
+	if job.UID == "uid-attempt-1" || job.Annotations[AnnotationAttempt] != "2" || job.Annotations[AnnotationReplaces] != "uid-attempt-1" || jobFailedFor(job) {
+		t.Fatalf("after the retry: job uid %s annotations %v conditions %v; want a fresh attempt 2", job.UID, job.Annotations, job.Status.Conditions)
+	}
+	if deletedWith == nil || deletedWith.Preconditions == nil || *deletedWith.Preconditions.UID != "uid-attempt-1" {
+		t.Errorf("the failed Job was deleted with %+v, want a UID precondition", deletedWith)
+	}
+	f.writeModel(`{"test_accuracy":0.9}`)
+	f.setJobCondition(batchv1.JobComplete, "", "")
+	if r := awaitRun(t, ch); r.err != nil || r.res.Reattached {
+		t.Errorf("retry: %+v %v, want a fresh successful training", r.res, r.err)
+	}
+}
+
+// Disruptions (eviction, drain, preemption) do not count against the backoff; a trainer that
+// exits non-zero fails the Job at once.
+func TestJobSurvivesDisruptionsAndFailsFastOnItsOwnErrors(t *testing.T) {
+	t.Parallel()
+	o := Options{Namespace: ns, JobName: "run-1-train", Image: "registry.local/trainer@sha256:abc", Timeout: time.Hour}
+	p := buildJob(&o).Spec.PodFailurePolicy
+	if p == nil || len(p.Rules) != 2 {
+		t.Fatalf("podFailurePolicy %+v", p)
+	}
+	ignore, fail := p.Rules[0], p.Rules[1]
+	if ignore.Action != batchv1.PodFailurePolicyActionIgnore || len(ignore.OnPodConditions) != 1 || ignore.OnPodConditions[0].Type != corev1.DisruptionTarget {
+		t.Errorf("first rule %+v: want Ignore on DisruptionTarget", ignore)
+	}
+	if fail.Action != batchv1.PodFailurePolicyActionFailJob || fail.OnExitCodes == nil || *fail.OnExitCodes.ContainerName != ContainerName ||
+		fail.OnExitCodes.Operator != batchv1.PodFailurePolicyOnExitCodesOpNotIn {
+		t.Errorf("second rule %+v: want FailJob on the trainer's non-zero exit", fail)
+	}
+}

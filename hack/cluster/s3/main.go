@@ -89,7 +89,7 @@ func run(args []string) error {
 }
 
 // user creates (or resets) a MinIO user whose one policy allows exactly the grants: read (get,
-// list) or write (get, put, list) under each prefix. The local cluster's credentials per role:
+// list) or write (get, put, delete, list) under each prefix. The local cluster's credentials per role:
 // the model servers read the registry; the training launcher and the canary read the datasets
 // and write runs/.
 func user(ctx context.Context, host string, secure bool, name, password string, grants []string) error {
@@ -106,7 +106,7 @@ func user(ctx context.Context, host string, secure bool, name, password string, 
 		}
 		actions := `"s3:GetObject"`
 		if mode == "write" {
-			actions += `,"s3:PutObject","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"`
+			actions += `,"s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"`
 		}
 		st = append(st, fmt.Sprintf(`{"Effect":"Allow","Action":[%s],"Resource":["arn:aws:s3:::%s/%s*"]}`, actions, u.Bucket, u.Key),
 			fmt.Sprintf(`{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::%s"],"Condition":{"StringLike":{"s3:prefix":["%s*"]}}}`, u.Bucket, u.Key))

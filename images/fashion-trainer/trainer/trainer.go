@@ -22,7 +22,50 @@ type Options struct {
 	OutputURI  string
 	Hidden     []int
 	TrainLimit int // train on the first N images only (0: all)
+	// FailAttempts makes the first N attempts fail on purpose, before training (a test hook for
+	// the pipeline's retries). Attempts are counted with marker objects under OutputURI, which
+	// the attempt that goes on deletes: they never reach the published model.
+	FailAttempts int
 	mlp.TrainOptions
+}
+
+// failMarker is the object that records failed attempt n.
+func failMarker(out objstore.URI, n int) string {
+	return out.Join(fmt.Sprintf(".fail-attempt-%d", n)).String()
+}
+
+// failOnPurpose fails the first o.FailAttempts attempts.
+func failOnPurpose(ctx context.Context, s objstore.Store, o Options, log *slog.Logger) error {
+	if o.FailAttempts <= 0 {
+		return nil
+	}
+	out, err := objstore.Parse(o.OutputURI)
+	if err != nil {
+		return err
+	}
+	out = out.Dir()
+	done := 0
+	for done < o.FailAttempts {
+		if _, err := s.Stat(ctx, failMarker(out, done+1)); objstore.IsNotExist(err) {
+			break
+		} else if err != nil {
+			return err
+		}
+		done++
+	}
+	if done < o.FailAttempts {
+		if err := objstore.PutBytes(ctx, s, failMarker(out, done+1), []byte("failed on purpose\n")); err != nil {
+			return err
+		}
+		return fmt.Errorf("attempt %d of the first %d fails on purpose (--fail-attempts)", done+1, o.FailAttempts)
+	}
+	for n := 1; n <= done; n++ {
+		if err := s.Delete(ctx, failMarker(out, n)); err != nil {
+			return err
+		}
+	}
+	log.Info("the first attempts failed on purpose; this one trains", "failed", done)
+	return nil
 }
 
 // Metrics is metrics.json.
@@ -82,6 +125,9 @@ func (o Options) Validate() error {
 // Run trains and writes the outputs; metrics.json is written last.
 func Run(ctx context.Context, s objstore.Store, o Options, log *slog.Logger) (*Metrics, error) {
 	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if err := failOnPurpose(ctx, s, o, log); err != nil {
 		return nil, err
 	}
 	train, err := idx.Load(ctx, s, o.DatasetURI, "train", len(mlp.FashionClasses))
