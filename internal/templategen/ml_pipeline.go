@@ -103,7 +103,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			// The baseline is production when deploy-staging found one (empty: first deployment);
 			// a production that exists but does not answer fails the canary.
 			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", tp("deploy-staging", "production-endpoint"), "baseline-optional", "false",
-			"model-name", wp("model-name"),
+			"model-name", wp("model-name"), "model-digest", tp("publish", "model-digest"),
 			"dataset-uri", wp("dataset-uri"), "min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"),
 			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/")},
 		{Name: "canary-verdict", Depends: "canary", TemplateRef: ref("approver", "conclude"),
@@ -123,7 +123,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
 		{Name: "promote", Depends: "approval-verdict", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("production")},
 		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
-			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "dataset-uri", wp("dataset-uri"), "limit", "500",
+			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", tp("publish", "model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
 			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
 		{Name: "rollback", Depends: "smoke", When: tp("smoke", "verdict") + " == fail", TemplateRef: ref("model-publisher", "rollback"),
 			Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),

@@ -138,7 +138,7 @@ func rawTasks() []Task {
 		{Binary: "model-publisher", Template: "teardown", Subcommand: []string{"teardown"}, Description: "Delete an environment's Deployment and Service.",
 			Params: []Param{req("environment"), def("model-name")}, Retry: true},
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
-			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("protocol"), req("dataset-uri"),
+			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
 				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), s3Endpoint, runsSecret},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "p99-ms", "reason", "report-uri"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{

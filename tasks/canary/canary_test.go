@@ -263,3 +263,37 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// The canary scores only the candidate: an endpoint that serves another model (another run's, in
+// a shared staging) or does not say which is refused without a single prediction.
+func TestCanaryRefusesAnEndpointServingAnotherModel(t *testing.T) {
+	m, _, data := trainedModel(t)
+	s := serving.New("fashion-mnist")
+	s.SetModel(m, "1", "sha256:candidate")
+	var predictions atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			predictions.Add(1)
+		}
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	o := opts(ts.URL, data)
+	o.Limit, o.MinAccuracy, o.ReportURI = 200, 0.5, "file://"+t.TempDir()+"/"
+	o.ModelDigest = "sha256:candidate"
+	if r := evaluate(t, o); r.Verdict != Pass || r.Candidate.ModelDigest != "sha256:candidate" {
+		t.Fatalf("the candidate itself: %s (%s), digest %q", r.Verdict, r.Reason, r.Candidate.ModelDigest)
+	}
+	predictions.Store(0)
+	o.ModelDigest = "sha256:another-runs-model"
+	r := evaluate(t, o)
+	if r.Verdict != Fail || !strings.Contains(r.Reason, "serves a model with digest sha256:candidate, not the candidate sha256:another-runs-model") {
+		t.Errorf("another model: %s (%s)", r.Verdict, r.Reason)
+	}
+	if predictions.Load() != 0 || r.Candidate.Samples != 0 {
+		t.Errorf("%d predictions made on a model that is not the candidate", predictions.Load())
+	}
+	if r.Values()["verdict"] != Fail {
+		t.Errorf("results %v", r.Values())
+	}
+}

@@ -25,6 +25,7 @@ const (
 // Score is one endpoint's performance on the samples.
 type Score struct {
 	Endpoint       string       `json:"endpoint"`
+	ModelDigest    string       `json:"modelDigest,omitempty"` // what the endpoint said it serves (checked against --model-digest)
 	Samples        int          `json:"samples"`
 	Answered       int          `json:"answered"`
 	Correct        int          `json:"correct"`
@@ -133,9 +134,33 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	}
 	client := newClient(base, o)
 	rep := &Report{Model: o.ModelName, Protocol: o.Protocol, Dataset: o.DatasetURI, Digest: data.Digest, Seed: o.Seed, Created: time.Now().UTC()}
+	if o.ModelDigest != "" {
+		served, err := servedDigest(ctx, client, o.Endpoint, o.ModelName)
+		if err != nil {
+			return nil, err
+		}
+		rep.Candidate.ModelDigest, rep.Candidate.Endpoint = served, o.Endpoint
+		if served != o.ModelDigest {
+			// A result, not a crash: the run fails with the reason, nothing is scored.
+			what := "a model with digest " + served
+			if served == "" {
+				what = "a model that does not name its digest"
+			}
+			rep.Verdict = Fail
+			rep.Reason = fmt.Sprintf("canary refused: %s serves %s, not the candidate %s (another run's model?)", o.Endpoint, what, o.ModelDigest)
+			e.log.Warn("verdict", "verdict", rep.Verdict, "reason", rep.Reason)
+			if o.ReportURI != "" {
+				if err := e.writeReport(ctx, rep, o.ReportURI); err != nil {
+					return rep, err
+				}
+			}
+			return rep, nil
+		}
+	}
 	e.log.Info("scoring candidate", "endpoint", o.Endpoint, "samples", len(sample), "batch", o.BatchSize, "concurrency", o.Concurrency)
+	served := rep.Candidate.ModelDigest
 	rep.Candidate = e.score(ctx, newPredictor(client, strings.TrimRight(o.Endpoint, "/"), o.ModelName, o.Protocol), data, sample, o)
-	rep.Candidate.Endpoint = o.Endpoint
+	rep.Candidate.Endpoint, rep.Candidate.ModelDigest = o.Endpoint, served
 	if o.BaselineEndpoint != "" {
 		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
 		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol), data, sample, o)

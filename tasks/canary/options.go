@@ -24,16 +24,19 @@ type Options struct {
 	// request at all (e.g. no production model yet), saying so in the reason.
 	BaselineOptional bool
 	ModelName        string
-	BaselineModel    string // default ModelName
-	Protocol         string // v1 | v2
-	DatasetURI       string // prefix with the IDX files
-	Split            string // t10k (default) or train
-	Limit            int    // sample this many images (0: all)
-	Seed             uint64
-	BatchSize        int
-	Concurrency      int
-	RequestTimeout   time.Duration
-	Retries          int
+	// ModelDigest is the candidate the endpoint must serve (its v2 model metadata's digest);
+	// another model — another run's, in a shared staging — is refused without being scored.
+	ModelDigest    string
+	BaselineModel  string // default ModelName
+	Protocol       string // v1 | v2
+	DatasetURI     string // prefix with the IDX files
+	Split          string // t10k (default) or train
+	Limit          int    // sample this many images (0: all)
+	Seed           uint64
+	BatchSize      int
+	Concurrency    int
+	RequestTimeout time.Duration
+	Retries        int
 
 	MinAccuracy     float64
 	MaxP99Ms        float64

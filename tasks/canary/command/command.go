@@ -30,6 +30,8 @@ func New() *cli.App {
 		&cli.StringFlag{Name: "baseline-endpoint", Destination: &o.BaselineEndpoint, Usage: "production model server base URL; scored on the same samples for --max-accuracy-drop"},
 		&cli.BoolFlag{Name: "baseline-optional", Destination: &o.BaselineOptional, Usage: "skip the baseline gate when the baseline answers no request (first deployment)"},
 		&cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: &o.ModelName, Usage: "served model name"},
+		&cli.StringFlag{Name: "model-digest", Destination: &o.ModelDigest,
+			Usage: "the candidate's digest: the endpoint must say it serves it (v2 model metadata), else the canary fails without scoring (empty: not checked)"},
 		&cli.StringFlag{Name: "baseline-model-name", Destination: &o.BaselineModel, Usage: "baseline's served model name (default: --model-name)"},
 		&cli.StringFlag{Name: "protocol", Value: "v1", Destination: &o.Protocol, Usage: "v1 (TF Serving REST :predict) or v2 (KServe Open Inference Protocol /infer)"},
 		&cli.StringFlag{Name: "dataset-uri", Destination: &o.DatasetURI, Usage: "prefix holding the labelled IDX .gz files (file:// or s3://)"},
