@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/manifest"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -64,6 +66,18 @@ func (o *PublishOptions) Validate() error {
 		}
 		if _, err := objstore.Parse(u); err != nil {
 			return fmt.Errorf("--%s: %w", flag, err)
+		}
+	}
+	// Before anything is copied: a bad reference found after the version is committed would
+	// leave a published version whose artifact never got pushed.
+	if o.OCIRef != "" {
+		if _, err := name.NewRepository(o.OCIRef); err != nil {
+			return exitcode.Invalidf("--oci-ref %q: %v", o.OCIRef, err)
+		}
+	}
+	if o.OCIBase != "" {
+		if _, err := name.ParseReference(o.OCIBase); err != nil {
+			return exitcode.Invalidf("--oci-base %q: %v", o.OCIBase, err)
 		}
 	}
 	return nil

@@ -263,3 +263,17 @@ func TestOCIPushPullRoundTripIsReproducible(t *testing.T) {
 		t.Errorf("files in the artifact (-want +got):\n%s", diff)
 	}
 }
+
+// A bad --oci-ref is bad input before anything is copied: no version appears in the registry.
+func TestBadOCIRefWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	src := e.trainerOutput("run-oci", "weights")
+	_, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: src, RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: "Not A Repo!"})
+	if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "--oci-ref") {
+		t.Fatalf("bad --oci-ref: %v, want exit 2 naming the flag", err)
+	}
+	if files, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/"); len(files) != 0 {
+		t.Errorf("a bad --oci-ref left %d objects in the registry", len(files))
+	}
+}
