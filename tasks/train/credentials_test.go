@@ -40,10 +40,26 @@ func scopedOpts(f *fixture) Options {
 	return o
 }
 
+// withMinIO gives the fixture a real MinIO with the buckets of scopedOpts.
+func withMinIO(t *testing.T, f *fixture) {
+	t.Helper()
+	srv := testenv.StartMinIO(t)
+	srv.MakeBucket("models")
+	srv.MakeBucket("datasets")
+	s, err := objstore.New(&objstore.S3Config{Endpoint: srv.Endpoint, Creds: srv.Creds(), MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store = s
+}
+
 // startScoped runs a launcher with scoped credentials until it watches the Job, then stops it
 // (the Job stays: no --delete-on-cancel).
 func startScoped(t *testing.T, f *fixture, m Minter) runOut {
 	t.Helper()
+	if f.store == nil {
+		withMinIO(t, f)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := f.start(ctx, scopedOpts(f), WithMinter(m))
 	f.watching()
@@ -162,5 +178,23 @@ func TestSTSMinterScopesToTheRunsPrefix(t *testing.T) {
 	}
 	if err := put("datasets", "fashion-mnist/train.gz"); minio.ToErrorResponse(err).Code != "AccessDenied" {
 		t.Errorf("overwriting the dataset: %v, want AccessDenied", err)
+	}
+}
+
+// The output is checked before the Job exists: a missing bucket is bad input found in seconds,
+// not when training ends, and no Job (or credentials Secret) is created.
+func TestMissingOutputBucketIsBadInputBeforeAnyJob(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	withMinIO(t, f)
+	o := scopedOpts(f)
+	o.OutputURI = "s3://no-such-bucket/runs/run-1/model/"
+	m := &fakeMinter{}
+	r := awaitRun(t, f.start(context.Background(), o, WithMinter(m)))
+	if exitcode.Of(r.err) != exitcode.BadInput || !strings.Contains(r.err.Error(), "cannot be written") {
+		t.Fatalf("missing bucket: %v (exit %d), want exit 2 before training", r.err, exitcode.Of(r.err))
+	}
+	if f.creates() != 0 || m.count() != 0 {
+		t.Errorf("%d Jobs created, %d credentials minted for an output that cannot be written", f.creates(), m.count())
 	}
 }

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,26 @@ import (
 type ModelStore interface {
 	List(ctx context.Context, prefix string) ([]objstore.Info, error)
 	Open(ctx context.Context, uri string) (io.ReadCloser, error)
+	Put(ctx context.Context, uri string, r io.Reader, size int64) error
+	Delete(ctx context.Context, uri string) error
+}
+
+// probeOutput checks, before a Job exists, that the output can be written (and the probe removed
+// again): a missing bucket or missing rights would otherwise show only when training ends.
+func (l *Launcher) probeOutput(ctx context.Context, o *Options) error {
+	u, err := objstore.Parse(o.OutputURI)
+	if err != nil {
+		return err
+	}
+	probe := u.Dir().Join(".gantry-write-probe").String()
+	body := []byte("gantry checks the output is writable before training\n")
+	if err := l.store.Put(ctx, probe, bytes.NewReader(body), int64(len(body))); err != nil {
+		return fmt.Errorf("--output-uri %s cannot be written (checked before training): %w", o.OutputURI, err)
+	}
+	if err := l.store.Delete(ctx, probe); err != nil {
+		return fmt.Errorf("--output-uri %s: removing the write probe: %w", o.OutputURI, err)
+	}
+	return nil
 }
 
 // Result is what a finished training run reports.
@@ -102,7 +123,7 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 	if o.Namespace == "" {
 		return Result{}, exitcode.Invalidf("--namespace is required")
 	}
-	var beforeCreate func() error
+	beforeCreate := func() error { return l.probeOutput(ctx, &o) }
 	if o.ScopedCredentials {
 		if l.minter == nil {
 			return Result{}, exitcode.Invalidf("--scoped-credentials: no STS endpoint to mint them with")
@@ -113,7 +134,12 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 		// The Job reads its credentials from a Secret of its own, minted just before it is
 		// created (a re-attaching launcher finds the Job and mints nothing).
 		o.EnvFromSecret = CredentialsSecret(o.JobName)
-		beforeCreate = func() error { return l.writeScopedSecret(ctx, &o) }
+		beforeCreate = func() error {
+			if err := l.probeOutput(ctx, &o); err != nil {
+				return err
+			}
+			return l.writeScopedSecret(ctx, &o)
+		}
 	}
 	start := l.now()
 	want := buildJob(&o)

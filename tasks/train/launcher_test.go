@@ -39,6 +39,7 @@ type fixture struct {
 	watches chan string
 	logs    bytes.Buffer
 	mu      sync.Mutex
+	store   *objstore.Router // default: file:// only
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
@@ -79,7 +80,10 @@ type runOut struct {
 }
 
 func (f *fixture) start(ctx context.Context, o Options, opts ...Option) <-chan runOut {
-	store, _ := objstore.New(nil)
+	store := f.store
+	if store == nil {
+		store, _ = objstore.New(nil)
+	}
 	l := NewLauncher(f.client, store, append([]Option{WithPodLogs(&syncWriter{mu: &f.mu, w: &f.logs})}, opts...)...)
 	ch := make(chan runOut, 1)
 	go func() {
