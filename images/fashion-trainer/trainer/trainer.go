@@ -34,14 +34,17 @@ func failMarker(out objstore.URI, n int) string {
 	return out.Join(fmt.Sprintf(".fail-attempt-%d", n)).String()
 }
 
-// failOnPurpose fails the first o.FailAttempts attempts.
-func failOnPurpose(ctx context.Context, s objstore.Store, o Options, log *slog.Logger) error {
+// failOnPurpose fails the first o.FailAttempts attempts. The attempt that goes on returns a
+// cleanup that removes the markers once the model is written (a pod of that attempt that is
+// evicted and replaced still finds them, and goes on too).
+func failOnPurpose(ctx context.Context, s objstore.Store, o Options, log *slog.Logger) (func() error, error) {
+	none := func() error { return nil }
 	if o.FailAttempts <= 0 {
-		return nil
+		return none, nil
 	}
 	out, err := objstore.Parse(o.OutputURI)
 	if err != nil {
-		return err
+		return none, err
 	}
 	out = out.Dir()
 	done := 0
@@ -49,23 +52,25 @@ func failOnPurpose(ctx context.Context, s objstore.Store, o Options, log *slog.L
 		if _, err := s.Stat(ctx, failMarker(out, done+1)); objstore.IsNotExist(err) {
 			break
 		} else if err != nil {
-			return err
+			return none, err
 		}
 		done++
 	}
 	if done < o.FailAttempts {
 		if err := objstore.PutBytes(ctx, s, failMarker(out, done+1), []byte("failed on purpose\n")); err != nil {
-			return err
+			return none, err
 		}
-		return fmt.Errorf("attempt %d of the first %d fails on purpose (--fail-attempts)", done+1, o.FailAttempts)
-	}
-	for n := 1; n <= done; n++ {
-		if err := s.Delete(ctx, failMarker(out, n)); err != nil {
-			return err
-		}
+		return none, fmt.Errorf("attempt %d of the first %d fails on purpose (--fail-attempts)", done+1, o.FailAttempts)
 	}
 	log.Info("the first attempts failed on purpose; this one trains", "failed", done)
-	return nil
+	return func() error {
+		for n := 1; n <= done; n++ {
+			if err := s.Delete(ctx, failMarker(out, n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
 }
 
 // Metrics is metrics.json.
@@ -127,7 +132,8 @@ func Run(ctx context.Context, s objstore.Store, o Options, log *slog.Logger) (*M
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	if err := failOnPurpose(ctx, s, o, log); err != nil {
+	cleanup, err := failOnPurpose(ctx, s, o, log)
+	if err != nil {
 		return nil, err
 	}
 	train, err := idx.Load(ctx, s, o.DatasetURI, "train", len(mlp.FashionClasses))
@@ -171,6 +177,9 @@ func Run(ctx context.Context, s objstore.Store, o Options, log *slog.Logger) (*M
 	}
 	b, _ := json.MarshalIndent(met, "", "  ")
 	out, _ := objstore.Parse(o.OutputURI)
+	if err := cleanup(); err != nil { // before metrics.json, which says the output is complete
+		return nil, err
+	}
 	if err := objstore.PutBytes(ctx, s, out.Join(mlp.MetricsFile).String(), b); err != nil {
 		return nil, fmt.Errorf("writing metrics: %w", err)
 	}
