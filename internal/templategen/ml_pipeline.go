@@ -69,6 +69,12 @@ func args(kv ...string) wfv1.Arguments {
 	return a
 }
 
+// withArg adds one parameter to a.
+func withArg(a wfv1.Arguments, name, value string) wfv1.Arguments {
+	a.Parameters = append(a.Parameters, wfv1.Parameter{Name: name, Value: wfv1.AnyStringPtr(value)})
+	return a
+}
+
 func ref(binary, template string) *wfv1.TemplateRef {
 	return &wfv1.TemplateRef{Name: binary, Template: template}
 }
@@ -121,7 +127,9 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"))},
 		{Name: "approval-verdict", Depends: "verify-approval", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
-		{Name: "promote", Depends: "approval-verdict", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("production")},
+		// Compare-and-swap: promote replaces only the production model the canary compared against.
+		{Name: "promote", Depends: "approval-verdict", TemplateRef: ref("model-publisher", "deploy"),
+			Arguments: withArg(deployArgs("production"), "expect-live-digest", tp("canary", "baseline-digest"))},
 		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", tp("publish", "model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
 			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},

@@ -126,7 +126,8 @@ func rawTasks() []Task {
 			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
-				req("server-image"), def("replicas"), def("rollout-timeout"), set("server-s3-secret", ReadSecret), set("service-account", rbac.ModelServerAccount), s3Endpoint, s3Secret},
+				req("server-image"), def("replicas"), def("rollout-timeout"), set("server-s3-secret", ReadSecret), set("service-account", rbac.ModelServerAccount),
+				def("expect-live-digest"), s3Endpoint, s3Secret},
 			Results: []string{"endpoint", "previous-model-uri", "model-uri", "production-endpoint"}, Retry: true},
 		{Binary: "model-publisher", Template: "rollback", Subcommand: []string{"rollback"}, Description: "Return an environment to its previous model.",
 			Params: []Param{runName, req("environment"), req("registry-uri"), def("model-name"), req("server-image"), def("replicas"), def("rollout-timeout"),
@@ -140,7 +141,7 @@ func rawTasks() []Task {
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
 				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), s3Endpoint, runsSecret},
-			Results: []string{"verdict", "accuracy", "baseline-accuracy", "p99-ms", "reason", "report-uri"}, Retry: true,
+			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
 				{Name: "gantry_canary_accuracy", Help: "Canary accuracy of the candidate model", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}},
 					Gauge: &wfv1.Gauge{Value: "{{outputs.parameters.accuracy}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"},

@@ -297,3 +297,22 @@ func TestCanaryRefusesAnEndpointServingAnotherModel(t *testing.T) {
 		t.Errorf("results %v", r.Values())
 	}
 }
+
+// The canary reports which production model it compared against (promote's compare-and-swap
+// replaces only that one), and "none" when there was no production.
+func TestBaselineDigestIsWhatProductionServed(t *testing.T) {
+	m, _, data := trainedModel(t)
+	prod := serving.New("fashion-mnist")
+	prod.SetModel(m, "1", "sha256:production")
+	ts := httptest.NewServer(prod.Handler())
+	t.Cleanup(ts.Close)
+	o := opts(serve(t, m), data)
+	o.Limit, o.MinAccuracy = 100, 0.5
+	if got := evaluate(t, o).Values()["baseline-digest"]; got != NoBaseline {
+		t.Errorf("no production: baseline-digest %q, want %q", got, NoBaseline)
+	}
+	o.BaselineEndpoint = ts.URL
+	if got := evaluate(t, o).Values()["baseline-digest"]; got != "sha256:production" {
+		t.Errorf("baseline-digest %q, want what production serves", got)
+	}
+}

@@ -163,8 +163,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	rep.Candidate.Endpoint, rep.Candidate.ModelDigest = o.Endpoint, served
 	if o.BaselineEndpoint != "" {
 		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
+		// Which model production serves now: promote replaces only that one (compare-and-swap).
+		baseDigest, err := servedDigest(ctx, client, o.BaselineEndpoint, o.BaselineModel)
+		if err != nil && !o.BaselineOptional {
+			return nil, err
+		}
 		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol), data, sample, o)
-		b.Endpoint = o.BaselineEndpoint
+		b.Endpoint, b.ModelDigest = o.BaselineEndpoint, baseDigest
 		rep.Baseline = &b
 	}
 	if err := ctx.Err(); err != nil {
@@ -401,8 +406,18 @@ func (r *Report) Values() map[string]string {
 	if len(reason) > 1000 {
 		reason = reason[:1000]
 	}
+	// What production served when the canary compared against it: promote refuses to replace
+	// anything else ("none": there was no production; "": it did not say).
+	baseDigest := NoBaseline
+	if r.Baseline != nil {
+		baseDigest = r.Baseline.ModelDigest
+	}
 	return map[string]string{
 		"verdict": r.Verdict, "accuracy": fmt.Sprintf("%.4f", r.Candidate.Accuracy), "baseline-accuracy": base,
 		"p99-ms": fmt.Sprintf("%.2f", r.Candidate.LatencyMs.P99), "reason": reason, "report-uri": r.ReportURI,
+		"baseline-digest": baseDigest,
 	}
 }
+
+// NoBaseline is the baseline-digest result when there was no production to compare against.
+const NoBaseline = "none"

@@ -59,6 +59,10 @@ type DeployOptions struct {
 	ServiceAccount string
 	Run            string // the workflow that deployed it
 	RolloutTimeout time.Duration
+	// ExpectLive makes Deploy a compare-and-swap: it replaces only the model with this digest
+	// ("none": only when the environment serves nothing), or one already serving the candidate
+	// (a retried promote). Empty: not checked.
+	ExpectLive string
 }
 
 // Validate checks the options (bad input).
@@ -162,7 +166,31 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 		return nil, exitcode.Invalidf("--model-digest %s does not match the manifest of %s (%s)", o.ModelDigest, o.ModelURI, m.Digest)
 	}
 	o.ModelDigest, o.ModelVersion = m.Digest, m.Version
+	if o.ExpectLive != "" {
+		if err := d.checkLive(ctx, o); err != nil {
+			return nil, err
+		}
+	}
 	return d.apply(ctx, o, false)
+}
+
+// checkLive refuses to replace anything but the model the canary compared against.
+func (d *Deployer) checkLive(ctx context.Context, o DeployOptions) error {
+	name := Name(o.ModelName, o.Environment)
+	live := "none"
+	cur, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return kube.Classify("getting deployment "+name, err)
+	default:
+		live = cur.Annotations[AnnModelDigest]
+	}
+	if live == o.ExpectLive || live == o.ModelDigest {
+		return nil
+	}
+	return exitcode.With(exitcode.Failed, fmt.Errorf("%s changed since the canary (now %s, the canary compared against %s): not replacing it with %s",
+		o.Environment, live, o.ExpectLive, o.ModelDigest))
 }
 
 func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*Deployed, error) {

@@ -304,3 +304,52 @@ func TestFailedRolloutIsExplained(t *testing.T) {
 		t.Errorf("err = %v, want the crash loop explained with exit code and last logs", err)
 	}
 }
+
+// Promotion is a compare-and-swap: it replaces only the production model the canary compared
+// against (or nothing, "none"); an older approval never overwrites a newer production, and a
+// retried promote over its own model goes through.
+func TestPromoteReplacesOnlyWhatTheCanaryComparedAgainst(t *testing.T) {
+	e := newEnv(t)
+	c := fake.NewClientset()
+	apiCalls.Attach(c)
+	kubelet(t, c, "ml")
+	d := NewDeployer(c, e.store)
+	var vs []*Published
+	for i, w := range []string{"w1", "w2", "w3"} {
+		v, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("cas%d", i), w), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	promote := func(v *Published, expect string) error {
+		o := e.deployOpts("production")
+		o.ModelURI, o.ExpectLive = v.URI, expect
+		_, err := d.Deploy(e.ctx, o)
+		return err
+	}
+	live := func() string {
+		dep, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+		return dep.Annotations[AnnModelDigest]
+	}
+	if err := promote(vs[0], "none"); err != nil { // first deploy: there was no production
+		t.Fatal(err)
+	}
+	// Two runs' canaries both compared against v1; v3's promotion lands first.
+	if err := promote(vs[2], vs[0].Manifest.Digest); err != nil {
+		t.Fatal(err)
+	}
+	err := promote(vs[1], vs[0].Manifest.Digest)
+	if exitcode.Of(err) != exitcode.Failed || !strings.Contains(err.Error(), "changed since the canary (now "+vs[2].Manifest.Digest) {
+		t.Errorf("an older approval over a newer production: %v, want exit 1, production changed", err)
+	}
+	if live() != vs[2].Manifest.Digest {
+		t.Errorf("production serves %s, want v3 still", live())
+	}
+	if err := promote(vs[1], "none"); exitcode.Of(err) != exitcode.Failed {
+		t.Errorf("expecting no production where one runs: %v, want refused", err)
+	}
+	if err := promote(vs[2], vs[0].Manifest.Digest); err != nil { // v3's promote retried
+		t.Errorf("a retried promote over its own model: %v", err)
+	}
+}

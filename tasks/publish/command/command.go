@@ -153,6 +153,8 @@ func New(newKube KubeFunc) *cli.App {
 				Usage:       "serve a published version in an environment (server-side apply), wait for the rollout, record history",
 				Description: "Results: endpoint, previous-model-uri, model-uri.",
 				Flags: taskcli.Flags(serveFlags(&do), []cli.Flag{
+					&cli.StringFlag{Name: "expect-live-digest", Destination: &do.ExpectLive,
+						Usage: "deploy only over the model with this digest (\"none\": only where nothing is served): the canary's baseline-digest, so an older approval never replaces a newer production (empty: not checked)"},
 					&cli.StringFlag{Name: "model-uri", Destination: &do.ModelURI, Usage: "published version prefix (from publish's model-uri)"},
 					&cli.StringFlag{Name: "model-digest", Destination: &do.ModelDigest, Usage: "expected model digest (from publish's model-digest)"},
 				}, storeFlags, kubeFlags, common.Flags()),
