@@ -164,10 +164,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	if o.BaselineEndpoint != "" {
 		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
 		// Which model production serves now: promote replaces only that one (compare-and-swap).
-		baseDigest, err := servedDigest(ctx, client, o.BaselineEndpoint, o.BaselineModel)
-		if err != nil && !o.BaselineOptional {
-			return nil, err
-		}
+		// An unreachable baseline is judged by its scores below (a required one fails the canary).
+		baseDigest, _ := servedDigest(ctx, client, o.BaselineEndpoint, o.BaselineModel)
 		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol), data, sample, o)
 		b.Endpoint, b.ModelDigest = o.BaselineEndpoint, baseDigest
 		rep.Baseline = &b
