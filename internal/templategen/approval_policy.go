@@ -38,15 +38,8 @@ func ApprovalPolicy() []any {
 		return nodes + "[k].type == 'Suspend' && has(" + nodes + "[k].displayName) && " + nodes + "[k].displayName == 'approval'"
 	}
 	gantryKey := "(k.startsWith('decision.gantry.dev/') || k.startsWith('reason.gantry.dev/'))"
-	policy := &admissionv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: approvalPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
-		Spec: admissionv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionv1.Fail),
-			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
-				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
-				Rule:       admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
-			}}}},
+	policy := newPolicy(approvalPolicyName, admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
+		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "not-the-argo-controller", Expression: "request.userInfo.username != '" + ArgoControllerUser + "'"}},
 			Variables: []admissionv1.Variable{
 				v("argoServer", "request.userInfo.username == '"+ArgoServerUser+"'"),
@@ -103,20 +96,12 @@ func ApprovalPolicy() []any {
 					MessageExpression: "'" + submitterLabel + " must be your own name (' + variables.me + ') when the run is created, and never changes'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 			},
-		},
-	}
+		})
 	// Tekton has no suspend: a decision is a ConfigMap gantry-approval-<PipelineRun> that
 	// `approver approve|reject --tekton` creates and `approver wait` watches for. Only an
 	// approver of that PipelineRun may create it, only in their own name, and nobody may change it.
-	tektonPolicy := &admissionv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: tektonPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
-		Spec: admissionv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionv1.Fail),
-			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
-				Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
-				Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
-			}}}},
+	tektonPolicy := newPolicy(tektonPolicyName, admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "gantry-decision", Expression: "object.metadata.name.startsWith('" + TektonDecisionPrefix + "')"}},
 			Variables: []admissionv1.Variable{
 				v("run", "object.metadata.name.substring("+strconv.Itoa(len(TektonDecisionPrefix))+")"),
@@ -132,29 +117,35 @@ func ApprovalPolicy() []any {
 					MessageExpression: "'a decision must name who made it: decidedBy ' + request.userInfo.username",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 			},
-		},
+		})
+	return []any{policy, bindingFor(approvalPolicyName), tektonPolicy, bindingFor(tektonPolicyName)}
+}
+
+// newPolicy is a ValidatingAdmissionPolicy on CREATE and UPDATE of rule's resources that refuses
+// when it cannot be evaluated, with spec's conditions, variables and validations.
+func newPolicy(name string, rule admissionv1.Rule, spec admissionv1.ValidatingAdmissionPolicySpec) *admissionv1.ValidatingAdmissionPolicy {
+	spec.FailurePolicy = ptr.To(admissionv1.Fail)
+	spec.MatchConstraints = &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+		Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}, Rule: rule}}}}
+	return &admissionv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
+		Spec:       spec,
 	}
-	tektonBinding := &admissionv1.ValidatingAdmissionPolicyBinding{
+}
+
+// bindingFor denies what the policy refuses in namespaces labelled gantry.dev/approval-policy=enforce.
+func bindingFor(policy string) *admissionv1.ValidatingAdmissionPolicyBinding {
+	return &admissionv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: tektonPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
+		ObjectMeta: metav1.ObjectMeta{Name: policy, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        tektonPolicyName,
+			PolicyName:        policy,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
 			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
 				MatchLabels: map[string]string{PolicyNamespaceLabel: "enforce"}}},
 		},
 	}
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: approvalPolicyName, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        approvalPolicyName,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{PolicyNamespaceLabel: "enforce"}}},
-		},
-	}
-	return []any{policy, binding, tektonPolicy, tektonBinding}
 }
 
 // submitterLabel is approve.SubmitterLabel (templategen does not import the task packages' internals).
