@@ -496,7 +496,7 @@ func TestTrainingRetriesAfterAFailureAndSurvivesAnEviction(t *testing.T) {
 		replaced = replaced || (p.Name != pod.Name && p.Status.Phase == corev1.PodSucceeded)
 	}
 	if !replaced || j.Status.Succeeded != 1 || jobFailed(j) {
-		t.Errorf("after the eviction: pods %v, Job succeeded %d, conditions %v; want a replacement pod that succeeded", podNames2(pods.Items), j.Status.Succeeded, j.Status.Conditions)
+		t.Errorf("after the eviction: pods %v, Job succeeded %d, conditions %v; want a replacement pod that succeeded", podPhases(pods.Items), j.Status.Succeeded, j.Status.Conditions)
 	}
 }
 
@@ -509,7 +509,7 @@ func jobFailed(j *batchv1.Job) bool {
 	return false
 }
 
-func podNames2(ps []corev1.Pod) []string {
+func podPhases(ps []corev1.Pod) []string {
 	var out []string
 	for _, p := range ps {
 		out = append(out, p.Name+"="+string(p.Status.Phase))

@@ -53,6 +53,17 @@ func kubelet(t *testing.T, c *fake.Clientset, ns string) {
 	}()
 }
 
+// cluster is a fake API server whose calls are recorded for the RBAC check, with the fake
+// kubelet rolling Deployments out when rollout is set, and a Deployer on it.
+func (e *env) cluster(t *testing.T, rollout bool) (*fake.Clientset, *Deployer) {
+	c := fake.NewClientset()
+	apiCalls.Attach(c)
+	if rollout {
+		kubelet(t, c, "ml")
+	}
+	return c, NewDeployer(c, e.store)
+}
+
 func (e *env) deployOpts(env string) DeployOptions {
 	return DeployOptions{Namespace: "ml", Environment: env, ModelName: "fashion-mnist", RegistryURI: "s3://models",
 		ServerImage: "registry.local/model-server@sha256:99", Replicas: 2, S3Endpoint: "http://minio:9000", S3Secret: "s3-credentials",
@@ -61,10 +72,7 @@ func (e *env) deployOpts(env string) DeployOptions {
 
 func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	e := newEnv(t)
-	c := fake.NewClientset()
-	apiCalls.Attach(c)
-	kubelet(t, c, "ml")
-	d := NewDeployer(c, e.store)
+	c, d := e.cluster(t, true)
 	v1, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w1"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {
 		t.Fatal(err)
@@ -162,10 +170,7 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 // model rolled back from, and the first model of an environment rolls back to nothing live.
 func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
 	e := newEnv(t)
-	c := fake.NewClientset()
-	apiCalls.Attach(c)
-	kubelet(t, c, "ml")
-	d := NewDeployer(c, e.store)
+	c, d := e.cluster(t, true)
 	var v [3]*Published
 	for i := range v {
 		p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
@@ -227,10 +232,7 @@ func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
 // production server exists, and nothing on a first deployment.
 func TestDeployReportsWhetherProductionExists(t *testing.T) {
 	e := newEnv(t)
-	c := fake.NewClientset()
-	apiCalls.Attach(c)
-	kubelet(t, c, "ml")
-	d := NewDeployer(c, e.store)
+	_, d := e.cluster(t, true)
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {
 		t.Fatal(err)
@@ -259,9 +261,7 @@ func equalSpec(a, b *appsv1.Deployment) bool {
 
 func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 	e := newEnv(t)
-	c := fake.NewClientset()
-	apiCalls.Attach(c)
-	d := NewDeployer(c, e.store)
+	_, d := e.cluster(t, false)
 	o := e.deployOpts("staging")
 	o.ModelURI = e.trainerOutput("r1", "w") // trainer output: no manifest
 	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "not a published") {
@@ -282,9 +282,7 @@ func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 
 func TestFailedRolloutIsExplained(t *testing.T) {
 	e := newEnv(t)
-	c := fake.NewClientset()
-	apiCalls.Attach(c)
-	d := NewDeployer(c, e.store)
+	c, d := e.cluster(t, false)
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {
 		t.Fatal(err)
@@ -310,10 +308,7 @@ func TestFailedRolloutIsExplained(t *testing.T) {
 // retried promote over its own model goes through.
 func TestPromoteReplacesOnlyWhatTheCanaryComparedAgainst(t *testing.T) {
 	e := newEnv(t)
-	c := fake.NewClientset()
-	apiCalls.Attach(c)
-	kubelet(t, c, "ml")
-	d := NewDeployer(c, e.store)
+	c, d := e.cluster(t, true)
 	var vs []*Published
 	for i, w := range []string{"w1", "w2", "w3"} {
 		v, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("cas%d", i), w), RegistryURI: "s3://models", ModelName: "fashion-mnist"})

@@ -103,18 +103,6 @@ func callers() (string, bool) {
 	}
 }
 
-// Calls are the recorded calls, sorted.
-func (r *Recorder) Calls() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.calls))
-	for c := range r.calls {
-		out = append(out, c)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Check is one ServiceAccount and the code that runs as it.
 type Check struct {
 	Account rbac.Account
@@ -159,15 +147,6 @@ func owner(stack string, checks []Check) int {
 		}
 	}
 	return -1
-}
-
-// ExpectExactly fails t unless the recorded calls are exactly what the account grants: every
-// call granted, every grant called.
-func (r *Recorder) ExpectExactly(t testing.TB, account rbac.Account) {
-	t.Helper()
-	if msg := r.diff(0, []Check{{Account: account}}); msg != "" {
-		t.Errorf("ServiceAccount %s: %s", account.Name, msg)
-	}
 }
 
 // diff compares the calls that belong to checks[i] with its grants.
