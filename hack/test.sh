@@ -15,4 +15,4 @@ go vet -tags e2e ./e2e
 
 echo "== go test"
 go test -race -count=1 -timeout 20m ./... 2>&1 | tee /tmp/gantry-test.log
-if [[ -x hack/fuzz.sh ]]; then echo "== fuzz (short)"; hack/fuzz.sh 10s; fi
+if [[ -x hack/fuzz.sh ]]; then echo "== fuzz (short)"; hack/fuzz.sh 10000x; fi
