@@ -37,6 +37,7 @@ func PipelineParams() []PipelineParam {
 		flag("server-image", Image("model-server"), "model-publisher", "deploy", "server-image"),
 		flag("server-s3-secret", ReadSecret, "model-publisher", "deploy", "server-s3-secret"),
 		flag("min-accuracy", "0.85", "canary-evaluator", "evaluate", "min-accuracy"),
+		{"smoke-min-accuracy", "", "minimum accuracy of the smoke test in production (empty: min-accuracy); below it the release is rolled back"},
 		flag("max-accuracy-drop", "0.02", "canary-evaluator", "evaluate", "max-accuracy-drop"),
 		flag("max-p99-ms", "500", "canary-evaluator", "evaluate", "max-p99-ms"),
 		flag("approvers", "", "approver", "verify", "approvers"),
@@ -127,17 +128,9 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"))},
 		{Name: "approval-verdict", Depends: "verify-approval", TemplateRef: ref("approver", "conclude"),
 			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
-		// Compare-and-swap: promote replaces only the production model the canary compared against.
-		{Name: "promote", Depends: "approval-verdict", TemplateRef: ref("model-publisher", "deploy"),
-			Arguments: withArg(deployArgs("production"), "expect-live-digest", tp("canary", "baseline-digest"))},
-		{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
-			"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", tp("publish", "model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
-			"min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
-		{Name: "rollback", Depends: "smoke", When: tp("smoke", "verdict") + " == fail", TemplateRef: ref("model-publisher", "rollback"),
-			Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
-				"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
-		{Name: "smoke-verdict", Depends: "rollback", TemplateRef: ref("approver", "conclude"),
-			Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed, rolled back: "+tp("smoke", "reason"))},
+		// promote → smoke → rollback is one critical section per model (the release template's mutex).
+		{Name: "release", Depends: "approval-verdict", Template: "release", Arguments: args(
+			"model-uri", tp("publish", "model-uri"), "model-digest", tp("publish", "model-digest"), "expect-live-digest", tp("canary", "baseline-digest"))},
 	}
 	approval := wfv1.Template{
 		Name:    "approval",
@@ -147,11 +140,56 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		Outputs: wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", Description: wfv1.AnyStringPtr("approved or rejected; plain `argo resume` approves"),
 			ValueFrom: &wfv1.ValueFrom{Supplied: &wfv1.SuppliedValueFrom{}, Default: wfv1.AnyStringPtr("approved")}}}},
 	}
+	ip := func(name string) string { return "{{inputs.parameters." + name + "}}" }
+	promoteArgs := deployArgs("production")
+	for i, p := range promoteArgs.Parameters {
+		switch p.Name {
+		case "model-uri", "model-digest":
+			promoteArgs.Parameters[i].Value = wfv1.AnyStringPtr(ip(p.Name))
+		}
+	}
+	// Compare-and-swap: promote replaces only the production model the canary compared against.
+	promoteArgs = withArg(promoteArgs, "expect-live-digest", ip("expect-live-digest"))
+	failed := func(tasks ...string) string {
+		var s string
+		for _, t := range tasks {
+			if s != "" {
+				s += " || "
+			}
+			s += t + ".Failed || " + t + ".Errored"
+		}
+		return s
+	}
+	release := wfv1.Template{
+		Name: "release",
+		// One release per model at a time: a second run's promote waits here until the first
+		// run's smoke test and any rollback are over. The compare-and-swap in promote then
+		// refuses a candidate whose canary compared against a production that has changed.
+		Synchronization: &wfv1.Synchronization{Mutexes: []*wfv1.Mutex{{Name: "gantry-release-" + wp("model-name")}}},
+		Inputs:          wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "model-uri"}, {Name: "model-digest"}, {Name: "expect-live-digest"}}},
+		DAG: &wfv1.DAGTemplate{Tasks: []wfv1.DAGTask{
+			{Name: "promote", TemplateRef: ref("model-publisher", "deploy"), Arguments: promoteArgs},
+			{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
+				"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", ip("model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
+				"min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
+			{Name: "smoke-verdict", Depends: "smoke", TemplateRef: ref("approver", "conclude"),
+				Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed: "+tp("smoke", "reason"))},
+			// Every way the release can go wrong rolls back: promote failed (e.g. a server that
+			// crashes), smoke errored, smoke failed. undo-run: only this run's deploy is undone,
+			// never a model another run put there.
+			{Name: "rollback", Depends: failed("promote", "smoke", "smoke-verdict"), TemplateRef: ref("model-publisher", "rollback"),
+				Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
+					"undo-run", "{{workflow.name}}",
+					"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
+			{Name: "rolled-back", Depends: "rollback", TemplateRef: ref("approver", "conclude"),
+				Arguments: args("decision", "fail", "reason", "release failed; rollback: "+tp("rollback", "outcome"))},
+		}},
+	}
 	exit := wfv1.Template{
 		Name: "exit-handler",
 		Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{
 			{Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
-				Arguments: args("environment", "staging", "model-name", wp("model-name"))},
+				Arguments: args("environment", "staging", "model-name", wp("model-name"), "run-name", "{{workflow.name}}")},
 			{Name: "record-outcome", TemplateRef: ref("model-publisher", "record"), Arguments: args(
 				"status", "{{workflow.status}}", "failures", "{{workflow.failures}}", "model-version", globalOutput("model-version"),
 				"registry-uri", registry, "model-name", wp("model-name"),
@@ -170,7 +208,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			ActiveDeadlineSeconds: ptr.To(int64(7 * 24 * 3600)),
 			Templates: []wfv1.Template{
 				{Name: "pipeline", DAG: &wfv1.DAGTemplate{Tasks: tasks}},
-				approval, exit,
+				approval, release, exit,
 			},
 		},
 	}

@@ -1,6 +1,7 @@
 package templategen
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -210,14 +211,23 @@ func TestNoParameterUnusedOrUndefined(t *testing.T) {
 		}
 	}
 	pl := Pipeline()
-	body, _ := yaml.Marshal(pl.Spec.Templates)
+	body, _ := json.Marshal(pl.Spec.Templates)
 	for _, p := range pl.Spec.Arguments.Parameters {
-		if !strings.Contains(string(body), "{{workflow.parameters."+p.Name+"}}") {
+		if !strings.Contains(string(body), "{{workflow.parameters."+p.Name+"}}") && !strings.Contains(string(body), "workflow.parameters['"+p.Name+"']") {
 			t.Errorf("ml-pipeline parameter %s is never used", p.Name)
 		}
 	}
 	// Every argument a DAG task passes is an input of the template it calls.
-	for _, task := range pl.Spec.Templates[0].DAG.Tasks {
+	var dagTasks []wfv1.DAGTask
+	for _, tm := range pl.Spec.Templates {
+		if tm.DAG != nil {
+			dagTasks = append(dagTasks, tm.DAG.Tasks...)
+		}
+	}
+	if len(dagTasks) < 15 {
+		t.Fatalf("only %d DAG tasks found in ml-pipeline", len(dagTasks))
+	}
+	for _, task := range dagTasks {
 		if task.TemplateRef == nil {
 			continue
 		}

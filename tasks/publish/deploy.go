@@ -2,6 +2,8 @@ package publish
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +65,8 @@ type DeployOptions struct {
 	// ("none": only when the environment serves nothing), or one already serving the candidate
 	// (a retried promote). Empty: not checked.
 	ExpectLive string
+	// UndoRun makes Rollback undo only this run's deploy (see Rollback). Empty: whatever is live.
+	UndoRun string
 }
 
 // Validate checks the options (bad input).
@@ -96,8 +100,19 @@ func (o *DeployOptions) Validate() error {
 	return nil
 }
 
-// Name of the Deployment and Service of a model in an environment.
-func Name(model, env string) string { return model + "-" + env }
+// Name of the Deployment and Service serving a model in an environment. Production is one per
+// model. Staging is one per run when the run is known ("<model>-stg-<8 hex of the run's
+// SHA-256>", at most 63 characters for a 50-character model name): overlapping runs of a model
+// never replace, score or tear down each other's candidate.
+func Name(model, env, run string) string {
+	if env == "staging" && run != "" {
+		h := sha256.Sum256([]byte(run))
+		return model + "-stg-" + hex.EncodeToString(h[:4])
+	}
+	return model + "-" + env
+}
+
+func (o *DeployOptions) name() string { return Name(o.ModelName, o.Environment, o.Run) }
 
 // Deployed is the outcome of a deploy or rollback.
 type Deployed struct {
@@ -109,12 +124,14 @@ type Deployed struct {
 	// (after the deploy), empty when there is none: the canary compares with it, and "no
 	// production yet" is a fact read from the API server, not guessed from a failed request.
 	ProductionEndpoint string
+	// Outcome says what a rollback did (rolled back to, removed, nothing to roll back).
+	Outcome string
 }
 
 // Values renders the results.
 func (d *Deployed) Values() map[string]string {
 	return map[string]string{"endpoint": d.Endpoint, "previous-model-uri": d.PreviousModelURI, "model-uri": d.ModelURI,
-		"production-endpoint": d.ProductionEndpoint}
+		"production-endpoint": d.ProductionEndpoint, "outcome": d.Outcome}
 }
 
 func endpoint(name, ns string) string {
@@ -123,7 +140,7 @@ func endpoint(name, ns string) string {
 
 // productionEndpoint is the model's production endpoint, or "" when it has no production server.
 func (d *Deployer) productionEndpoint(ctx context.Context, o DeployOptions) (string, error) {
-	name := Name(o.ModelName, "production")
+	name := Name(o.ModelName, "production", "")
 	_, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -176,7 +193,7 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 
 // checkLive refuses to replace anything but the model the canary compared against.
 func (d *Deployer) checkLive(ctx context.Context, o DeployOptions) error {
-	name := Name(o.ModelName, o.Environment)
+	name := o.name()
 	live := "none"
 	cur, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
@@ -194,7 +211,7 @@ func (d *Deployer) checkLive(ctx context.Context, o DeployOptions) error {
 }
 
 func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*Deployed, error) {
-	name := Name(o.ModelName, o.Environment)
+	name := o.name()
 	deps := d.client.AppsV1().Deployments(o.Namespace)
 	prevURI, prevDigest := "", ""
 	cur, err := deps.Get(ctx, name, metav1.GetOptions{})
@@ -405,14 +422,61 @@ func (d *Deployer) lastLogs(ctx context.Context, ns, pod, container string) stri
 	return strings.TrimSpace(string(b))
 }
 
-// Rollback returns the environment to the model that was live before the current one.
+// Rollback returns the environment to the model that was live before the current one, and
+// says what it did in Deployed.Outcome. It is idempotent: a retry or a second rollback applies
+// the first one's outcome again and never returns to the model rolled back from. With
+// o.UndoRun it undoes only that run's deploy: when the environment serves a model another run
+// put there (a promote refused by its compare-and-swap, or one that never started), it changes
+// nothing. A deploy that changed the Deployment but failed before recording it in the history
+// (a crashing server, a rollout timeout) is undone by returning to the history's current model.
 func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.Environment != "production" {
+		return nil, exitcode.Invalidf("--environment %s: only production rolls back (staging is one server per run: deploy again or tear it down)", o.Environment)
+	}
+	name := o.name()
+	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		dep = nil
+	case err != nil:
+		return nil, kube.Classify("getting deployment "+name, err)
+	}
+	if o.UndoRun != "" {
+		if dep == nil {
+			return &Deployed{Unchanged: true, Outcome: fmt.Sprintf("nothing to roll back: no %s server", o.Environment)}, nil
+		}
+		if by := dep.Annotations[AnnRun]; by != o.UndoRun {
+			return &Deployed{Unchanged: true, ModelURI: dep.Annotations[AnnModelURI], Outcome: fmt.Sprintf("nothing to roll back: %s serves %s, deployed by %s, not by %s",
+				o.Environment, dep.Annotations[AnnModelDigest], orNone(by), o.UndoRun)}, nil
+		}
+	}
 	h, err := readHistory(ctx, d.store, o.RegistryURI, o.ModelName, o.Environment)
 	if err != nil {
 		return nil, err
+	}
+	cur, hasCur := h.current()
+	if dep != nil && (!hasCur || dep.Annotations[AnnModelURI] != cur.ModelURI) {
+		// The Deployment serves a model the history never recorded as live: a deploy failed
+		// after applying it. Undo that deploy; the history is already right.
+		bad := dep.Annotations[AnnModelURI]
+		if !hasCur {
+			d.log.Info("unrecorded first model: removing the environment's server", "environment", o.Environment, "from", bad)
+			if err := d.Teardown(ctx, o); err != nil {
+				return nil, err
+			}
+			return &Deployed{PreviousModelURI: bad, Outcome: fmt.Sprintf("removed the %s server: %s never completed its deploy and nothing served before it", o.Environment, bad)}, nil
+		}
+		d.log.Info("undoing an incomplete deploy", "environment", o.Environment, "from", bad, "to", cur.ModelURI)
+		o.ModelURI, o.ModelDigest, o.ModelVersion = cur.ModelURI, cur.Digest, cur.Version
+		res, err := d.apply(ctx, o, true)
+		if res != nil {
+			res.PreviousModelURI = bad
+			res.Outcome = fmt.Sprintf("rolled back to %s (%s): %s never completed its deploy", cur.Version, cur.Digest, bad)
+		}
+		return res, err
 	}
 	// A rollback undoes the last promotion. When the last entry is already a rollback (a retry
 	// after the history write, or a second rollback), there is nothing more to undo: its outcome
@@ -428,21 +492,21 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 			if err := d.Teardown(ctx, o); err != nil {
 				return nil, err
 			}
-			return &Deployed{PreviousModelURI: from, Unchanged: true}, nil
+			return &Deployed{PreviousModelURI: from, Unchanged: true, Outcome: fmt.Sprintf("already rolled back by %s: no %s server", orNone(last.Run), o.Environment)}, nil
 		}
 		o.ModelURI, o.ModelDigest, o.ModelVersion = last.ModelURI, last.Digest, last.Version
 		res, err := d.apply(ctx, o, true)
 		if res != nil {
 			res.PreviousModelURI, res.Unchanged = from, true
+			res.Outcome = fmt.Sprintf("already rolled back by %s to %s (%s)", orNone(last.Run), last.Version, last.Digest)
 		}
 		return res, err
 	}
 	prev, ok := h.previous()
 	if !ok {
-		cur, live := h.current()
-		if !live {
+		if !hasCur {
 			d.log.Info("nothing is live: nothing to roll back", "environment", o.Environment)
-			return &Deployed{Unchanged: true}, nil
+			return &Deployed{Unchanged: true, Outcome: fmt.Sprintf("nothing to roll back: nothing is live in %s", o.Environment)}, nil
 		}
 		// The first model of the environment failed: there is nothing to return to, so nothing
 		// stays live rather than the model that failed.
@@ -455,11 +519,22 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 		if _, err := appendHistory(ctx, d.store, gone, d.now().UTC(), true); err != nil {
 			return nil, err
 		}
-		return &Deployed{PreviousModelURI: cur.ModelURI}, nil
+		return &Deployed{PreviousModelURI: cur.ModelURI, Outcome: fmt.Sprintf("removed the %s server: %s was its first model, nothing earlier to return to", o.Environment, cur.Version)}, nil
 	}
 	d.log.Info("rolling back", "environment", o.Environment, "to", prev.ModelURI, "version", prev.Version)
 	o.ModelURI, o.ModelDigest, o.ModelVersion = prev.ModelURI, prev.Digest, prev.Version
-	return d.apply(ctx, o, true)
+	res, err := d.apply(ctx, o, true)
+	if res != nil {
+		res.Outcome = fmt.Sprintf("rolled back to %s (%s) from %s", prev.Version, prev.Digest, cur.Version)
+	}
+	return res, err
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nobody recorded"
+	}
+	return s
 }
 
 // ValidateTeardown checks what Teardown uses: the environment and the model name (bad input).
@@ -478,7 +553,7 @@ func (d *Deployer) Teardown(ctx context.Context, o DeployOptions) error {
 	if err := o.ValidateTeardown(); err != nil {
 		return err
 	}
-	ns, name := o.Namespace, Name(o.ModelName, o.Environment)
+	ns, name := o.Namespace, o.name()
 	bg := metav1.DeletePropagationBackground
 	if err := d.client.AppsV1().Deployments(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
 		return kube.Classify("deleting deployment "+name, err)

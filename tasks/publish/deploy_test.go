@@ -275,7 +275,7 @@ func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 	if _, err := d.Deploy(e.ctx, o); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "does not match") {
 		t.Errorf("digest mismatch: %v", err)
 	}
-	if r, err := d.Rollback(e.ctx, o); err != nil || !r.Unchanged || r.ModelURI != "" {
+	if r, err := d.Rollback(e.ctx, e.deployOpts("production")); err != nil || !r.Unchanged || r.ModelURI != "" {
 		t.Errorf("rollback with nothing live: %+v %v, want a no-op", r, err)
 	}
 }
@@ -288,7 +288,8 @@ func TestFailedRolloutIsExplained(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A crash-looping server pod.
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "fashion-mnist-staging-abc", Namespace: "ml", Labels: map[string]string{"app.kubernetes.io/name": "fashion-mnist-staging"}},
+	staging := Name("fashion-mnist", "staging", e.deployOpts("staging").Run)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: staging + "-abc", Namespace: "ml", Labels: map[string]string{"app.kubernetes.io/name": staging}},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "model-server",
 			State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 10s"}},
 			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2}}}}}}
@@ -346,5 +347,152 @@ func TestPromoteReplacesOnlyWhatTheCanaryComparedAgainst(t *testing.T) {
 	}
 	if err := promote(vs[2], vs[0].Manifest.Digest); err != nil { // v3's promote retried
 		t.Errorf("a retried promote over its own model: %v", err)
+	}
+}
+
+func (e *env) publishN(t *testing.T, n int) []*Published {
+	t.Helper()
+	var v []*Published
+	for i := range n {
+		p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = append(v, p)
+	}
+	return v
+}
+
+// Two overlapping runs each get their own staging server: neither replaces the other's
+// candidate, and tearing one down leaves the other serving.
+func TestStagingIsOneServerPerRun(t *testing.T) {
+	e := newEnv(t)
+	c, d := e.cluster(t, true)
+	v := e.publishN(t, 2)
+	var names []string
+	for i, run := range []string{"ml-pipeline-aaaaa", "ml-pipeline-bbbbb"} {
+		o := e.deployOpts("staging")
+		o.ModelURI, o.Run = v[i].URI, run
+		res, err := d.Deploy(e.ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := Name("fashion-mnist", "staging", run)
+		if len(name) > 63 || !strings.HasPrefix(res.Endpoint, "http://"+name+".ml.svc:") {
+			t.Errorf("run %s staged at %s, want its own server %s (a DNS label)", run, res.Endpoint, name)
+		}
+		names = append(names, name)
+	}
+	if names[0] == names[1] {
+		t.Fatalf("both runs staged at %s", names[0])
+	}
+	serving := func(name string) string {
+		dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return "nothing"
+		}
+		return dep.Annotations[AnnModelURI]
+	}
+	for i, n := range names {
+		if got := serving(n); got != v[i].URI {
+			t.Errorf("%s serves %s, want %s", n, got, v[i].URI)
+		}
+	}
+	if err := d.Teardown(e.ctx, DeployOptions{Namespace: "ml", ModelName: "fashion-mnist", Environment: "staging", Run: "ml-pipeline-aaaaa"}); err != nil {
+		t.Fatal(err)
+	}
+	if serving(names[0]) != "nothing" || serving(names[1]) != v[1].URI {
+		t.Errorf("after tearing down the first run's staging: %s serves %s, %s serves %s", names[0], serving(names[0]), names[1], serving(names[1]))
+	}
+	o := e.deployOpts("staging")
+	if _, err := d.Rollback(e.ctx, o); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("rollback of staging: %v, want bad input (only production rolls back)", err)
+	}
+}
+
+// A release's rollback undoes only its own run's deploy, including one that failed after
+// changing the Deployment but before the history recorded it, and twice is once.
+func TestRollbackUndoesOnlyItsOwnRunIncludingAnIncompleteDeploy(t *testing.T) {
+	e := newEnv(t)
+	c, d := e.cluster(t, true)
+	v := e.publishN(t, 2)
+	deps := c.AppsV1().Deployments("ml")
+	serving := func() string {
+		dep, err := deps.Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return "nothing"
+		}
+		return dep.Annotations[AnnModelURI]
+	}
+	o := e.deployOpts("production")
+	o.ModelURI, o.Run = v[0].URI, "run-a"
+	if _, err := d.Deploy(e.ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	rollback := func(run string) *Deployed {
+		t.Helper()
+		o := e.deployOpts("production")
+		o.Run, o.UndoRun = run, run
+		r, err := d.Rollback(e.ctx, o)
+		if err != nil {
+			t.Fatalf("rollback by %s: %v", run, err)
+		}
+		return r
+	}
+	// run-b's promote was refused by its compare-and-swap: production is run-a's, left alone.
+	if r := rollback("run-b"); !r.Unchanged || serving() != v[0].URI || !strings.Contains(r.Outcome, "deployed by run-a, not by run-b") {
+		t.Errorf("rollback of a run whose promote changed nothing: %+v, serving %s", r, serving())
+	}
+	// run-b's promote changed the Deployment, then failed (its server crashed): no history entry.
+	dep, err := deps.Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep.Annotations[AnnModelURI], dep.Annotations[AnnModelDigest], dep.Annotations[AnnRun] = v[1].URI, v[1].Manifest.Digest, "run-b"
+	if _, err := deps.Update(e.ctx, dep, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := rollback("run-b"); serving() != v[0].URI || !strings.Contains(r.Outcome, "never completed") {
+		t.Errorf("rollback of an incomplete promote: %+v, serving %s, want %s", r, serving(), v[0].URI)
+	}
+	for range 2 {
+		if r := rollback("run-b"); !r.Unchanged || serving() != v[0].URI || !strings.Contains(r.Outcome, "already rolled back") {
+			t.Errorf("rollback again: %+v, serving %s, want still %s (twice is once)", r, serving(), v[0].URI)
+		}
+	}
+	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range h.Entries {
+		got = append(got, en.Version+map[bool]string{true: "(rollback)"}[en.Rollback])
+	}
+	if want := []string{v[0].Manifest.Version, v[0].Manifest.Version + "(rollback)"}; !cmp.Equal(got, want) {
+		t.Errorf("history %v, want %v", got, want)
+	}
+}
+
+// The first promotion of a model fails before it is recorded (a crashing server): the rollback
+// removes production instead of leaving an unverified model serving, and says so.
+func TestRollbackOfAnIncompleteFirstDeployRemovesProduction(t *testing.T) {
+	e := newEnv(t)
+	c, d := e.cluster(t, false) // nothing ever becomes available
+	v := e.publishN(t, 1)
+	o := e.deployOpts("production")
+	o.ModelURI, o.Run, o.RolloutTimeout = v[0].URI, "run-a", 300*time.Millisecond
+	if _, err := d.Deploy(e.ctx, o); err == nil {
+		t.Fatal("deploy of a server that never becomes available succeeded")
+	}
+	o.UndoRun = "run-a"
+	r, err := d.Rollback(e.ctx, o)
+	if err != nil || !strings.Contains(r.Outcome, "removed the production server") {
+		t.Fatalf("rollback: %+v %v", r, err)
+	}
+	if _, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("production still exists after rolling back its first, failed deploy: %v", err)
+	}
+	if r, err := d.Rollback(e.ctx, o); err != nil || !r.Unchanged || !strings.Contains(r.Outcome, "nothing to roll back") {
+		t.Errorf("second rollback: %+v %v", r, err)
 	}
 }

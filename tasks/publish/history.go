@@ -116,7 +116,10 @@ func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now t
 		if err != nil {
 			return err
 		}
-		if n := len(h.Entries); n > 0 && h.Entries[n-1].ModelURI == o.ModelURI {
+		// Already recorded: a deploy of the model live now, or a retried rollback to it. A
+		// rollback to the model the history says is live (undoing a deploy that failed before
+		// it was recorded) is still recorded, so that a second rollback knows it is one.
+		if n := len(h.Entries); n > 0 && h.Entries[n-1].ModelURI == o.ModelURI && (!rollback || h.Entries[n-1].Rollback) {
 			changed = false
 			return nil
 		}

@@ -151,7 +151,9 @@ func New(newKube KubeFunc) *cli.App {
 			{
 				Name:        "deploy",
 				Usage:       "serve a published version in an environment (server-side apply), wait for the rollout, record history",
-				Description: "Results: endpoint, previous-model-uri, model-uri.",
+				Description: "Production is one server per model (<model>-production); staging one per run (<model>-stg-<8 hex of\n" +
+					"sha256(--run-name)>), so overlapping runs never replace or remove each other's candidate.\n" +
+					"Results: endpoint, previous-model-uri, model-uri, production-endpoint.",
 				Flags: taskcli.Flags(serveFlags(&do), []cli.Flag{
 					&cli.StringFlag{Name: "expect-live-digest", Destination: &do.ExpectLive,
 						Usage: "deploy only over the model with this digest (\"none\": only where nothing is served): the canary's baseline-digest, so an older approval never replaces a newer production (empty: not checked)"},
@@ -161,11 +163,15 @@ func New(newKube KubeFunc) *cli.App {
 				Action: roll(true),
 			},
 			{
-				Name:        "rollback",
-				Usage:       "return an environment to the model that was live before the current one",
-				Description: "Results: endpoint, previous-model-uri (the model rolled back from), model-uri.",
-				Flags:       taskcli.Flags(serveFlags(&do), storeFlags, kubeFlags, common.Flags()),
-				Action:      roll(false),
+				Name:  "rollback",
+				Usage: "return an environment to the model that was live before the current one (idempotent)",
+				Description: "A deploy that failed after changing the Deployment is undone; the first model of an environment\n" +
+					"is removed (nothing unverified stays serving); a second rollback applies the first one's outcome again.\n" +
+					"Results: endpoint, previous-model-uri (the model rolled back from), model-uri, outcome (what it did).",
+				Flags: taskcli.Flags(serveFlags(&do), []cli.Flag{&cli.StringFlag{Name: "undo-run", Destination: &do.UndoRun,
+					Usage: "undo only this run's deploy: when the environment serves a model another run deployed, change nothing (the outcome says so)"}},
+					storeFlags, kubeFlags, common.Flags()),
+				Action: roll(false),
 			},
 			{
 				Name:        "record",
@@ -190,8 +196,8 @@ func New(newKube KubeFunc) *cli.App {
 			},
 			{
 				Name:  "teardown",
-				Usage: "delete an environment's Deployment and Service (idempotent)",
-				Flags: taskcli.Flags([]cli.Flag{modelNameFlag(&do.ModelName), environmentFlag(&do.Environment)}, kubeFlags, common.Flags()),
+				Usage: "delete an environment's Deployment and Service (idempotent); staging: the run's own (--run-name)",
+				Flags: taskcli.Flags([]cli.Flag{modelNameFlag(&do.ModelName), environmentFlag(&do.Environment), runFlag(&do.Run)}, kubeFlags, common.Flags()),
 				Action: func(c *cli.Context) error {
 					d, err := deployer(c, do.ValidateTeardown)
 					if err != nil {
