@@ -149,8 +149,8 @@ func New(newKube KubeFunc) *cli.App {
 				},
 			},
 			{
-				Name:        "deploy",
-				Usage:       "serve a published version in an environment (server-side apply), wait for the rollout, record history",
+				Name:  "deploy",
+				Usage: "serve a published version in an environment (server-side apply), wait for the rollout, record history",
 				Description: "Production is one server per model (<model>-production); staging one per run (<model>-stg-<8 hex of\n" +
 					"sha256(--run-name)>), so overlapping runs never replace or remove each other's candidate.\n" +
 					"Results: endpoint, previous-model-uri, model-uri, production-endpoint.",
