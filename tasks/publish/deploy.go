@@ -453,7 +453,7 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 				o.Environment, dep.Annotations[AnnModelDigest], orNone(by), o.UndoRun)}, nil
 		}
 	}
-	h, err := readHistory(ctx, d.store, o.RegistryURI, o.ModelName, o.Environment)
+	h, err := readHistory(ctx, d.store, o.RegistryURI, o.ModelName, o.Namespace, o.Environment)
 	if err != nil {
 		return nil, err
 	}

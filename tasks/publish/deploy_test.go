@@ -142,7 +142,7 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	if dep3.Annotations[AnnModelURI] != v1.URI {
 		t.Errorf("after rollback the deployment serves %s", dep3.Annotations[AnnModelURI])
 	}
-	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "production")
+	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestRollbackUndoesOnlyItsOwnRunIncludingAnIncompleteDeploy(t *testing.T) {
 			t.Errorf("rollback again: %+v, serving %s, want still %s (twice is once)", r, serving(), v[0].URI)
 		}
 	}
-	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "production")
+	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,5 +494,30 @@ func TestRollbackOfAnIncompleteFirstDeployRemovesProduction(t *testing.T) {
 	}
 	if r, err := d.Rollback(e.ctx, o); err != nil || !r.Unchanged || !strings.Contains(r.Outcome, "nothing to roll back") {
 		t.Errorf("second rollback: %+v %v", r, err)
+	}
+}
+
+// Two namespaces serving the same model from one registry each roll back their own production:
+// the history is per namespace.
+func TestHistoryIsPerNamespace(t *testing.T) {
+	e := newEnv(t)
+	c, d := e.cluster(t, true)
+	kubelet(t, c, "other")
+	v := e.publishN(t, 2)
+	for i, ns := range []string{"ml", "other"} {
+		o := e.deployOpts("production")
+		o.Namespace, o.ModelURI = ns, v[i].URI
+		if _, err := d.Deploy(e.ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := e.deployOpts("production")
+	o.Namespace = "other"
+	r, err := d.Rollback(e.ctx, o)
+	if err != nil || !strings.Contains(r.Outcome, "first model") {
+		t.Errorf("rollback in namespace other: %+v %v, want its first model removed (not ml's model)", r, err)
+	}
+	if dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{}); err != nil || dep.Annotations[AnnModelURI] != v[0].URI {
+		t.Errorf("ml's production after other's rollback: %v", err)
 	}
 }

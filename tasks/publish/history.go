@@ -14,10 +14,12 @@ import (
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
-// History is <registry>/<model>/environments/<env>.json: every model that
-// was live in the environment, oldest first.
+// History is <registry>/<model>/environments/<namespace>/<env>.json: every model that was live
+// in the environment, oldest first. The namespace is part of it: two namespaces (or clusters)
+// serving the same model from one registry each have their own production to roll back.
 type History struct {
 	Model       string         `json:"model"`
+	Namespace   string         `json:"namespace"`
 	Environment string         `json:"environment"`
 	Entries     []HistoryEntry `json:"entries"`
 }
@@ -32,24 +34,24 @@ type HistoryEntry struct {
 	Rollback bool      `json:"rollback,omitempty"`
 }
 
-func historyURI(registry, model, env string) string {
-	return modelDir(registry, model).Join("environments", env+".json").String()
+func historyURI(registry, model, ns, env string) string {
+	return modelDir(registry, model).Join("environments", ns, env+".json").String()
 }
 
-func readHistory(ctx context.Context, s objstore.Store, registry, model, env string) (*History, error) {
-	h, _, err := readHistoryVersion(ctx, s, registry, model, env)
+func readHistory(ctx context.Context, s objstore.Store, registry, model, ns, env string) (*History, error) {
+	h, _, err := readHistoryVersion(ctx, s, registry, model, ns, env)
 	return h, err
 }
 
 // readHistoryVersion reads the history and its version ("" when there is none yet).
-func readHistoryVersion(ctx context.Context, s objstore.Store, registry, model, env string) (*History, string, error) {
+func readHistoryVersion(ctx context.Context, s objstore.Store, registry, model, ns, env string) (*History, string, error) {
 	c, ok := s.(objstore.Conditional)
 	if !ok {
 		return nil, "", fmt.Errorf("reading %s history: the store has no conditional writes", env)
 	}
-	b, version, err := c.ReadVersion(ctx, historyURI(registry, model, env), 16<<20)
+	b, version, err := c.ReadVersion(ctx, historyURI(registry, model, ns, env), 16<<20)
 	if objstore.IsNotExist(err) {
-		return &History{Model: model, Environment: env}, "", nil
+		return &History{Model: model, Namespace: ns, Environment: env}, "", nil
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("reading %s history: %w", env, err)
@@ -104,7 +106,7 @@ func (h *History) previous() (HistoryEntry, bool) {
 // compare-and-swap on the history object (S3 If-Match / If-None-Match), retried on conflict, so
 // concurrent deploys never lose an entry.
 func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time, rollback bool) (bool, error) {
-	uri := historyURI(o.RegistryURI, o.ModelName, o.Environment)
+	uri := historyURI(o.RegistryURI, o.ModelName, o.Namespace, o.Environment)
 	c, ok := s.(objstore.Conditional)
 	if !ok {
 		return false, fmt.Errorf("writing %s history: the store has no conditional writes", o.Environment)
@@ -112,7 +114,7 @@ func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now t
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 1, Steps: 12, Cap: 2 * time.Second}
 	var changed bool
 	err := retry.OnError(backoff, func(err error) bool { return errors.Is(err, objstore.ErrConflict) }, func() error {
-		h, version, err := readHistoryVersion(ctx, s, o.RegistryURI, o.ModelName, o.Environment)
+		h, version, err := readHistoryVersion(ctx, s, o.RegistryURI, o.ModelName, o.Namespace, o.Environment)
 		if err != nil {
 			return err
 		}

@@ -27,7 +27,7 @@ func TestConcurrentHistoryAppendsLoseNothing(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o := DeployOptions{RegistryURI: c.registry, ModelName: "fashion-mnist", Environment: "production",
+				o := DeployOptions{RegistryURI: c.registry, ModelName: "fashion-mnist", Namespace: "ml", Environment: "production",
 					ModelVersion: fmt.Sprintf("v%02d", i), ModelURI: fmt.Sprintf("%s/fashion-mnist/versions/v%02d/", c.registry, i), Run: fmt.Sprintf("run-%d", i)}
 				if _, err := appendHistory(e.ctx, c.store, o, time.Now(), false); err != nil {
 					errs <- err
@@ -39,7 +39,7 @@ func TestConcurrentHistoryAppendsLoseNothing(t *testing.T) {
 		for err := range errs {
 			t.Errorf("%s: append: %v", name, err)
 		}
-		h, err := readHistory(e.ctx, c.store, c.registry, "fashion-mnist", "production")
+		h, err := readHistory(e.ctx, c.store, c.registry, "fashion-mnist", "ml", "production")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -117,7 +117,7 @@ func New(newKube KubeFunc) *cli.App {
 		Usage: "make a model an immutable version, push it as an OCI artifact, and serve it in staging or production",
 		Description: "Exit codes: 0 ok, 1 failed, 2 bad input (never retried), 3 transient infrastructure error.\n" +
 			"Versions live at <registry-uri>/<model-name>/<version>/ with manifest.json written last; a version without\n" +
-			"a manifest does not exist. Environment history: <registry-uri>/<model-name>/environments/<env>.json.",
+			"a manifest does not exist. Environment history: <registry-uri>/<model-name>/environments/<namespace>/<env>.json.",
 		Commands: []*cli.Command{
 			{
 				Name:  "publish",
