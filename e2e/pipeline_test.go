@@ -83,8 +83,8 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	if len(probs) != 10 || best != label {
 		t.Errorf("production predicted %d (%v) for a test image labelled %d", best, probs, label)
 	}
-	if _, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-staging", metav1.GetOptions{}); err == nil {
-		t.Errorf("staging server still exists after the run (keep-staging=false)")
+	if left := f.stagingServers(); len(left) > 0 {
+		t.Errorf("staging servers %v still exist after the run (keep-staging=false)", left)
 	}
 	if r := f.runRecord(run); r.Status != "Succeeded" || !r.Promoted || r.ModelVersion != version {
 		t.Errorf("run record %+v: want Succeeded, promoted, version %s", r, version)
@@ -284,8 +284,8 @@ func TestFailedCanaryIsNotPromoted(t *testing.T) {
 		t.Errorf("no reason about accuracy in %q / %s", w.Status.Message, nodeMessages(w))
 	}
 	f.notPromoted()
-	if _, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-staging", metav1.GetOptions{}); err == nil {
-		t.Errorf("staging server left behind after a failed run")
+	if left := f.stagingServers(); len(left) > 0 {
+		t.Errorf("staging servers %v left behind after a failed run", left)
 	}
 	// The exit handler records the failure with the version the run published.
 	r := f.runRecord(run)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -310,8 +311,44 @@ func rolledOut(dep *appsv1.Deployment) (bool, error) {
 // waitRollout watches the Deployment until its rollout completes, and fails
 // fast with an explanation when its pods cannot start.
 func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	defer cancelTimeout()
+	// A pod that cannot start changes nothing in the Deployment's status, so no watch event
+	// would show it: pods are also looked at every few seconds, and a hopeless one ends the wait.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var latest atomic.Pointer[appsv1.Deployment]
+	var lastErr atomic.Value // string: the last pod problem seen
+	check := func(dep *appsv1.Deployment) error {
+		why := d.podProblem(ctx, ns, dep)
+		if why == "" {
+			return nil
+		}
+		lastErr.Store(why)
+		for _, hopeless := range []string{"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName"} {
+			if strings.Contains(why, hopeless) {
+				return fmt.Errorf("deployment %s cannot roll out: %s", name, why)
+			}
+		}
+		return nil
+	}
+	go func() {
+		tick := time.NewTicker(d.podCheckEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if dep := latest.Load(); dep != nil {
+				if err := check(dep); err != nil {
+					stop(err)
+					return
+				}
+			}
+		}
+	}()
 	lw := &cache.ListWatch{
 		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
@@ -322,7 +359,6 @@ func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout tim
 			return d.client.AppsV1().Deployments(ns).Watch(ctx, o)
 		},
 	}
-	var lastErr error
 	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
 		dep, ok := ev.Object.(*appsv1.Deployment)
 		if !ok || dep.Name != name {
@@ -331,6 +367,7 @@ func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout tim
 		if ev.Type == watch.Deleted {
 			return false, fmt.Errorf("deployment %s was deleted during the rollout", name)
 		}
+		latest.Store(dep)
 		done, err := rolledOut(dep)
 		if err != nil {
 			return false, d.explain(ctx, ns, dep, err)
@@ -339,28 +376,27 @@ func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout tim
 			d.log.Info("rollout complete", "deployment", name, "replicas", dep.Status.AvailableReplicas)
 			return true, nil
 		}
-		if why := d.podProblem(ctx, ns, dep); why != "" {
-			lastErr = errors.New(why)
-			if strings.Contains(why, "ImagePullBackOff") || strings.Contains(why, "ErrImagePull") || strings.Contains(why, "CrashLoopBackOff") ||
-				strings.Contains(why, "CreateContainerConfigError") {
-				return false, fmt.Errorf("deployment %s cannot roll out: %s", name, why)
-			}
+		if err := check(dep); err != nil {
+			return false, err
 		}
 		d.log.Info("rolling out", "deployment", name, "updated", dep.Status.UpdatedReplicas, "available", dep.Status.AvailableReplicas,
 			"want", deref32(dep.Spec.Replicas))
 		return false, nil
 	})
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
-			msg := fmt.Sprintf("deployment %s not rolled out within %s", name, timeout)
-			if lastErr != nil {
-				msg += ": " + lastErr.Error()
-			}
-			return errors.New(msg)
-		}
-		return err
+	if err == nil {
+		return nil
 	}
-	return nil
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		return cause // a hopeless pod, found by the periodic look
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
+		msg := fmt.Sprintf("deployment %s not rolled out within %s", name, timeout)
+		if why, _ := lastErr.Load().(string); why != "" {
+			msg += ": " + why
+		}
+		return errors.New(msg)
+	}
+	return err
 }
 
 func deref32(p *int32) int32 {
@@ -386,6 +422,9 @@ func (d *Deployer) podProblem(ctx context.Context, ns string, dep *appsv1.Deploy
 		return ""
 	}
 	for _, p := range pods.Items {
+		if p.Annotations[AnnModelDigest] != dep.Spec.Template.Annotations[AnnModelDigest] {
+			continue // a pod of another model (the one being replaced, or rolled back from)
+		}
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
 				return fmt.Sprintf("pod %s unschedulable: %s", p.Name, c.Message)

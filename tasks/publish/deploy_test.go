@@ -280,27 +280,43 @@ func TestDeployRefusesUnpublishedOrMismatchedModel(t *testing.T) {
 	}
 }
 
+// A server that crash-loops ends the rollout at once, explained with its exit code and last log
+// lines — also when the crash comes after the Deployment's last status change (nothing but the
+// periodic look at the pods sees it) — while a pod of the model being replaced is not blamed.
 func TestFailedRolloutIsExplained(t *testing.T) {
 	e := newEnv(t)
 	c, d := e.cluster(t, false)
+	d.podCheckEvery = 100 * time.Millisecond
 	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A crash-looping server pod.
 	staging := Name("fashion-mnist", "staging", e.deployOpts("staging").Run)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: staging + "-abc", Namespace: "ml", Labels: map[string]string{"app.kubernetes.io/name": staging}},
-		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "model-server",
-			State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 10s"}},
-			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2}}}}}}
-	if _, err := c.CoreV1().Pods("ml").Create(e.ctx, pod, metav1.CreateOptions{}); err != nil {
+	crashing := func(name, digest string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml", Labels: map[string]string{"app.kubernetes.io/name": staging},
+			Annotations: map[string]string{AnnModelDigest: digest}},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "model-server",
+				State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 10s"}},
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2}}}}}}
+	}
+	// The previous model's pod crash-loops too: not this rollout's problem.
+	if _, err := c.CoreV1().Pods("ml").Create(e.ctx, crashing(staging+"-old", "sha256:previous"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		time.Sleep(500 * time.Millisecond) // after the apply and its events
+		_, _ = c.CoreV1().Pods("ml").Create(e.ctx, crashing(staging+"-new", p.Manifest.Digest), metav1.CreateOptions{})
+	}()
 	o := e.deployOpts("staging")
 	o.ModelURI = p.URI
+	start := time.Now()
 	_, err = d.Deploy(e.ctx, o)
-	if err == nil || !strings.Contains(err.Error(), "CrashLoopBackOff") || !strings.Contains(err.Error(), "exit code 2") || !strings.Contains(err.Error(), "fake logs") {
-		t.Errorf("err = %v, want the crash loop explained with exit code and last logs", err)
+	if err == nil || !strings.Contains(err.Error(), staging+"-new") || !strings.Contains(err.Error(), "CrashLoopBackOff") ||
+		!strings.Contains(err.Error(), "exit code 2") || !strings.Contains(err.Error(), "fake logs") {
+		t.Errorf("err = %v, want the new pod's crash loop explained with exit code and last logs", err)
+	}
+	if strings.Contains(fmt.Sprint(err), "not rolled out within") {
+		t.Errorf("the crash was found only at the rollout timeout (%s): %v", time.Since(start), err)
 	}
 }
 

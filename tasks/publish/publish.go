@@ -94,10 +94,12 @@ type config struct {
 	log *slog.Logger
 	now func() time.Time
 	oci OCIPusher
+	// podCheckEvery is how often a rollout looks at its pods between Deployment events.
+	podCheckEvery time.Duration
 }
 
 func newConfig(opts []Option) config {
-	c := config{log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}}
+	c := config{log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}, podCheckEvery: 3 * time.Second}
 	for _, o := range opts {
 		o(&c)
 	}

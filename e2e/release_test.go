@@ -1,0 +1,248 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/tasks/canary"
+	"github.com/gantry-ml/gantry/tasks/publish"
+)
+
+// quick trains a small model fast (12k images, one 64-unit layer): these tests are about
+// releases, not accuracy, and run several trainings side by side on 2 cores.
+func quick(seed int, extra ...string) []string {
+	return append([]string{fmt.Sprintf("hyperparameters=epochs=2,hidden=64,train-limit=12000,seed=%d", seed), "min-accuracy=0.7"}, extra...)
+}
+
+// stagingServers lists the namespace's staging Deployments: run → model digest.
+func (f *fixture) stagingServers() map[string]string {
+	f.t.Helper()
+	l, err := kube.AppsV1().Deployments(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: publish.LabelEnvironment + "=staging"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, d := range l.Items {
+		m[d.Annotations[publish.AnnRun]] = d.Annotations[publish.AnnModelDigest]
+	}
+	return m
+}
+
+// production is the digest the production server says it serves (v2 model metadata), or ""
+// when there is no production server.
+func (f *fixture) production() string {
+	f.t.Helper()
+	svc, err := kube.CoreV1().Services(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ""
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://%s:%d/v2/models/fashion-mnist", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
+	var md struct {
+		Parameters struct{ Digest string } `json:"parameters"`
+	}
+	// The Service may still be switching endpoints after a rollout: a few tries.
+	for i := 0; ; i++ {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&md)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == 200 {
+				return md.Parameters.Digest
+			}
+		}
+		if i == 10 {
+			f.t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// history is the namespace's production history: the digests, oldest first, "(rollback)" marked.
+func (f *fixture) history() []string {
+	f.t.Helper()
+	b, err := objstore.ReadAll(f.ctx, f.store("gantry-s3"), "s3://models/registry/fashion-mnist/environments/"+f.ns+"/production.json", 1<<20)
+	if objstore.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var h publish.History
+	if err := json.Unmarshal(b, &h); err != nil {
+		f.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range h.Entries {
+		out = append(out, e.Digest+map[bool]string{true: "(rollback)"}[e.Rollback])
+	}
+	return out
+}
+
+// canaryReport reads the run's canary report.json.
+func (f *fixture) canaryReport(run string) canary.Report {
+	f.t.Helper()
+	b, err := objstore.ReadAll(f.ctx, f.store("gantry-s3"), "s3://models/runs/"+run+"/canary/report.json", 16<<20)
+	if err != nil {
+		f.t.Fatalf("canary report of %s: %v", run, err)
+	}
+	var r canary.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
+// Given three runs of one model submitted within seconds (one deliberately weak), when two are
+// approved at the same moment, then each canary scored its own model on its own staging server,
+// none was torn down under another run, exactly one release wins the mutex and promotes, and
+// the other's approval — based on a production that has since changed — is refused by the
+// compare-and-swap, leaving production and its history on the winner.
+func TestOverlappingRunsReleaseOnlyTheirOwnModel(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	runs := []string{f.submit(quick(1)...), f.submit(quick(2)...),
+		f.submit("hyperparameters=epochs=1,hidden=64,train-limit=2000,learning-rate=0.000001", "min-accuracy=0.7")}
+	weak := runs[2]
+	f.waitRun(weak, 3*toApproval, "the weak run failed its canary", phaseIs(wfv1.WorkflowFailed))
+	var ws []*wfv1.Workflow
+	for _, run := range runs[:2] {
+		ws = append(ws, f.waitRun(run, 3*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning)))
+	}
+	// Both waiting runs still have their own staging server, serving their own model, after the
+	// weak run's exit handler tore its own down.
+	staged := f.stagingServers()
+	digests := map[string]string{}
+	for i, run := range runs[:2] {
+		digests[run] = output(ws[i], "publish(0)", "model-digest")
+		if staged[run] == "" || staged[run] != digests[run] {
+			t.Errorf("staging of %s: %q, want its own model %s (all staging: %v)", run, staged[run], digests[run], staged)
+		}
+	}
+	if _, ok := staged[weak]; ok || digests[runs[0]] == digests[runs[1]] {
+		t.Errorf("staging %v: the weak run's server should be gone, and the two models differ", staged)
+	}
+	for _, run := range runs {
+		r := f.canaryReport(run)
+		want := digests[run]
+		if run == weak {
+			want = output(f.waitRun(run, time.Minute, "ended", phaseIs(wfv1.WorkflowFailed)), "publish(0)", "model-digest")
+		}
+		if r.Candidate.ModelDigest != want || r.Candidate.Samples == 0 {
+			t.Errorf("%s's canary scored %q (%d samples), want its own model %s", run, r.Candidate.ModelDigest, r.Candidate.Samples, want)
+		}
+		if r.Baseline != nil {
+			t.Errorf("%s's canary compared against a baseline %+v: there was no production yet", run, r.Baseline)
+		}
+	}
+	// Both approved at once: the release mutex lets one through; the other is refused.
+	for _, run := range runs[:2] {
+		f.argo("resume", run)
+	}
+	var won, lost string
+	for _, run := range runs[:2] {
+		w := f.waitRun(run, toEnd+2*time.Minute, "run ended", func(w *wfv1.Workflow) bool { return w.Status.Fulfilled() })
+		switch w.Status.Phase {
+		case wfv1.WorkflowSucceeded:
+			won = run
+		default:
+			lost = run
+			if msgs := nodeMessages(w); !strings.Contains(msgs, "production changed since the canary") {
+				t.Errorf("%s failed without the compare-and-swap refusal: %s", run, msgs)
+			}
+			if rb := output(w, "rollback(0)", "outcome"); !strings.Contains(rb, "nothing to roll back") {
+				t.Errorf("%s's rollback outcome %q: it must not touch the winner's production", run, rb)
+			}
+		}
+	}
+	if won == "" || lost == "" {
+		t.Fatalf("winner %q, refused %q: want exactly one of each", won, lost)
+	}
+	if got := f.production(); got != digests[won] {
+		t.Errorf("production serves %s, want the winner %s's %s", got, won, digests[won])
+	}
+	if h := f.history(); !slices.Equal(h, []string{digests[won]}) {
+		t.Errorf("production history %v, want only the winner's %s", h, digests[won])
+	}
+	if left := f.stagingServers(); len(left) > 0 {
+		t.Errorf("staging left behind: %v", left)
+	}
+}
+
+// Given a model's first release, when its smoke test in production fails
+// (smoke-min-accuracy above what it reaches), then the release rolls back by removing
+// production — no unverified model is left serving — and the run says so.
+func TestFirstReleaseFailingItsSmokeTestLeavesNothingServing(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit(quick(3, "smoke-min-accuracy=0.99")...)
+	f.waitRun(run, 2*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.argo("resume", run)
+	w := f.waitRun(run, toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
+	if out := output(w, "rollback(0)", "outcome"); !strings.Contains(out, "removed the production server") {
+		t.Errorf("rollback outcome %q, want production removed; %s", out, summary(w))
+	}
+	if msgs := nodeMessages(w); !strings.Contains(msgs, "release failed; rollback: removed") {
+		t.Errorf("the run does not say what happened: %s", msgs)
+	}
+	f.notPromoted()
+	digest := output(w, "publish(0)", "model-digest")
+	if h := f.history(); !slices.Equal(h, []string{digest, "(rollback)"}) {
+		t.Errorf("production history %v, want %s then a rollback to nothing", h, digest)
+	}
+}
+
+// Given a model in production, when the next release's promote fails (its server cannot start
+// in production: the read credentials it needs are gone), then the release rolls back and
+// production serves the previous model again.
+func TestFailedPromoteIsRolledBack(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	first := f.submit(quick(4)...)
+	f.waitRun(first, 2*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.argo("resume", first)
+	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
+	good := output(w1, "publish(0)", "model-digest")
+
+	second := f.submit(quick(5)...)
+	w2 := f.waitRun(second, 2*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	if output(w2, "canary(0)", "baseline-digest") != good {
+		t.Fatalf("second canary compared against %q, want production's %s", output(w2, "canary(0)", "baseline-digest"), good)
+	}
+	// The production server's read credentials disappear: new server pods cannot start, the
+	// pods already serving keep running.
+	if err := kube.CoreV1().Secrets(f.ns).Delete(f.ctx, "gantry-s3-read", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.argo("resume", second)
+	w2 = f.waitRun(second, toEnd+6*time.Minute, "second run failed", phaseIs(wfv1.WorkflowFailed))
+	if n := w2.Status.Nodes.FindByDisplayName("promote"); n == nil || n.Phase != wfv1.NodeFailed {
+		t.Errorf("promote did not fail: %s", summary(w2))
+	}
+	if out := output(w2, "rollback(0)", "outcome"); !strings.Contains(out, "rolled back to") {
+		t.Errorf("rollback outcome %q, want back to the first model; %s", out, summary(w2))
+	}
+	if got := f.production(); got != good {
+		t.Errorf("production serves %s after the rollback, want the first run's %s", got, good)
+	}
+	bad := output(w2, "publish(0)", "model-digest")
+	for _, e := range f.history() {
+		if strings.HasPrefix(e, bad) {
+			t.Errorf("history %v records the model whose promote failed", f.history())
+		}
+	}
+}
