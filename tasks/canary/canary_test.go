@@ -316,3 +316,42 @@ func TestBaselineDigestIsWhatProductionServed(t *testing.T) {
 		t.Errorf("baseline-digest %q, want what production serves", got)
 	}
 }
+
+// The report says why nothing was compared — no production model yet, or a baseline that
+// answered nothing — instead of a 0% baseline and per-class recall deltas against it.
+func TestReportWithoutAComparisonSaysWhy(t *testing.T) {
+	good, _, data := trainedModel(t)
+	url := serve(t, good)
+	html := func(o Options) (*Report, string) {
+		t.Helper()
+		o.ReportURI = "file://" + t.TempDir() + "/"
+		r := evaluate(t, o)
+		b, err := os.ReadFile(filepath.Join(strings.TrimPrefix(o.ReportURI, "file://"), "report.html"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, string(b)
+	}
+	o := opts(url, data)
+	o.Limit = 500
+	r, page := html(o)
+	if r.BaselineNote != NoProductionYet || !strings.Contains(page, "no production model yet") || !strings.Contains(r.Reason, "no production model yet") {
+		t.Errorf("no baseline: note %q, reason %q; the page must say so", r.BaselineNote, r.Reason)
+	}
+	o.BaselineEndpoint, o.BaselineOptional = "http://127.0.0.1:1", true
+	r, page2 := html(o)
+	if !strings.Contains(r.BaselineNote, "answered no request") || !strings.Contains(page2, "answered no request") {
+		t.Errorf("unanswered baseline: note %q", r.BaselineNote)
+	}
+	for _, p := range []string{page, page2} {
+		for _, bad := range []string{"Baseline accuracy", "Δ recall", "Candidate vs baseline"} {
+			if strings.Contains(p, bad) {
+				t.Errorf("a report without a comparison shows %q", bad)
+			}
+		}
+	}
+	o.BaselineEndpoint = url
+	if r, page := html(o); r.BaselineNote != "" || !strings.Contains(page, "Δ recall") || !strings.Contains(page, "Baseline accuracy") {
+		t.Errorf("compared: note %q; the page must show the comparison", r.BaselineNote)
+	}
+}

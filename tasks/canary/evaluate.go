@@ -86,6 +86,9 @@ type Report struct {
 	Gates     []Gate    `json:"gates"`
 	Candidate Score     `json:"candidate"`
 	Baseline  *Score    `json:"baseline,omitempty"`
+	// BaselineNote says why there is no comparison: no production model yet, or one that did
+	// not answer. Empty when the candidate was compared.
+	BaselineNote string `json:"baselineNote,omitempty"`
 	Created   time.Time `json:"created"`
 	ReportURI string    `json:"reportURI,omitempty"`
 }
@@ -172,6 +175,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	switch {
+	case o.BaselineEndpoint == "":
+		rep.BaselineNote = NoProductionYet
+	case rep.Baseline.Answered == 0:
+		rep.BaselineNote = "the baseline " + o.BaselineEndpoint + " answered no request: no comparison"
 	}
 	rep.Gates = gates(rep, o)
 	rep.Verdict, rep.Reason = verdict(rep)
@@ -366,7 +375,9 @@ func gates(r *Report, o Options) []Gate {
 		g = append(g, Gate{Name: "max-p99-ms", Limit: o.MaxP99Ms, Value: c.LatencyMs.P99, Passed: c.Answered > 0 && c.LatencyMs.P99 <= o.MaxP99Ms,
 			Text: fmt.Sprintf("p99 %.1fms vs max %.1fms", c.LatencyMs.P99, o.MaxP99Ms)})
 	}
-	if r.Baseline != nil && r.Baseline.Answered == 0 && o.BaselineOptional {
+	if r.Baseline == nil {
+		g = append(g, Gate{Name: "max-accuracy-drop", Passed: true, Text: NoProductionYet})
+	} else if r.Baseline.Answered == 0 && o.BaselineOptional {
 		g = append(g, Gate{Name: "max-accuracy-drop", Passed: true, Text: "no baseline to compare with (" + o.BaselineEndpoint + " answered no request)"})
 	} else if r.Baseline != nil && r.Baseline.ErrorRate > o.MaxErrorRate {
 		g = append(g, Gate{Name: "max-accuracy-drop", Limit: o.MaxAccuracyDrop, Value: -1, Passed: false,
@@ -416,6 +427,12 @@ func (r *Report) Values() map[string]string {
 		"baseline-digest": baseDigest,
 	}
 }
+
+// NoProductionYet is the report's note (and the regression gate's text) without a baseline.
+const NoProductionYet = "no production model yet (no baseline given): nothing to compare with"
+
+// Compared reports whether the candidate was compared with a baseline that answered.
+func (r *Report) Compared() bool { return r.Baseline != nil && r.Baseline.Answered > 0 }
 
 // NoBaseline is the baseline-digest result when there was no production to compare against.
 const NoBaseline = "none"

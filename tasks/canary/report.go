@@ -150,7 +150,7 @@ th:first-child,td:first-child{text-align:left}th{color:#5b6470;font-weight:600;f
 <div class="sub">{{.Candidate.Samples}} samples from {{.Dataset}} (seed {{.Seed}}, {{.Digest | short}}) · protocol {{.Protocol}} · {{.Created.Format "2006-01-02 15:04:05 UTC"}}</div>
 <div class="cards">
 <div class="card"><div class="k">Accuracy</div><div class="v">{{pct .Candidate.Accuracy}}</div></div>
-{{with .Baseline}}<div class="card"><div class="k">Baseline accuracy</div><div class="v">{{pct .Accuracy}}</div></div>{{end}}
+{{if .Compared}}<div class="card"><div class="k">Baseline accuracy</div><div class="v">{{pct .Baseline.Accuracy}}</div></div>{{else}}<div class="card"><div class="k">Baseline</div><div class="v" style="font-size:14px">{{.BaselineNote}}</div></div>{{end}}
 <div class="card"><div class="k">Latency p50 / p99</div><div class="v">{{printf "%.1f" .Candidate.LatencyMs.P50}} / {{printf "%.1f" .Candidate.LatencyMs.P99}} ms</div></div>
 <div class="card"><div class="k">Throughput</div><div class="v">{{printf "%.0f" .Candidate.Throughput}}/s</div></div>
 <div class="card"><div class="k">Error rate</div><div class="v">{{pct .Candidate.ErrorRate}}</div></div>
@@ -177,11 +177,11 @@ th:first-child,td:first-child{text-align:left}th{color:#5b6470;font-weight:600;f
 <tr><td style="text-align:right">{{ms .Candidate.LatencyMs.P50}}</td><td>{{ms .Candidate.LatencyMs.P90}}</td><td>{{ms .Candidate.LatencyMs.P99}}</td><td>{{ms .Candidate.LatencyMs.Mean}}</td><td>{{ms .Candidate.LatencyMs.Max}}</td></tr></table>
 </section></div>
 <section><h2>Per class</h2>
-<table><tr><th>Class</th><th>Support</th><th>Precision</th><th>Recall</th>{{if .Baseline}}<th>Baseline recall</th><th>Δ recall</th>{{end}}</tr>
-{{$b := .Baseline}}{{range $i, $c := .Candidate.PerClass}}<tr><td>{{$c.Class}}</td><td>{{$c.Support}}</td><td>{{pct $c.Precision}}</td><td>{{pct $c.Recall}}</td>
+<table><tr><th>Class</th><th>Support</th><th>Precision</th><th>Recall</th>{{if .Compared}}<th>Baseline recall</th><th>Δ recall</th>{{end}}</tr>
+{{$b := and .Compared .Baseline}}{{range $i, $c := .Candidate.PerClass}}<tr><td>{{$c.Class}}</td><td>{{$c.Support}}</td><td>{{pct $c.Precision}}</td><td>{{pct $c.Recall}}</td>
 {{if $b}}{{with index $b.PerClass $i}}<td>{{pct .Recall}}</td><td>{{delta $c.Recall .Recall}}</td>{{end}}{{end}}</tr>{{end}}
 </table></section>
-{{if .Baseline}}<section><h2>Candidate vs baseline</h2>
+{{if .Compared}}<section><h2>Candidate vs baseline</h2>
 <table><tr><th></th><th>Candidate</th><th>Baseline</th></tr>
 <tr><td>Endpoint</td><td>{{.Candidate.Endpoint}}</td><td>{{.Baseline.Endpoint}}</td></tr>
 <tr><td>Accuracy</td><td>{{pct .Candidate.Accuracy}}</td><td>{{pct .Baseline.Accuracy}}</td></tr>
