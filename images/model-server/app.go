@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/gantry-ml/gantry/images/mlp"
 	"github.com/gantry-ml/gantry/images/model-server/serving"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -21,6 +25,10 @@ type serveOptions struct {
 	ModelURI, ModelName, ModelVersion, ModelDigest string
 	Listen                                         string
 	MaxBatch                                       int
+	// LoadTimeout bounds how long transient errors loading the model are retried.
+	LoadTimeout time.Duration
+	// loadBackoff is the first wait between load attempts (doubling, capped at 30 s).
+	loadBackoff time.Duration
 }
 
 func (o *serveOptions) validate() error {
@@ -49,6 +57,8 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "model-digest", Destination: &o.ModelDigest, Usage: "sha256:… digest the model files must have; the server refuses a model that differs"},
 		&cli.StringFlag{Name: "listen", Value: ":8501", Destination: &o.Listen, Usage: "listen address"},
 		&cli.IntFlag{Name: "max-batch", Value: serving.DefaultMaxBatch, Destination: &o.MaxBatch, Usage: "most instances in one request"},
+		&cli.DurationFlag{Name: "load-timeout", Value: 5 * time.Minute, Destination: &o.LoadTimeout,
+			Usage: "how long transient errors loading the model (connection reset, S3 unavailable) are retried, not ready meanwhile, before the server exits 3"},
 	}
 	return &cli.App{
 		Name:  "model-server",
@@ -77,7 +87,7 @@ func newApp() *cli.App {
 // run listens at once (liveness answers while loading), loads the model, and
 // serves until ctx ends. A model that fails to load or verify ends the process.
 func run(ctx context.Context, store objstore.Store, o serveOptions, log *slog.Logger) error {
-	addr, uri, name, version, digest, maxBatch := o.Listen, o.ModelURI, o.ModelName, o.ModelVersion, o.ModelDigest, o.MaxBatch
+	addr, uri, name, version, maxBatch := o.Listen, o.ModelURI, o.ModelName, o.ModelVersion, o.MaxBatch
 	srv := serving.New(name, serving.WithLogger(log), serving.WithMaxBatch(maxBatch))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -89,7 +99,7 @@ func run(ctx context.Context, store objstore.Store, o serveOptions, log *slog.Lo
 	log.Info("listening", "addr", l.Addr().String(), "model", name)
 	go func() {
 		start := time.Now()
-		m, got, err := serving.LoadVerified(ctx, store, uri, digest)
+		m, got, err := loadRetrying(ctx, store, o, log)
 		if err != nil {
 			errc <- err
 			return
@@ -111,4 +121,37 @@ func run(ctx context.Context, store objstore.Store, o serveOptions, log *slog.Lo
 		err = nil
 	}
 	return err
+}
+
+// loadRetrying loads and verifies the model, retrying transient errors (a connection reset
+// mid-file, S3 unavailable) with backoff for up to o.LoadTimeout: a blip in the object store
+// must not crash-loop the server (which fails a rollout). Bad input (a digest mismatch, a
+// corrupt model) ends it at once.
+func loadRetrying(ctx context.Context, store objstore.Store, o serveOptions, log *slog.Logger) (*mlp.Model, string, error) {
+	first := o.loadBackoff
+	if first <= 0 {
+		first = time.Second
+	}
+	timeout := o.LoadTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	start := time.Now()
+	b := wait.Backoff{Duration: first, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+	for {
+		m, got, err := serving.LoadVerified(ctx, store, o.ModelURI, o.ModelDigest)
+		if err == nil || exitcode.Of(err) != exitcode.Transient {
+			return m, got, err
+		}
+		d := b.Step()
+		if time.Since(start)+d > timeout {
+			return nil, "", exitcode.Retryable(fmt.Errorf("model not loaded within --load-timeout %s: %w", timeout, err))
+		}
+		log.Warn("loading the model failed, retrying", "uri", o.ModelURI, "in", d.String(), "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-time.After(d):
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,11 +36,17 @@ func trainSmall(t *testing.T, store objstore.Store, out string) string {
 
 func startServer(t *testing.T, store objstore.Store, uri, digest string) (string, <-chan error) {
 	t.Helper()
+	return startServerWith(t, store, serveOptions{ModelURI: uri, ModelDigest: digest})
+}
+
+func startServerWith(t *testing.T, store objstore.Store, o serveOptions) (string, <-chan error) {
+	t.Helper()
 	addr := testenv.FreeAddr(t)
+	o.Listen, o.ModelName, o.ModelVersion, o.MaxBatch = addr, "fashion-mnist", "1", 256
 	ctx, cancel := context.WithCancel(context.Background())
 	errc, done := make(chan error, 1), make(chan struct{})
 	go func() {
-		errc <- run(ctx, store, serveOptions{Listen: addr, ModelURI: uri, ModelName: "fashion-mnist", ModelVersion: "1", ModelDigest: digest, MaxBatch: 256}, slog.New(slog.DiscardHandler))
+		errc <- run(ctx, store, o, slog.New(slog.DiscardHandler))
 		close(done)
 	}()
 	t.Cleanup(func() {
@@ -175,5 +182,56 @@ func postJSON(t *testing.T, url string, body []byte, out any) {
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The object store resets every connection while the server loads its model: it keeps
+// retrying, not ready and not exiting (a crash loop would fail the rollout), and serves once the
+// network heals. When the outage outlasts --load-timeout it exits 3.
+func TestTransientLoadErrorsAreRetriedInProcess(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket("models")
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
+	store, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: m.Creds(), MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	local := "file://" + t.TempDir() + "/"
+	trainSmall(t, store, local)
+	remote := "s3://models/fashion/1/"
+	files, err := manifest.Scan(ctx, store, local, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if err := store.Copy(ctx, local+f.Path, remote+f.Path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.CutAfter(1 << 10)
+	base, errc := startServerWith(t, store, serveOptions{ModelURI: remote, ModelDigest: manifest.Digest(files), LoadTimeout: time.Minute, loadBackoff: 50 * time.Millisecond})
+	for proxy.Cuts() < 3 {
+		select {
+		case err := <-errc:
+			t.Fatalf("the server exited on a transient load error: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if resp, err := http.Get(base + "/v2/health/ready"); err != nil || resp.StatusCode == 200 {
+		t.Fatalf("ready before the model loaded: %v", err)
+	}
+	proxy.CutAfter(0)
+	waitReady(t, base, errc)
+
+	proxy.CutAfter(1 << 10)
+	_, errc = startServerWith(t, store, serveOptions{ModelURI: remote, LoadTimeout: 300 * time.Millisecond, loadBackoff: 50 * time.Millisecond})
+	select {
+	case err := <-errc:
+		if exitcode.Of(err) != exitcode.Transient || !strings.Contains(err.Error(), "load-timeout") {
+			t.Errorf("outage beyond --load-timeout: %v (code %d), want 3", err, exitcode.Of(err))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server retried past its --load-timeout")
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/testenv"
 )
 
 const debianDataset = "/usr/share/datasets/fashion-mnist/"
@@ -189,4 +192,38 @@ func FuzzReadLabels(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ReadLabels(bytes.NewReader(b))
 	})
+}
+
+// The real thing: the dataset streams from a real MinIO through a proxy that resets the
+// connection mid-file. Load says transient (exit 3, retried), never "invalid IDX data".
+func TestLoadFromS3CutMidFileIsTransient(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket("datasets")
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
+	s, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: m.Creds(), MaxRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n := 400
+	px := make([]byte, n*28*28)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range px {
+		px[i] = byte(rnd.Uint32()) // incompressible: the file stays well over the cut
+	}
+	lbl := make([]byte, n)
+	for name, b := range map[string][]byte{"t10k-images-idx3-ubyte.gz": gz(encodeImages(n, 28, 28, px)), "t10k-labels-idx1-ubyte.gz": gz(encodeLabels(lbl))} {
+		if err := objstore.PutBytes(ctx, s, "s3://datasets/f/"+name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.CutAfter(32 << 10)
+	_, err = Load(ctx, s, "s3://datasets/f/", "t10k", 10)
+	if exitcode.Of(err) != exitcode.Transient || errors.Is(err, ErrFormat) || proxy.Cuts() == 0 {
+		t.Errorf("load cut mid-file: %v (code %d, %d cuts), want transient, not a format error", err, exitcode.Of(err), proxy.Cuts())
+	}
+	proxy.CutAfter(0)
+	if sp, err := Load(ctx, s, "s3://datasets/f/", "t10k", 10); err != nil || len(sp.Labels) != n {
+		t.Errorf("after the network healed: %v", err)
+	}
 }

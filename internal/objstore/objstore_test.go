@@ -1,6 +1,7 @@
 package objstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -159,5 +160,41 @@ func TestEndpointValidation(t *testing.T) {
 		if _, err := objstore.NewS3(objstore.S3Config{Endpoint: bad}); exitcode.Of(err) != exitcode.BadInput {
 			t.Errorf("endpoint %q: %v, want bad input", bad, err)
 		}
+	}
+}
+
+// A connection reset in the middle of an object — reading or writing, on every retry — is a
+// transient error (exit 3), never "not found", bad input or corrupt data; once the network
+// heals, the same store works.
+func TestConnectionResetMidObjectIsTransient(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket("models")
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
+	r, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: m.Creds(), MaxRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("gantry!"), 200_000) // 1.4 MB
+	if err := objstore.PutBytes(ctx, r, "s3://models/big", big); err != nil {
+		t.Fatal(err)
+	}
+	proxy.CutAfter(64 << 10)
+	if _, err := objstore.ReadAll(ctx, r, "s3://models/big", 16<<20); exitcode.Of(err) != exitcode.Transient || objstore.IsNotExist(err) {
+		t.Errorf("read cut mid-object: %v (code %d), want transient", err, exitcode.Of(err))
+	}
+	if err := objstore.PutBytes(ctx, r, "s3://models/big2", big); exitcode.Of(err) != exitcode.Transient {
+		t.Errorf("write cut mid-object: %v (code %d), want transient", err, exitcode.Of(err))
+	}
+	if proxy.Cuts() == 0 {
+		t.Fatal("the proxy cut nothing: the test tested nothing")
+	}
+	proxy.CutAfter(0)
+	if _, err := r.Stat(ctx, "s3://models/big2"); !objstore.IsNotExist(err) {
+		t.Errorf("a write cut mid-object left an object behind: %v", err)
+	}
+	got, err := objstore.ReadAll(ctx, r, "s3://models/big", 16<<20)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Errorf("after the network healed: %d bytes, %v", len(got), err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -275,5 +276,43 @@ func TestBadOCIRefWritesNothing(t *testing.T) {
 	}
 	if files, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/"); len(files) != 0 {
 		t.Errorf("a bad --oci-ref left %d objects in the registry", len(files))
+	}
+}
+
+// The network resets the connection mid-publish (on every retry): exit 3, so the step is
+// retried, and no version is visible; once it heals, the same publish succeeds and verifies.
+func TestConnectionResetMidPublishIsTransientAndLeavesNoVersion(t *testing.T) {
+	e := newEnv(t)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	w := make([]byte, 600<<10)
+	for i := range w {
+		w[i] = byte('a' + rnd.IntN(26))
+	}
+	o := PublishOptions{SourceURI: e.trainerOutput("run-cut", string(w)), RegistryURI: "s3://models", ModelName: "fashion-mnist"}
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.minio.Endpoint, "http://"))
+	s, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: e.minio.Creds(), MaxRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.CutAfter(64 << 10)
+	if _, err := NewPublisher(s).Publish(e.ctx, o); exitcode.Of(err) != exitcode.Transient || proxy.Cuts() == 0 {
+		t.Fatalf("publish cut mid-copy: %v (code %d, %d cuts), want 3", err, exitcode.Of(err), proxy.Cuts())
+	}
+	all, err := e.store.List(e.ctx, "s3://models/fashion-mnist/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range all {
+		if strings.HasSuffix(f.URI, "/manifest.json") {
+			t.Errorf("a cut publish left a visible version: %s", f.URI)
+		}
+	}
+	proxy.CutAfter(0)
+	p, err := NewPublisher(s).Publish(e.ctx, o)
+	if err != nil {
+		t.Fatalf("publish after the network healed: %v", err)
+	}
+	if _, err := Verify(e.ctx, e.store, p.URI); err != nil {
+		t.Error(err)
 	}
 }
