@@ -92,6 +92,11 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	// What the training pod was given cannot write the model registry, the approvals or the run
 	// records: only its own output prefix.
 	job := output(w, "train(0)", "job-name")
+	// The run owns its training Job: deleting the run garbage-collects it.
+	if j, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, job, metav1.GetOptions{}); err != nil || len(j.OwnerReferences) != 1 ||
+		j.OwnerReferences[0].Kind != "Workflow" || j.OwnerReferences[0].UID != w.UID {
+		t.Errorf("training Job %s: %v, owners %v, want the run %s (%s)", job, err, j.OwnerReferences, run, w.UID)
+	}
 	trainCreds := f.store(job + "-s3")
 	for _, uri := range []string{"s3://models/registry/fashion-mnist/versions/" + version + "/model.safetensors",
 		"s3://models/registry/fashion-mnist/approvals/" + version + "/" + run + ".json", "s3://models/runs/another-run/model/x"} {

@@ -99,11 +99,15 @@ func buildJob(o *Options) *batchv1.Job {
 	}
 	b, _ := json.Marshal(spec)
 	sum := sha256.Sum256(b)
-	return &batchv1.Job{
+	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: o.JobName, Namespace: o.Namespace, Labels: labels,
 			Annotations: map[string]string{AnnotationSpec: hex.EncodeToString(sum[:16])},
 		},
 		Spec: spec,
 	}
+	if o.Owner != nil {
+		job.OwnerReferences = []metav1.OwnerReference{*o.Owner}
+	}
+	return job
 }

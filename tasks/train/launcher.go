@@ -81,6 +81,7 @@ type Launcher struct {
 	// runStopping, when set, decides on a cancel whether the whole run is ending (delete the Job)
 	// or only this launcher (keep the Job for the retry to re-attach to).
 	runStopping func(context.Context) (bool, error)
+	owner       func(context.Context) (*metav1.OwnerReference, error)
 	minter      Minter
 }
 
@@ -95,6 +96,12 @@ func WithLogger(l *slog.Logger) Option { return func(x *Launcher) { x.log = l } 
 // kept: a retry can re-attach to it, and its deadline bounds a leak.
 func WithRunStopping(f func(context.Context) (bool, error)) Option {
 	return func(x *Launcher) { x.runStopping = f }
+}
+
+// WithOwner sets who owns the Job (see ArgoRunOwner): f is asked once, before the Job is
+// created; nil from f means no owner.
+func WithOwner(f func(context.Context) (*metav1.OwnerReference, error)) Option {
+	return func(x *Launcher) { x.owner = f }
 }
 
 // WithPodLogs sets where the training container's log lines go (default: discard).
@@ -140,6 +147,13 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 			}
 			return l.writeScopedSecret(ctx, &o)
 		}
+	}
+	if l.owner != nil {
+		ref, err := l.owner(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		o.Owner = ref
 	}
 	start := l.now()
 	want := buildJob(&o)

@@ -610,3 +610,28 @@ func TestJobSurvivesDisruptionsAndFailsFastOnItsOwnErrors(t *testing.T) {
 		t.Errorf("second rule %+v: want FailJob on the trainer's non-zero exit", fail)
 	}
 }
+
+// The run owns its training Job: deleting the Workflow garbage-collects the Job (and, through
+// the Job, its credentials Secret). Outside Argo there is no owner.
+func TestTheRunOwnsItsJob(t *testing.T) {
+	t.Parallel()
+	run := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+		"metadata": map[string]any{"name": "run-1", "namespace": ns, "uid": "wf-uid-1"}}}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"}, run)
+	apiCalls.Attach(client)
+	for name, want := range map[string]*metav1.OwnerReference{
+		"run-1":      {APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "run-1", UID: "wf-uid-1"},
+		"not-a-run": nil,
+	} {
+		f := newFixture(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := f.start(ctx, f.opts(), WithOwner(ArgoRunOwner(client, ns, name)))
+		f.watching()
+		got := f.job().OwnerReferences
+		cancel()
+		<-ch
+		if want == nil && len(got) != 0 || want != nil && (len(got) != 1 || got[0] != *want) {
+			t.Errorf("run %s: Job owners %+v, want %+v", name, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"regexp"
 	"strings"
 	"time"
@@ -27,6 +28,8 @@ type Options struct {
 	Run string
 	// JobName is the Job's name; the same name re-attaches to the same Job.
 	JobName string
+	// Owner, when set, owns the Job (the Argo run: deleting the run deletes its Job).
+	Owner   *metav1.OwnerReference
 	Image   string
 	Command []string
 	Args    []string

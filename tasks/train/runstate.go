@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"github.com/gantry-ml/gantry/internal/kube"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,5 +39,22 @@ func ArgoRunStopping(client dynamic.Interface, ns, name string) func(context.Con
 			return true, nil
 		}
 		return false, nil
+	}
+}
+
+// ArgoRunOwner returns the owner reference to put on the training Job: the Argo run (Workflow)
+// ns/name, so that deleting the run (argo delete, a workflow TTL or archive GC) garbage-collects
+// its Job and Secret, while a retry of the run still finds the Job. Outside Argo (no such
+// Workflow) there is no owner: nil.
+func ArgoRunOwner(client dynamic.Interface, ns, name string) func(context.Context) (*metav1.OwnerReference, error) {
+	return func(ctx context.Context) (*metav1.OwnerReference, error) {
+		wf, err := client.Resource(WorkflowsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, kube.Classify("getting the run's Workflow "+name, err)
+		}
+		return &metav1.OwnerReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: wf.GetName(), UID: wf.GetUID()}, nil
 	}
 }

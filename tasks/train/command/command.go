@@ -115,12 +115,16 @@ func New(clients Clients) *cli.App {
 				sts.AccessKey, sts.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 				opts = append(opts, train.WithMinter(sts))
 			}
-			if o.Run != "" && o.DeleteOnCancel && clients.Dynamic != nil {
+			if o.Run != "" && clients.Dynamic != nil {
 				dyn, err := clients.Dynamic(k.Kubeconfig, k.Namespace)
 				if err != nil {
 					return err
 				}
-				opts = append(opts, train.WithRunStopping(train.ArgoRunStopping(dyn, ns, o.Run)))
+				// The run owns its Job: deleting the run garbage-collects it.
+				opts = append(opts, train.WithOwner(train.ArgoRunOwner(dyn, ns, o.Run)))
+				if o.DeleteOnCancel {
+					opts = append(opts, train.WithRunStopping(train.ArgoRunStopping(dyn, ns, o.Run)))
+				}
 			}
 			res, err := train.NewLauncher(client, s, opts...).Run(c.Context, o)
 			if err != nil {
