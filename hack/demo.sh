@@ -27,7 +27,9 @@ step "serving it on 127.0.0.1:${port}"
 "${bin}/model-server" --model-uri="${uri}" --model-digest="${digest}" --listen="127.0.0.1:${port}" 2>"${work}/server.log" &
 server=$!
 trap 'kill ${server} 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:${port}/v2/health/ready" >/dev/null && break; sleep 0.1; done
+ready=""
+for _ in $(seq 300); do curl -fs "http://127.0.0.1:${port}/v2/health/ready" >/dev/null && ready=1 && break; sleep 0.1; done
+[[ -n "${ready}" ]] || { echo "demo: the model server was not ready within 30 s; its log: ${work}/server.log" >&2; tail -5 "${work}/server.log" >&2; exit 1; }
 
 step "canary: all 10k test images, batched and concurrent"
 canary=$("${bin}/canary-evaluator" --endpoint="http://127.0.0.1:${port}" --dataset-uri="${data}" --min-accuracy=0.85 \

@@ -19,7 +19,8 @@ if [[ -z "${REGISTRY:-}" ]]; then
     mkdir -p "${state}/registry"
     nohup crane registry serve --address "${REGISTRY}" --disk "${state}/registry" >"${state}/registry.log" 2>&1 &
     echo $! >"${state}/registry.pid"
-    for _ in $(seq 50); do curl -fs "http://${REGISTRY}/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 100); do curl -fs "http://${REGISTRY}/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fs "http://${REGISTRY}/v2/" >/dev/null 2>&1 || { echo "images: the registry on ${REGISTRY} did not answer within 10 s; its log: ${state}/registry.log" >&2; exit 1; }
     echo "registry: ${REGISTRY} (pid $(cat "${state}/registry.pid"))"
   fi
 fi

@@ -29,10 +29,15 @@ original=$(k -n argo get deploy workflow-controller -o jsonpath='{.spec.template
 restore() { k -n argo set env deploy/workflow-controller "DEFAULT_REQUEUE_TIME=${original:-10s}" >/dev/null && k -n argo rollout status deploy/workflow-controller --timeout=120s >/dev/null; }
 trap restore EXIT
 
-# wait_state RUN REGEX: poll the run's "<phase> node:phase..." until it matches (fails on Failed/Error).
+# wait_state RUN REGEX: poll the run's "<phase> node:phase..." until it matches (fails on
+# Failed/Error, or after BENCH_WAIT_TIMEOUT seconds, default 20 min: a stuck pod must not hang it).
 wait_state() {
-  local s
+  local s deadline=$((SECONDS + ${BENCH_WAIT_TIMEOUT:-1200}))
   while true; do
+    if ((SECONDS > deadline)); then
+      echo "bench: run $1 did not reach /$2/ within ${BENCH_WAIT_TIMEOUT:-1200}s (last: ${s:-nothing}); see: hack/cluster/exec.sh argo get $1" >&2
+      return 1
+    fi
     s=$(argo get "$1" -o json | python3 -c '
 import json, sys
 st = json.load(sys.stdin).get("status", {})
