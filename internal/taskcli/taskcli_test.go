@@ -73,6 +73,21 @@ func TestKeyValuesRefusesMalformedPairsAsBadInput(t *testing.T) {
 	}
 }
 
+// An empty value — what a template passes for its default "" — means no pairs, not a bad one.
+func TestKeyValuesEmptyMeansNone(t *testing.T) {
+	for _, args := range [][]string{{"--env="}, {"--env= "}, {"--env=A=1,", "--env="}} {
+		var kv [][2]string
+		app := &cli.App{Name: "t", Flags: []cli.Flag{&cli.GenericFlag{Name: "env", Value: KeyValues(&kv)}}, Action: func(*cli.Context) error { return nil }}
+		var errb bytes.Buffer
+		if code := Run(context.Background(), app, append([]string{"t"}, args...), io.Discard, &errb); code != 0 {
+			t.Errorf("%v: exit %d, %q", args, code, errb.String())
+		}
+		if want := strings.Contains(strings.Join(args, " "), "A=1"); want != (len(kv) == 1) {
+			t.Errorf("%v: parsed %v", args, kv)
+		}
+	}
+}
+
 func TestRunMapsErrorsToExitCodes(t *testing.T) {
 	// Not parallel: every cli.App writes to urfave/cli's package-level help and version flags while
 	// parsing, so two apps running at once in one test binary race (seen with -race).

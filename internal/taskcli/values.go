@@ -39,7 +39,7 @@ func (v *stringsValue) String() string { return strings.Join(*v.p, ",") }
 
 // KeyValues binds a repeatable KEY=VALUE flag to *p, in order. A value may hold
 // several comma-separated pairs (how the templates pass them in one environment
-// variable). A pair without "=", an empty key or a key given twice is an error,
+// variable); an empty value means none. A pair without "=", an empty key or a key given twice is an error,
 // which the CLI reports as bad input (exit 2).
 func KeyValues(p *[][2]string) cli.Generic { return &keyValues{p: p} }
 
@@ -48,6 +48,9 @@ type keyValues struct{ p *[][2]string }
 func (v *keyValues) Set(s string) error {
 	for _, kv := range strings.Split(s, ",") {
 		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue // an empty value (a template's default "") or a trailing comma means none
+		}
 		k, val, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return fmt.Errorf("%q: want KEY=VALUE", kv)
