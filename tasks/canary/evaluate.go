@@ -76,21 +76,21 @@ type Gate struct {
 
 // Report is report.json.
 type Report struct {
-	Model     string    `json:"model"`
-	Protocol  string    `json:"protocol"`
-	Dataset   string    `json:"dataset"`
-	Digest    string    `json:"datasetDigest"`
-	Seed      uint64    `json:"seed"`
-	Verdict   string    `json:"verdict"`
-	Reason    string    `json:"reason"`
-	Gates     []Gate    `json:"gates"`
-	Candidate Score     `json:"candidate"`
-	Baseline  *Score    `json:"baseline,omitempty"`
+	Model     string `json:"model"`
+	Protocol  string `json:"protocol"`
+	Dataset   string `json:"dataset"`
+	Digest    string `json:"datasetDigest"`
+	Seed      uint64 `json:"seed"`
+	Verdict   string `json:"verdict"`
+	Reason    string `json:"reason"`
+	Gates     []Gate `json:"gates"`
+	Candidate Score  `json:"candidate"`
+	Baseline  *Score `json:"baseline,omitempty"`
 	// BaselineNote says why there is no comparison: no production model yet, or one that did
 	// not answer. Empty when the candidate was compared.
-	BaselineNote string `json:"baselineNote,omitempty"`
-	Created   time.Time `json:"created"`
-	ReportURI string    `json:"reportURI,omitempty"`
+	BaselineNote string    `json:"baselineNote,omitempty"`
+	Created      time.Time `json:"created"`
+	ReportURI    string    `json:"reportURI,omitempty"`
 }
 
 // Evaluator runs evaluations.

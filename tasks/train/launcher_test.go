@@ -620,7 +620,7 @@ func TestTheRunOwnsItsJob(t *testing.T) {
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"}, run)
 	apiCalls.Attach(client)
 	for name, want := range map[string]*metav1.OwnerReference{
-		"run-1":      {APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "run-1", UID: "wf-uid-1"},
+		"run-1":     {APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "run-1", UID: "wf-uid-1"},
 		"not-a-run": nil,
 	} {
 		f := newFixture(t)
