@@ -5,51 +5,47 @@ import (
 	"fmt"
 )
 
-// topLevelField returns the raw value of the first of names found in the JSON
-// object body, skipping other members without decoding them. It replaces
-// json.Unmarshal on the predict path, which scans a large body twice.
-func topLevelField(body []byte, names ...string) ([]byte, string, error) {
+// topLevelFields returns the raw value of every member of the JSON object body, skipping the
+// values without decoding them (a duplicate key is an error). It replaces json.Unmarshal on the
+// predict path, which scans a large body twice.
+func topLevelFields(body []byte) (map[string][]byte, error) {
 	s := &scanner{b: body}
 	s.ws()
 	if !s.eat('{') {
-		return nil, "", fmt.Errorf("malformed JSON: request body is not an object")
+		return nil, fmt.Errorf("malformed JSON: the value is not an object")
 	}
-	var found []byte
-	var which string
+	out := map[string][]byte{}
 	s.ws()
 	if s.eat('}') {
-		return nil, "", s.end()
+		return out, s.end()
 	}
 	for {
 		s.ws()
 		key, err := s.str()
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		s.ws()
 		if !s.eat(':') {
-			return nil, "", fmt.Errorf("malformed JSON: expected ':' after %q", key)
+			return nil, fmt.Errorf("malformed JSON: expected ':' after %q", key)
 		}
 		s.ws()
 		start := s.i
 		if err := s.skipValue(0); err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		if found == nil {
-			for _, n := range names {
-				if key == n {
-					found, which = body[start:s.i], n
-				}
-			}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("malformed JSON: member %q given twice", key)
 		}
+		out[key] = body[start:s.i]
 		s.ws()
 		if s.eat(',') {
 			continue
 		}
 		if s.eat('}') {
-			return found, which, s.end()
+			return out, s.end()
 		}
-		return nil, "", fmt.Errorf("malformed JSON: expected ',' or '}' at offset %d", s.i)
+		return nil, fmt.Errorf("malformed JSON: expected ',' or '}' at offset %d", s.i)
 	}
 }
 

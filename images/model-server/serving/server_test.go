@@ -129,7 +129,7 @@ func TestBadRequestsAre4xxNeverCrashes(t *testing.T) {
 		{"batch over limit", v1, `{"instances": [` + strings.Repeat(one+",", 8) + one + `]}`, 400, "values"},
 		{"oversized body", v1, `{"instances": [[` + strings.Repeat("0,", 600000) + `0]]}`, 413, "over"},
 		{"unknown model", ts.URL + "/v1/models/other:predict", `{"instances": [` + one + `]}`, 404, "not found"},
-		{"unknown verb", ts.URL + "/v1/models/fashion-mnist:classify", `{}`, 404, "unsupported"},
+		{"unknown verb", ts.URL + "/v1/models/fashion-mnist:explain", `{}`, 404, "unknown method"},
 		{"v2 shape mismatch", v2, `{"inputs":[{"name":"input","shape":[2,784],"datatype":"FP32","data":` + one + `}]}`, 400, "needs 1568"},
 		{"v2 datatype", v2, `{"inputs":[{"name":"input","shape":[1,784],"datatype":"BYTES","data":` + one + `}]}`, 400, "datatype"},
 		{"v2 two inputs", v2, `{"inputs":[]}`, 400, "exactly one"},
@@ -241,27 +241,28 @@ func FuzzPredictRequest(f *testing.F) {
 	})
 }
 
-func TestTopLevelField(t *testing.T) {
+func TestTopLevelFields(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		in, want string
-		ok       bool
+		in, key, want string
+		ok            bool
 	}{
-		{`{"instances": [[1,2]]}`, `[[1,2]]`, true},
-		{` {"signature_name":"serving_default","meta":{"a":[1,{"b":"c\""}]},"instances":[[0.5]]} `, `[[0.5]]`, true},
-		{`{"inputs": [[1]], "instances": [[2]]}`, `[[1]]`, true},
-		{`{"x\u0041": 1}`, ``, true},
-		{`{}`, ``, true},
-		{`{"instances": [[1,2]]`, ``, false},
-		{`{"instances": [[1,2]]} x`, ``, false},
-		{`{"a": tru}`, ``, false},
-		{`{"a" 1}`, ``, false},
-		{`[1]`, ``, false},
-		{`{"a": "unterminated}`, ``, false},
+		{`{"instances": [[1,2]]}`, "instances", `[[1,2]]`, true},
+		{` {"signature_name":"serving_default","meta":{"a":[1,{"b":"c\""}]},"instances":[[0.5]]} `, "instances", `[[0.5]]`, true},
+		{`{"inputs": [[1]], "instances": [[2]]}`, "inputs", `[[1]]`, true},
+		{`{"x\u0041": 1}`, "xA", `1`, true},
+		{`{}`, "instances", ``, true},
+		{`{"a": 1, "a": 2}`, "", ``, false},
+		{`{"instances": [[1,2]]`, "", ``, false},
+		{`{"instances": [[1,2]]} x`, "", ``, false},
+		{`{"a": tru}`, "", ``, false},
+		{`{"a" 1}`, "", ``, false},
+		{`[1]`, "", ``, false},
+		{`{"a": "unterminated}`, "", ``, false},
 	} {
-		got, _, err := topLevelField([]byte(tc.in), "instances", "inputs")
-		if (err == nil) != tc.ok || (tc.ok && string(got) != tc.want) {
-			t.Errorf("topLevelField(%s) = %q, %v; want %q ok=%t", tc.in, got, err, tc.want, tc.ok)
+		got, err := topLevelFields([]byte(tc.in))
+		if (err == nil) != tc.ok || (tc.ok && string(got[tc.key]) != tc.want) {
+			t.Errorf("topLevelFields(%s)[%q] = %q, %v; want %q ok=%t", tc.in, tc.key, got[tc.key], err, tc.want, tc.ok)
 		}
 		if tc.ok && !json.Valid([]byte(tc.in)) {
 			t.Errorf("accepted invalid JSON %s", tc.in)
