@@ -99,7 +99,9 @@ func TestTFServingREST(t *testing.T) {
 		var st struct {
 			ModelVersionStatus []struct {
 				Version, State string
-				Status         struct{ ErrorCode string `json:"error_code"` }
+				Status         struct {
+					ErrorCode string `json:"error_code"`
+				}
 			} `json:"model_version_status"`
 		}
 		if code, _, b := p.do("GET", path, nil, nil, &st); code != 200 || len(st.ModelVersionStatus) != 1 ||
