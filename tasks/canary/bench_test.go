@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,26 +19,58 @@ import (
 	"github.com/gantry-ml/gantry/internal/testenv"
 )
 
-// BenchmarkEvaluate10k scores all 10k test images against the real model
-// server on loopback: gantry's evaluator (batched, concurrent) side by side
-// with a plain sequential one-request-per-image client.
+// BenchmarkEvaluate10k scores all 10k test images against the real model server on loopback,
+// side by side: the server's pure compute (the same batches through the model in-process, as
+// concurrent as the evaluator), gantry's evaluator over each wire (TF Serving rows, OIP JSON,
+// OIP binary tensors), and a plain sequential one-request-per-image client.
 func BenchmarkEvaluate10k(b *testing.B) {
 	data := testenv.FashionMNIST(b)
 	s := serving.New("fashion-mnist")
-	s.SetModel(mlp.New(mlp.NewConfig(256, 128), 1), "1", "")
+	model := mlp.New(mlp.NewConfig(256, 128), 1)
+	s.SetModel(model, "1", "")
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
 	store, _ := objstore.New(nil)
-	b.Run("gantry", func(b *testing.B) {
+	const batch, concurrency = 64, 4
+	b.Run("compute", func(b *testing.B) {
+		split, err := idx.Load(context.Background(), store, data, "t10k", 10)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x := mlp.Scale(split.Images.Pixels)
+		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			o := Options{Endpoint: ts.URL, ModelName: "fashion-mnist", Protocol: "v1", DatasetURI: data, BatchSize: 64, Concurrency: 4,
-				RequestTimeout: 30 * time.Second, Retries: 1, MaxErrorRate: 0.01}
-			r, err := NewEvaluator(store).Evaluate(context.Background(), o)
-			if err != nil || r.Candidate.Answered != 10000 {
-				b.Fatalf("%v %+v", err, r)
+			var wg sync.WaitGroup
+			next := make(chan int)
+			for range concurrency {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k := range next {
+						n := min(batch, split.Images.N-k)
+						model.Predict(x[k*784:(k+n)*784], n)
+					}
+				}()
 			}
+			for k := 0; k < split.Images.N; k += batch {
+				next <- k
+			}
+			close(next)
+			wg.Wait()
 		}
 	})
+	for _, proto := range []string{"v1", "v2-json", "v2"} {
+		b.Run("gantry-"+proto, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				o := Options{Endpoint: ts.URL, ModelName: "fashion-mnist", Protocol: proto, DatasetURI: data, BatchSize: batch, Concurrency: concurrency,
+					RequestTimeout: 30 * time.Second, Retries: 1, MaxErrorRate: 0.01}
+				r, err := NewEvaluator(store).Evaluate(context.Background(), o)
+				if err != nil || r.Candidate.Answered != 10000 {
+					b.Fatalf("%v %+v", err, r)
+				}
+			}
+		})
+	}
 	b.Run("sequential", func(b *testing.B) {
 		split, err := idx.Load(context.Background(), store, data, "t10k", 10)
 		if err != nil {

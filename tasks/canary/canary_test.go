@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -86,11 +87,15 @@ func evaluate(t *testing.T, o Options) *Report {
 func TestAccuracyEqualsTrainersOwnOnAll10k(t *testing.T) {
 	m, acc, data := trainedModel(t)
 	url := serve(t, m)
-	for _, proto := range []string{"v1", "v2"} {
+	// The same 10k answers, whatever the wire: TF Serving rows, OIP JSON, OIP binary tensors.
+	for proto, wire := range map[string]string{"v1": WireV1, "v2": WireV2Binary, "v2-json": WireV2JSON} {
 		o := opts(url, data)
 		o.Protocol, o.MinAccuracy = proto, 0.5
 		o.ReportURI = "file://" + t.TempDir() + "/"
 		r := evaluate(t, o)
+		if r.Candidate.Wire != wire {
+			t.Errorf("%s: spoke %q, want %q", proto, r.Candidate.Wire, wire)
+		}
 		if r.Candidate.Samples != 10000 || r.Candidate.Answered != 10000 {
 			t.Fatalf("%s: answered %d of %d", proto, r.Candidate.Answered, r.Candidate.Samples)
 		}
@@ -353,5 +358,37 @@ func TestReportWithoutAComparisonSaysWhy(t *testing.T) {
 	o.BaselineEndpoint = url
 	if r, page := html(o); r.BaselineNote != "" || !strings.Contains(page, "Δ recall") || !strings.Contains(page, "Baseline accuracy") {
 		t.Errorf("compared: note %q; the page must show the comparison", r.BaselineNote)
+	}
+}
+
+// A v2 server that does not list the binary tensor data extension gets JSON tensors, and the
+// evaluator says what it lacks; the scores are the same.
+func TestV2FallsBackToJSONWithoutTheBinaryExtension(t *testing.T) {
+	m, _, data := trainedModel(t)
+	s := serving.New("fashion-mnist")
+	s.SetModel(m, "1", "")
+	h := s.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2" {
+			w.Write([]byte(`{"name":"plain","version":"1","extensions":[]}`))
+			return
+		}
+		if r.Header.Get(serving.HeaderLength) != "" {
+			http.Error(w, `{"error":"binary tensors not supported"}`, http.StatusBadRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	var logs bytes.Buffer
+	o := opts(ts.URL, data)
+	o.Protocol, o.Limit = "v2", 2000
+	store, _ := objstore.New(nil)
+	r, err := NewEvaluator(store, WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))).Evaluate(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Candidate.Wire != WireV2JSON || r.Candidate.Answered != 2000 || !strings.Contains(logs.String(), "does not list the binary_tensor_data extension") {
+		t.Errorf("wire %q, answered %d; logs:\n%s", r.Candidate.Wire, r.Candidate.Answered, logs.String())
 	}
 }

@@ -3,10 +3,13 @@ package canary
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,19 +26,95 @@ var pixelText = func() [256][]byte {
 	return t
 }()
 
+// Wire formats a predictor speaks.
+const (
+	WireV1       = "v1 json"   // TF Serving REST, row format
+	WireV2JSON   = "v2 json"   // Open Inference Protocol, JSON tensors
+	WireV2Binary = "v2 binary" // Open Inference Protocol, binary tensor data extension
+)
+
+// binaryExtension and headerLength are the OIP binary tensor data extension's names.
+const (
+	binaryExtension = "binary_tensor_data"
+	headerLength    = "Inference-Header-Content-Length"
+)
+
+// pixelBits[p] is p/255 as little-endian FP32 bytes: the binary body is built from it.
+var pixelBits = func() [256][4]byte {
+	var t [256][4]byte
+	for p := range t {
+		binary.LittleEndian.PutUint32(t[p][:], math.Float32bits(float32(p)/255))
+	}
+	return t
+}()
+
 // predictor sends one batch of images and returns one probability row per image.
 type predictor struct {
-	client   *http.Client // retries transient failures (internal/transient)
-	url      string
-	protocol string
+	client        *http.Client // retries transient failures (internal/transient)
+	url           string
+	wire          string
+	input, output string // v2 tensor names, from the model's metadata
 }
 
-func newPredictor(c *http.Client, base, model, protocol string) *predictor {
+func newPredictor(c *http.Client, base, model string, w wire) *predictor {
 	u := base + "/v1/models/" + model + ":predict"
-	if protocol == "v2" {
+	if w.format != WireV1 {
 		u = base + "/v2/models/" + model + "/infer"
 	}
-	return &predictor{client: c, url: u, protocol: protocol}
+	return &predictor{client: c, url: u, wire: w.format, input: w.input, output: w.output}
+}
+
+// wire is what negotiate settled on for one endpoint.
+type wire struct {
+	format        string
+	input, output string
+	note          string // what the server lacks, if anything
+}
+
+// negotiate picks the wire format for protocol at base: v1 is TF Serving's row format; v2 uses
+// the binary tensor data extension when the server lists it in its metadata (GET /v2), JSON
+// otherwise, and the model's own input and output names (GET /v2/models/M); v2-json forces JSON.
+func negotiate(ctx context.Context, c *http.Client, base, model, protocol string) wire {
+	w := wire{format: WireV1, input: "input", output: "probabilities"}
+	if protocol == "v1" {
+		return w
+	}
+	w.format = WireV2JSON
+	var server struct {
+		Extensions []string `json:"extensions"`
+	}
+	if err := getJSON(ctx, c, base+"/v2", &server); err != nil {
+		w.note = "server metadata (GET /v2) unavailable: " + err.Error() + "; JSON tensors"
+	} else if protocol == "v2" && slices.Contains(server.Extensions, binaryExtension) {
+		w.format = WireV2Binary
+	} else if protocol == "v2" {
+		w.note = "the server does not list the " + binaryExtension + " extension: JSON tensors"
+	}
+	var md struct {
+		Inputs  []struct{ Name string } `json:"inputs"`
+		Outputs []struct{ Name string } `json:"outputs"`
+	}
+	if err := getJSON(ctx, c, base+"/v2/models/"+model, &md); err == nil && len(md.Inputs) == 1 && len(md.Outputs) >= 1 {
+		w.input, w.output = md.Inputs[0].Name, md.Outputs[0].Name
+	}
+	return w
+}
+
+func getJSON(ctx context.Context, c *http.Client, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return json.Unmarshal(b, out)
 }
 
 // newClient is the evaluator's HTTP client: base's connections, o.Retries retries of transient
@@ -49,19 +128,34 @@ func newClient(base http.RoundTripper, o Options) *http.Client {
 // maxResponse bounds one predict response.
 const maxResponse = 64 << 20
 
-func (p *predictor) body(images [][]byte) []byte {
+// body is the request for images, and its Inference-Header-Content-Length ("" for JSON).
+func (p *predictor) body(images [][]byte) ([]byte, string) {
 	var b bytes.Buffer
-	b.Grow(len(images) * 784 * 11)
-	if p.protocol == "v2" {
-		fmt.Fprintf(&b, `{"inputs":[{"name":"input","datatype":"FP32","shape":[%d,%d],"data":[`, len(images), len(images[0]))
-	} else {
+	switch p.wire {
+	case WireV2Binary:
+		n := len(images) * len(images[0])
+		fmt.Fprintf(&b, `{"inputs":[{"name":%q,"datatype":"FP32","shape":[%d,%d],"parameters":{"binary_data_size":%d}}],`+
+			`"outputs":[{"name":%q,"parameters":{"binary_data":true}}]}`, p.input, len(images), len(images[0]), 4*n, p.output)
+		header := b.Len()
+		b.Grow(4 * n)
+		for _, img := range images {
+			for _, px := range img {
+				b.Write(pixelBits[px][:])
+			}
+		}
+		return b.Bytes(), strconv.Itoa(header)
+	case WireV2JSON:
+		b.Grow(len(images) * 784 * 11)
+		fmt.Fprintf(&b, `{"inputs":[{"name":%q,"datatype":"FP32","shape":[%d,%d],"data":[`, p.input, len(images), len(images[0]))
+	default:
+		b.Grow(len(images) * 784 * 11)
 		b.WriteString(`{"instances":[`)
 	}
 	for i, img := range images {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		if p.protocol == "v1" {
+		if p.wire == WireV1 {
 			b.WriteByte('[')
 		}
 		for j, px := range img {
@@ -70,27 +164,32 @@ func (p *predictor) body(images [][]byte) []byte {
 			}
 			b.Write(pixelText[px])
 		}
-		if p.protocol == "v1" {
+		if p.wire == WireV1 {
 			b.WriteByte(']')
 		}
 	}
-	if p.protocol == "v2" {
+	if p.wire == WireV2JSON {
 		b.WriteString("]}]}")
 	} else {
 		b.WriteString("]}")
 	}
-	return b.Bytes()
+	return b.Bytes(), ""
 }
 
 // predict returns the probability rows and the latency of the attempt that answered.
 func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) ([][]float32, time.Duration, error) {
 	var start time.Time
 	ctx = transient.OnAttempt(ctx, func(int) { start = time.Now() })
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(p.body(images)))
+	body, hdrLen := p.body(images)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if hdrLen != "" {
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set(headerLength, hdrLen)
+	}
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("POST %s: %w", p.url, err)
@@ -104,7 +203,7 @@ func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) (
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
 	}
-	rows, err := decodeResponse(p.protocol, b, len(images), classes)
+	rows, err := decodeResponse(p.wire, resp.Header.Get(headerLength), b, len(images), classes)
 	return rows, latency, err
 }
 
@@ -115,26 +214,11 @@ func snippet(b []byte) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// decodeResponse checks and returns n rows of classes probabilities.
-func decodeResponse(protocol string, b []byte, n, classes int) ([][]float32, error) {
+// decodeResponse checks and returns n rows of classes probabilities. hdrLen is the response's
+// Inference-Header-Content-Length: set, the output's data follows the JSON header in binary.
+func decodeResponse(wire, hdrLen string, b []byte, n, classes int) ([][]float32, error) {
 	var rows [][]float32
-	if protocol == "v2" {
-		var r struct {
-			Outputs []struct {
-				Shape []int     `json:"shape"`
-				Data  []float32 `json:"data"`
-			} `json:"outputs"`
-		}
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("decoding v2 response: %v: %s", err, snippet(b))
-		}
-		if len(r.Outputs) == 0 || len(r.Outputs[0].Data) != n*classes {
-			return nil, fmt.Errorf("v2 response: want one output of %d×%d values", n, classes)
-		}
-		for i := 0; i < n; i++ {
-			rows = append(rows, r.Outputs[0].Data[i*classes:(i+1)*classes])
-		}
-	} else {
+	if wire == WireV1 {
 		var r struct {
 			Predictions [][]float32 `json:"predictions"`
 		}
@@ -142,6 +226,48 @@ func decodeResponse(protocol string, b []byte, n, classes int) ([][]float32, err
 			return nil, fmt.Errorf("decoding v1 response: %v: %s", err, snippet(b))
 		}
 		rows = r.Predictions
+	} else {
+		js, bin := b, []byte(nil)
+		if hdrLen != "" {
+			l, err := strconv.Atoi(hdrLen)
+			if err != nil || l < 0 || l > len(b) {
+				return nil, fmt.Errorf("v2 response: %s %q beyond its %d bytes", headerLength, hdrLen, len(b))
+			}
+			js, bin = b[:l], b[l:]
+		}
+		var r struct {
+			Outputs []struct {
+				Datatype   string `json:"datatype"`
+				Shape      []int  `json:"shape"`
+				Parameters struct {
+					BinaryDataSize *int `json:"binary_data_size"`
+				} `json:"parameters"`
+				Data []float32 `json:"data"`
+			} `json:"outputs"`
+		}
+		if err := json.Unmarshal(js, &r); err != nil {
+			return nil, fmt.Errorf("decoding v2 response: %v: %s", err, snippet(js))
+		}
+		if len(r.Outputs) == 0 {
+			return nil, fmt.Errorf("v2 response: no outputs")
+		}
+		out := r.Outputs[0]
+		data := out.Data
+		if size := out.Parameters.BinaryDataSize; size != nil {
+			if out.Datatype != "FP32" || *size != len(bin) || *size != 4*n*classes {
+				return nil, fmt.Errorf("v2 response: binary output of %d bytes (%s, %d after the header), want %d×%d FP32", *size, out.Datatype, len(bin), n, classes)
+			}
+			data = make([]float32, n*classes)
+			for i := range data {
+				data[i] = math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
+			}
+		}
+		if len(data) != n*classes {
+			return nil, fmt.Errorf("v2 response: want one output of %d×%d values, got %d", n, classes, len(data))
+		}
+		for i := 0; i < n; i++ {
+			rows = append(rows, data[i*classes:(i+1)*classes])
+		}
 	}
 	if len(rows) != n {
 		return nil, fmt.Errorf("response has %d predictions for %d instances", len(rows), n)

@@ -25,6 +25,7 @@ const (
 // Score is one endpoint's performance on the samples.
 type Score struct {
 	Endpoint       string       `json:"endpoint"`
+	Wire           string       `json:"wire,omitempty"`        // v1 json, v2 json or v2 binary: what was negotiated
 	ModelDigest    string       `json:"modelDigest,omitempty"` // what the endpoint said it serves (checked against --model-digest)
 	Samples        int          `json:"samples"`
 	Answered       int          `json:"answered"`
@@ -119,6 +120,16 @@ func NewEvaluator(store objstore.Store, opts ...Option) *Evaluator {
 	return e
 }
 
+// negotiate settles the wire format with an endpoint, saying what the server lacks.
+func (e *Evaluator) negotiate(ctx context.Context, c *http.Client, endpoint, model, protocol string) wire {
+	w := negotiate(ctx, c, strings.TrimRight(endpoint, "/"), model, protocol)
+	e.log.Info("protocol", "endpoint", endpoint, "wire", w.format, "input", w.input, "output", w.output)
+	if w.note != "" {
+		e.log.Warn("protocol feature missing", "endpoint", endpoint, "note", w.note)
+	}
+	return w
+}
+
 // Evaluate scores the candidate (and baseline), applies the gates and writes the report.
 func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	if err := o.Validate(); err != nil {
@@ -162,14 +173,18 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	}
 	e.log.Info("scoring candidate", "endpoint", o.Endpoint, "samples", len(sample), "batch", o.BatchSize, "concurrency", o.Concurrency)
 	served := rep.Candidate.ModelDigest
-	rep.Candidate = e.score(ctx, newPredictor(client, strings.TrimRight(o.Endpoint, "/"), o.ModelName, o.Protocol), data, sample, o)
+	cw := e.negotiate(ctx, client, o.Endpoint, o.ModelName, o.Protocol)
+	rep.Candidate = e.score(ctx, newPredictor(client, strings.TrimRight(o.Endpoint, "/"), o.ModelName, cw), data, sample, o)
+	rep.Candidate.Wire = cw.format
 	rep.Candidate.Endpoint, rep.Candidate.ModelDigest = o.Endpoint, served
 	if o.BaselineEndpoint != "" {
 		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
 		// Which model production serves now: promote replaces only that one (compare-and-swap).
 		// An unreachable baseline is judged by its scores below (a required one fails the canary).
 		baseDigest, _ := servedDigest(ctx, client, o.BaselineEndpoint, o.BaselineModel)
-		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, o.Protocol), data, sample, o)
+		bw := e.negotiate(ctx, client, o.BaselineEndpoint, o.BaselineModel, o.Protocol)
+		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, bw), data, sample, o)
+		b.Wire = bw.format
 		b.Endpoint, b.ModelDigest = o.BaselineEndpoint, baseDigest
 		rep.Baseline = &b
 	}

@@ -28,7 +28,7 @@ type Options struct {
 	// another model — another run's, in a shared staging — is refused without being scored.
 	ModelDigest    string
 	BaselineModel  string // default ModelName
-	Protocol       string // v1 | v2
+	Protocol       string // v1 | v2 (binary tensors when the server lists the extension) | v2-json
 	DatasetURI     string // prefix with the IDX files
 	Split          string // t10k (default) or train
 	Limit          int    // sample this many images (0: all)
@@ -79,8 +79,8 @@ func (o *Options) Validate() error {
 	if o.BaselineModel == "" {
 		o.BaselineModel = o.ModelName
 	}
-	if o.Protocol != "v1" && o.Protocol != "v2" {
-		return exitcode.Invalidf("--protocol %q: want v1 (TF Serving REST) or v2 (KServe Open Inference Protocol)", o.Protocol)
+	if o.Protocol != "v1" && o.Protocol != "v2" && o.Protocol != "v2-json" {
+		return exitcode.Invalidf("--protocol %q: want v1 (TF Serving REST), v2 (Open Inference Protocol; binary tensors when the server has the extension) or v2-json", o.Protocol)
 	}
 	if o.DatasetURI == "" {
 		return exitcode.Invalidf("--dataset-uri is required")

@@ -33,7 +33,7 @@ func New() *cli.App {
 		&cli.StringFlag{Name: "model-digest", Destination: &o.ModelDigest,
 			Usage: "the candidate's digest: the endpoint must say it serves it (v2 model metadata), else the canary fails without scoring (empty: not checked)"},
 		&cli.StringFlag{Name: "baseline-model-name", Destination: &o.BaselineModel, Usage: "baseline's served model name (default: --model-name)"},
-		&cli.StringFlag{Name: "protocol", Value: "v1", Destination: &o.Protocol, Usage: "v1 (TF Serving REST :predict) or v2 (KServe Open Inference Protocol /infer)"},
+		&cli.StringFlag{Name: "protocol", Value: "v2", Destination: &o.Protocol, Usage: "v2 (Open Inference Protocol /infer: binary tensors when the server lists binary_tensor_data in GET /v2, JSON otherwise; the report says which), v2-json, or v1 (TF Serving REST :predict, row format)"},
 		&cli.StringFlag{Name: "dataset-uri", Destination: &o.DatasetURI, Usage: "prefix holding the labelled IDX .gz files (file:// or s3://)"},
 		&cli.StringFlag{Name: "split", Value: "t10k", Destination: &o.Split, Usage: "t10k or train"},
 		&cli.GenericFlag{Name: "class-names", Value: taskcli.List(&o.ClassNames), Usage: "the dataset's label names in label order, comma-separated (default: Fashion-MNIST's ten)"},
