@@ -28,12 +28,15 @@ type File struct {
 
 // Manifest describes one immutable model version.
 type Manifest struct {
-	SchemaVersion       int               `json:"schemaVersion"`
-	ModelName           string            `json:"modelName"`
-	Version             string            `json:"version"`
-	Digest              string            `json:"digest"` // Digest(Files)
-	Files               []File            `json:"files"`
-	SourceURI           string            `json:"sourceURI"`
+	SchemaVersion int    `json:"schemaVersion"`
+	ModelName     string `json:"modelName"`
+	Version       string `json:"version"`
+	Digest        string `json:"digest"` // Digest(Files)
+	Files         []File `json:"files"`
+	SourceURI     string `json:"sourceURI"`
+	// SourceETags are the source objects' entity tags when published (path → ETag): a
+	// re-publish of the same, unchanged source is recognised from a listing, without copying.
+	SourceETags         map[string]string `json:"sourceETags,omitempty"`
 	TrainingImageDigest string            `json:"trainingImageDigest,omitempty"`
 	DatasetDigest       string            `json:"datasetDigest,omitempty"`
 	Metrics             map[string]any    `json:"metrics,omitempty"`

@@ -3,6 +3,8 @@ package objstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -196,5 +198,53 @@ func TestConnectionResetMidObjectIsTransient(t *testing.T) {
 	got, err := objstore.ReadAll(ctx, r, "s3://models/big", 16<<20)
 	if err != nil || !bytes.Equal(got, big) {
 		t.Errorf("after the network healed: %d bytes, %v", len(got), err)
+	}
+}
+
+// CopySHA256 has MinIO compute the copy's SHA-256 (a full-object checksum the store keeps), and
+// copies an object over the single-copy limit part by part on the server (small parts here);
+// file:// and cross-backend copies hash the one stream they read.
+func TestCopySHA256(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket("models")
+	s3, err := objstore.NewS3(objstore.S3Config{Endpoint: m.Endpoint, Creds: m.Creds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3.SetMaxCopyObject(5 << 20)
+	r, err := objstore.New(&objstore.S3Config{Endpoint: m.Endpoint, Creds: m.Creds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	small, big := bytes.Repeat([]byte("small"), 1000), make([]byte, 11<<20+123)
+	for i := range big {
+		big[i] = byte(i * 31 / 7)
+	}
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+	for name, b := range map[string][]byte{"small": small, "big": big} {
+		if err := objstore.PutBytes(ctx, r, "s3://models/src/"+name, b); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s3.CopySHA256(ctx, "s3://models/src/"+name, "s3://models/dst/"+name)
+		if err != nil || got != sum(b) {
+			t.Errorf("%s: copy SHA-256 %s, %v; want %s", name, got, err, sum(b))
+		}
+		back, err := objstore.ReadAll(ctx, r, "s3://models/dst/"+name, 64<<20)
+		if err != nil || !bytes.Equal(back, b) {
+			t.Errorf("%s: the copy differs from the source (%d bytes, %v)", name, len(back), err)
+		}
+	}
+	if stored, err := s3.StoredSHA256(ctx, "s3://models/dst/small"); err != nil || stored != sum(small) {
+		t.Errorf("the server kept no SHA-256 of the copy: %q %v", stored, err)
+	}
+	if stored, _ := s3.StoredSHA256(ctx, "s3://models/src/small"); stored != "" {
+		t.Errorf("a plain upload claims a stored SHA-256 %q", stored)
+	}
+	dir := "file://" + t.TempDir() + "/"
+	for _, tc := range [][2]string{{"s3://models/src/big", dir + "big"}, {dir + "big", dir + "big2"}, {dir + "big2", "s3://models/back"}} {
+		if got, err := r.CopySHA256(ctx, tc[0], tc[1]); err != nil || got != sum(big) {
+			t.Errorf("%s → %s: %s %v", tc[0], tc[1], got, err)
+		}
 	}
 }

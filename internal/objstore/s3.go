@@ -32,7 +32,12 @@ type S3Config struct {
 // S3Store serves s3:// URIs.
 type S3Store struct {
 	client *minio.Client
+	// maxCopy is the largest object one CopyObject copies (default MaxCopyObject; tests lower it).
+	maxCopy int64
 }
+
+// SetMaxCopyObject lowers the single-request copy limit (tests exercise the multipart copy).
+func (s *S3Store) SetMaxCopyObject(n int64) { s.maxCopy = n }
 
 // NewS3 builds an S3 client. Endpoint errors are bad input.
 func NewS3(cfg S3Config) (*S3Store, error) {
@@ -168,7 +173,7 @@ func (s *S3Store) Stat(ctx context.Context, uri string) (Info, error) {
 	if err != nil {
 		return Info{}, classify("stat", uri, err)
 	}
-	return Info{URI: uri, Size: oi.Size, ModTime: oi.LastModified}, nil
+	return Info{URI: uri, Size: oi.Size, ModTime: oi.LastModified, ETag: strings.Trim(oi.ETag, `"`)}, nil
 }
 
 func (s *S3Store) List(ctx context.Context, prefix string) ([]Info, error) {
@@ -184,7 +189,7 @@ func (s *S3Store) List(ctx context.Context, prefix string) ([]Info, error) {
 		if strings.HasSuffix(oi.Key, "/") {
 			continue
 		}
-		out = append(out, Info{URI: URI{Scheme: "s3", Bucket: u.Bucket, Key: oi.Key}.String(), Size: oi.Size, ModTime: oi.LastModified})
+		out = append(out, Info{URI: URI{Scheme: "s3", Bucket: u.Bucket, Key: oi.Key}.String(), Size: oi.Size, ModTime: oi.LastModified, ETag: strings.Trim(oi.ETag, `"`)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].URI < out[j].URI })
 	return out, nil

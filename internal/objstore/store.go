@@ -18,6 +18,8 @@ type Info struct {
 	URI     string
 	Size    int64
 	ModTime time.Time
+	// ETag is the S3 entity tag (content-derived for an upload; "" on a file system).
+	ETag string
 }
 
 // Store is what tasks need of object storage.

@@ -19,6 +19,7 @@ type Proxy struct {
 	ln       net.Listener
 	cutAfter atomic.Int64
 	cuts     atomic.Int64
+	bytes    atomic.Int64
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
@@ -43,6 +44,9 @@ func (p *Proxy) URL() string { return "http://" + p.Addr }
 
 // CutAfter makes every connection, new or open, reset after n bytes; 0 passes everything.
 func (p *Proxy) CutAfter(n int64) { p.cutAfter.Store(n) }
+
+// Bytes is how many bytes have passed through the proxy, both directions, since it started.
+func (p *Proxy) Bytes() int64 { return p.bytes.Load() }
 
 // Cuts is how many connections the proxy has reset.
 func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
@@ -108,6 +112,7 @@ func (p *Proxy) handle(client net.Conn) {
 					if int64(n) > left {
 						_, _ = dst.Write(buf[:left])
 						passed.Add(left)
+						p.bytes.Add(left)
 						cut()
 						return
 					}
@@ -117,6 +122,7 @@ func (p *Proxy) handle(client net.Conn) {
 					return
 				}
 				passed.Add(int64(n))
+				p.bytes.Add(int64(n))
 			}
 			if err != nil {
 				if errors.Is(err, io.EOF) {

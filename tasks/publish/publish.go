@@ -5,9 +5,11 @@ package publish
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"sort"
 	"strings"
@@ -134,21 +136,50 @@ func modelDir(registry, model string) objstore.URI {
 	return u.Join(model).Dir()
 }
 
-// Publish copies the source into a new (or the matching existing) version and
-// writes manifest.json last. Identical content is a no-op; different content
-// under an existing version is bad input.
+// Publish copies the source into a new (or the matching existing) version and writes
+// manifest.json last. Identical content is a no-op; different content under an existing version
+// is bad input.
+//
+// No model byte passes through the publisher when the store can copy and checksum on its own
+// side (S3: CopyObject with a SHA-256 checksum): each file is copied into a staging prefix with
+// its SHA-256 computed by the server, the version digest follows from those, and the files are
+// copied again (server-side, the checksum compared) into the version. A file system, or an object
+// over the single-copy limit, costs one streamed read, never two. A re-publish of a source whose
+// objects are unchanged (same ETags as recorded in a manifest) is recognised from a listing and
+// that manifest: nothing is copied.
 func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	src, err := manifest.Scan(ctx, p.store, o.SourceURI, nil)
+	hc, ok := p.store.(objstore.HashCopier)
+	if !ok {
+		return nil, fmt.Errorf("publishing: the store cannot copy with checksums")
+	}
+	srcDir, _ := objstore.Parse(o.SourceURI)
+	src, etags, err := p.listSource(ctx, srcDir)
 	if err != nil {
-		return nil, fmt.Errorf("reading source %s: %w", o.SourceURI, err)
+		return nil, err
 	}
-	if len(src) == 0 {
-		return nil, exitcode.Invalidf("--source-uri %s holds no files", o.SourceURI)
+	if m, version, ok, err := p.unchangedSource(ctx, o, etags); err != nil || ok {
+		if err != nil {
+			return nil, err
+		}
+		p.log.Info("source unchanged since it was published", "version", version, "digest", m.Digest)
+		out := &Published{Manifest: *m, URI: modelDir(o.RegistryURI, o.ModelName).Join(version).Dir().String(), Reused: true}
+		return out, p.pushOCI(ctx, o, out)
 	}
-	digest := manifest.Digest(src)
+	// Copy into staging, with the store computing each file's SHA-256.
+	staging := modelDir(o.RegistryURI, o.ModelName).Join(".staging", rand.Text()).Dir()
+	defer p.cleanStaging(context.WithoutCancel(ctx), staging, src)
+	files := make([]manifest.File, len(src))
+	for i, f := range src {
+		sum, err := hc.CopySHA256(ctx, srcDir.Join(f.Path).String(), staging.Join(f.Path).String())
+		if err != nil {
+			return nil, fmt.Errorf("copying %s: %w", f.Path, err)
+		}
+		files[i] = manifest.File{Path: f.Path, Size: f.Size, SHA256: sum}
+	}
+	digest := manifest.Digest(files)
 	version, existing, err := p.pickVersion(ctx, o, digest)
 	if err != nil {
 		return nil, err
@@ -159,30 +190,101 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		out := &Published{Manifest: *existing, URI: dir.String(), Reused: true}
 		return out, p.pushOCI(ctx, o, out)
 	}
-	srcDir, _ := objstore.Parse(o.SourceURI)
-	for _, f := range src {
-		if err := p.store.Copy(ctx, srcDir.Join(f.Path).String(), dir.Join(f.Path).String()); err != nil {
+	for _, f := range files {
+		// Verify what landed before committing to it: the copy's checksum is the staged one's.
+		sum, err := hc.CopySHA256(ctx, staging.Join(f.Path).String(), dir.Join(f.Path).String())
+		if err != nil {
 			return nil, fmt.Errorf("copying %s: %w", f.Path, err)
 		}
+		if sum != f.SHA256 {
+			return nil, fmt.Errorf("copied %s has SHA-256 %s, staged %s: the copy is corrupt", f.Path, sum, f.SHA256)
+		}
 	}
-	// Verify what landed before committing to it.
-	dst, err := manifest.Scan(ctx, p.store, dir.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("verifying copy: %w", err)
+	if err := p.sourceUnchanged(ctx, srcDir, etags); err != nil {
+		return nil, err
 	}
-	if got := manifest.Digest(dst); got != digest {
-		return nil, fmt.Errorf("copied files have digest %s, source has %s: the source changed during publish or the copy is corrupt", got, digest)
-	}
-	m := manifest.Manifest{SchemaVersion: 1, ModelName: o.ModelName, Version: version, Digest: digest, Files: src,
-		SourceURI: o.SourceURI, TrainingImageDigest: o.TrainingImageDigest, Workflow: o.Run, Created: p.now().UTC()}
+	m := manifest.Manifest{SchemaVersion: 1, ModelName: o.ModelName, Version: version, Digest: digest, Files: files,
+		SourceURI: o.SourceURI, SourceETags: etags, TrainingImageDigest: o.TrainingImageDigest, Workflow: o.Run, Created: p.now().UTC()}
 	p.readMetrics(ctx, srcDir, &m)
 	b, _ := json.MarshalIndent(m, "", "  ")
 	if err := objstore.PutBytes(ctx, p.store, dir.Join(manifest.FileName).String(), b); err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
 	}
-	p.log.Info("published model", "model", o.ModelName, "version", version, "uri", dir.String(), "digest", digest, "files", len(src))
+	p.log.Info("published model", "model", o.ModelName, "version", version, "uri", dir.String(), "digest", digest, "files", len(files))
 	out := &Published{Manifest: m, URI: dir.String()}
 	return out, p.pushOCI(ctx, o, out)
+}
+
+// listSource lists the trainer output (every file but a manifest) with its ETags (nil when
+// the store has none).
+func (p *Publisher) listSource(ctx context.Context, srcDir objstore.URI) ([]manifest.File, map[string]string, error) {
+	prefix := srcDir.Dir().String()
+	list, err := p.store.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading source %s: %w", prefix, err)
+	}
+	var files []manifest.File
+	etags := map[string]string{}
+	for _, info := range list {
+		rel := strings.TrimPrefix(info.URI, prefix)
+		if rel == manifest.FileName || rel == "" {
+			continue
+		}
+		files = append(files, manifest.File{Path: rel, Size: info.Size})
+		if etags != nil && info.ETag != "" {
+			etags[rel] = info.ETag
+		} else {
+			etags = nil
+		}
+	}
+	if len(files) == 0 {
+		return nil, nil, exitcode.Invalidf("--source-uri %s holds no files", prefix)
+	}
+	return files, etags, nil
+}
+
+// unchangedSource finds a version published from this very source whose objects have not
+// changed since (same paths and ETags).
+func (p *Publisher) unchangedSource(ctx context.Context, o PublishOptions, etags map[string]string) (*manifest.Manifest, string, bool, error) {
+	if etags == nil {
+		return nil, "", false, nil
+	}
+	versions, err := p.versions(ctx, o.RegistryURI, o.ModelName)
+	if err != nil {
+		return nil, "", false, err
+	}
+	for name, v := range versions {
+		if m := v.manifest; m != nil && m.SourceURI == o.SourceURI && maps.Equal(m.SourceETags, etags) && (o.Version == "" || o.Version == name) {
+			return m, name, true, nil
+		}
+	}
+	return nil, "", false, nil
+}
+
+// sourceUnchanged refuses to commit a version whose source changed while it was copied (a
+// trainer still writing, a second run reusing the output prefix): its ETags must be the ones
+// listed before the copy.
+func (p *Publisher) sourceUnchanged(ctx context.Context, srcDir objstore.URI, etags map[string]string) error {
+	if etags == nil {
+		return nil
+	}
+	_, now, err := p.listSource(ctx, srcDir)
+	if err != nil {
+		return err
+	}
+	if !maps.Equal(now, etags) {
+		return fmt.Errorf("the source %s changed during publish: not committing a version of it", srcDir.Dir())
+	}
+	return nil
+}
+
+// cleanStaging removes the staging copies (best effort: a leftover is only garbage).
+func (p *Publisher) cleanStaging(ctx context.Context, staging objstore.URI, files []manifest.File) {
+	for _, f := range files {
+		if err := p.store.Delete(ctx, staging.Join(f.Path).String()); err != nil {
+			p.log.Warn("could not remove a staging copy", "uri", staging.Join(f.Path).String(), "err", err.Error())
+		}
+	}
 }
 
 func (p *Publisher) readMetrics(ctx context.Context, srcDir objstore.URI, m *manifest.Manifest) {
@@ -277,7 +379,7 @@ func (p *Publisher) versions(ctx context.Context, registry, model string) (map[s
 	for _, i := range list {
 		rel := strings.TrimPrefix(i.URI, dir.String())
 		v, rest, ok := strings.Cut(rel, "/")
-		if !ok || v == "environments" {
+		if !ok || v == "environments" || v == ".staging" {
 			continue
 		}
 		vi := out[v]
