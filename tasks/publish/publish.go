@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"regexp"
@@ -33,7 +34,8 @@ type PublishOptions struct {
 	TrainingImageDigest string
 	Run                 string // the run publishing it, recorded in the manifest
 	OCIRef              string // optional repository to push the OCI artifact to
-	OCIBase             string // optional base image for the artifact (KServe modelcar needs a shell)
+	OCIBase             string // optional base image of a modelcar (KServe needs a shell)
+	OCIFormat           string // artifact (default) or modelcar
 }
 
 // Published is the outcome of a publish.
@@ -77,6 +79,14 @@ func (o *PublishOptions) Validate() error {
 			return exitcode.Invalidf("--oci-ref %q: %v", o.OCIRef, err)
 		}
 	}
+	switch o.OCIFormat {
+	case "", OCIArtifact, OCIModelcar:
+	default:
+		return exitcode.Invalidf("--oci-format %q: want %s or %s", o.OCIFormat, OCIArtifact, OCIModelcar)
+	}
+	if o.OCIBase != "" && o.OCIFormat != OCIModelcar {
+		return exitcode.Invalidf("--oci-base is for --oci-format %s (an artifact has no base)", OCIModelcar)
+	}
 	if o.OCIBase != "" {
 		if _, err := name.ParseReference(o.OCIBase); err != nil {
 			return exitcode.Invalidf("--oci-base %q: %v", o.OCIBase, err)
@@ -108,9 +118,10 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-// OCIPusher pushes a model as an OCI artifact and returns repo@digest.
+// OCIPusher pushes a model to an OCI registry in a format (OCIArtifact, OCIModelcar) and returns
+// repo@digest.
 type OCIPusher interface {
-	Push(ctx context.Context, ref, base string, m manifest.Manifest, files map[string][]byte) (string, error)
+	Push(ctx context.Context, ref, format, base string, m manifest.Manifest, files []OCIFile) (string, error)
 }
 
 // Option configures a Publisher or a Deployer.
@@ -312,20 +323,21 @@ func (p *Publisher) pushOCI(ctx context.Context, o PublishOptions, out *Publishe
 	if o.OCIRef == "" {
 		return nil
 	}
-	files := map[string][]byte{}
+	var files []OCIFile
 	for _, f := range out.Manifest.Files {
-		b, err := objstore.ReadAll(ctx, p.store, out.URI+f.Path, 4<<30)
-		if err != nil {
-			return fmt.Errorf("reading %s for the OCI artifact: %w", f.Path, err)
-		}
-		files[f.Path] = b
+		uri := out.URI + f.Path
+		files = append(files, OCIFile{File: f, Open: func() (io.ReadCloser, error) { return p.store.Open(ctx, uri) }})
 	}
-	ref, err := p.oci.Push(ctx, o.OCIRef, o.OCIBase, out.Manifest, files)
+	format := o.OCIFormat
+	if format == "" {
+		format = OCIArtifact
+	}
+	ref, err := p.oci.Push(ctx, o.OCIRef, format, o.OCIBase, out.Manifest, files)
 	if err != nil {
 		return err
 	}
 	out.OCIDigest = ref
-	p.log.Info("pushed OCI artifact", "ref", ref)
+	p.log.Info("pushed to the OCI registry", "ref", ref, "format", format)
 	return nil
 }
 

@@ -1,12 +1,21 @@
 package publish
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"io"
 	"log"
 	"math/rand/v2"
 	"net/http/httptest"
+	"oras.land/oras-go/v2"
+	orasfile "oras.land/oras-go/v2/content/file"
+	orasremote "oras.land/oras-go/v2/registry/remote"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -223,7 +232,10 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	}
 }
 
-func TestOCIPushPullRoundTripIsReproducible(t *testing.T) {
+// The default OCI format is an OCI v1.1 artifact as `oras pull` reads it: OCI manifest media
+// type, an artifactType, the empty config, one raw layer per file titled with its path, each blob
+// the file's exact bytes; the same model always gives the same digest.
+func TestOCIArtifactPullsBackTheFilesByteForByte(t *testing.T) {
 	e := newEnv(t)
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()
@@ -244,13 +256,71 @@ func TestOCIPushPullRoundTripIsReproducible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mf v1.Manifest
+	if err := json.Unmarshal(desc.Manifest, &mf); err != nil {
+		t.Fatal(err)
+	}
+	if desc.MediaType != types.OCIManifestSchema1 || mf.ArtifactType != ArtifactType || mf.Config.MediaType != "application/vnd.oci.empty.v1+json" ||
+		mf.Config.Size != 2 || mf.Annotations["dev.gantry.model.digest"] != first.Manifest.Digest {
+		t.Errorf("manifest: media type %s, %s", desc.MediaType, desc.Manifest)
+	}
+	got := map[string]string{}
+	for _, l := range mf.Layers {
+		if l.MediaType != LayerMediaType {
+			t.Errorf("layer %v: media type %s", l.Annotations, l.MediaType)
+		}
+		layer, err := remote.Layer(ref.Context().Digest(l.Digest.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := layer.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		got[l.Annotations["org.opencontainers.image.title"]] = string(b)
+	}
+	want := map[string]string{"model.safetensors": "weights", "config.json": `{"layers":[784,10]}`,
+		"metrics.json": `{"test_accuracy":0.8861,"dataset_digest":"sha256:d5","epochs":[{"loss":1}]}`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files pulled from the artifact (-want +got):\n%s", diff)
+	}
+}
+
+// --oci-format modelcar: an image with OCI media types whose filesystem has the files under
+// /models, reproducible.
+func TestOCIModelcarHasTheFilesUnderModels(t *testing.T) {
+	e := newEnv(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	repo := strings.TrimPrefix(reg.URL, "http://") + "/models/fashion-mnist"
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: repo, OCIFormat: OCIModelcar}
+	first, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.publisher().Publish(e.ctx, o)
+	if err != nil || first.OCIDigest != again.OCIDigest {
+		t.Fatalf("re-push: %v, digests %s vs %s", err, first.OCIDigest, again.OCIDigest)
+	}
+	ref, _ := name.NewDigest(first.OCIDigest)
 	img, err := remote.Image(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := img.Manifest()
-	if raw.Annotations["dev.gantry.model.digest"] != first.Manifest.Digest {
-		t.Errorf("annotations = %v", raw.Annotations)
+	if mt, _ := img.MediaType(); mt != types.OCIManifestSchema1 {
+		t.Errorf("media type %s, want OCI", mt)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		if mt, _ := l.MediaType(); mt != types.OCILayer {
+			t.Errorf("layer media type %s, want %s", mt, types.OCILayer)
+		}
 	}
 	got := map[string]string{}
 	rc := mutate.Extract(img)
@@ -261,7 +331,10 @@ func TestOCIPushPullRoundTripIsReproducible(t *testing.T) {
 	want := map[string]string{"models/model.safetensors": "weights", "models/config.json": `{"layers":[784,10]}`,
 		"models/metrics.json": `{"test_accuracy":0.8861,"dataset_digest":"sha256:d5","epochs":[{"loss":1}]}`}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("files in the artifact (-want +got):\n%s", diff)
+		t.Errorf("files in the modelcar (-want +got):\n%s", diff)
+	}
+	if _, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: o.SourceURI, RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: repo, OCIFormat: "tarball"}); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("--oci-format tarball: %v, want bad input", err)
 	}
 }
 
@@ -348,4 +421,43 @@ func TestPublishMovesNoModelBytesThroughThePublisher(t *testing.T) {
 		t.Errorf("staging copies left behind: %v", staged)
 	}
 	t.Logf("publish: %d bytes through the publisher; re-publish: %d", before, proxy.Bytes()-before)
+}
+
+// The artifact as ORAS sees it: oras.Copy from the registry into a file store writes each
+// layer to the file its title names — the model's files, byte for byte.
+func TestORASPullsTheArtifact(t *testing.T) {
+	e := newEnv(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: host + "/models/fashion-mnist"}
+	p, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := orasremote.NewRepository(host + "/models/fashion-mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.PlainHTTP = true
+	dir := t.TempDir()
+	fs, err := orasfile.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	desc, err := oras.Copy(e.ctx, repo, p.Manifest.Version, fs, p.Manifest.Version, oras.DefaultCopyOptions)
+	if err != nil {
+		t.Fatalf("oras pull: %v", err)
+	}
+	if "sha256:"+desc.Digest.Encoded() != strings.SplitN(p.OCIDigest, "@", 2)[1] {
+		t.Errorf("oras pulled %s, publish pushed %s", desc.Digest, p.OCIDigest)
+	}
+	for _, f := range p.Manifest.Files {
+		got, err := os.ReadFile(filepath.Join(dir, f.Path))
+		want, _ := objstore.ReadAll(e.ctx, e.store, p.URI+f.Path, 1<<20)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: oras wrote %q (%v), the version holds %q", f.Path, got, err, want)
+		}
+	}
 }

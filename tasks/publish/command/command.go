@@ -130,8 +130,9 @@ func New(newKube KubeFunc) *cli.App {
 					&cli.StringFlag{Name: "version", Destination: &po.Version, Usage: "explicit version name (default: time + content digest)"},
 					&cli.StringFlag{Name: "training-image-digest", Destination: &po.TrainingImageDigest, Usage: "training image reference recorded in the manifest"},
 					runFlag(&po.Run),
-					&cli.StringFlag{Name: "oci-ref", Destination: &po.OCIRef, Usage: "also push the model as an OCI artifact to this repository (KServe modelcar layout: /models)"},
-					&cli.StringFlag{Name: "oci-base", Destination: &po.OCIBase, Usage: "base image of the OCI artifact (a modelcar needs a shell, e.g. busybox); default: none"},
+					&cli.StringFlag{Name: "oci-ref", Destination: &po.OCIRef, Usage: "also push the model to this OCI repository, tagged with the version"},
+					&cli.StringFlag{Name: "oci-format", Value: "artifact", Destination: &po.OCIFormat, Usage: "artifact: an OCI v1.1 artifact, one raw layer per file titled with its path (oras pull gives the files back); modelcar: an image KServe runs as a modelcar, files under /models"},
+					&cli.StringFlag{Name: "oci-base", Destination: &po.OCIBase, Usage: "base image of a modelcar (it needs a shell, e.g. busybox); default: none"},
 				}, storeFlags, common.Flags()),
 				Action: func(c *cli.Context) error {
 					if err := po.Validate(); err != nil {
