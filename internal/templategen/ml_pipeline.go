@@ -171,7 +171,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			{Name: "promote", TemplateRef: ref("model-publisher", "deploy"), Arguments: promoteArgs},
 			{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 				"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", ip("model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
-				"min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
+				"stage", "smoke", "min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
 			{Name: "smoke-verdict", Depends: "smoke", TemplateRef: ref("approver", "conclude"),
 				Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed: "+tp("smoke", "reason"))},
 			// Every way the release can go wrong rolls back: promote failed (e.g. a server that
