@@ -34,6 +34,21 @@ func trainSmall(t *testing.T, store objstore.Store, out string) string {
 	return data
 }
 
+// copyModel copies the model files from local to remote and returns the model digest.
+func copyModel(t *testing.T, store objstore.Store, local, remote string) string {
+	t.Helper()
+	files, err := manifest.Scan(context.Background(), store, local, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if err := store.Copy(context.Background(), local+f.Path, remote+f.Path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return manifest.Digest(files)
+}
+
 func startServer(t *testing.T, store objstore.Store, uri, digest string) (string, <-chan error) {
 	t.Helper()
 	return startServerWith(t, store, serveOptions{ModelURI: uri, ModelDigest: digest})
@@ -93,16 +108,7 @@ func TestServesTrainedModelOverBothProtocols(t *testing.T) {
 	data := trainSmall(t, store, local)
 	// Serve from S3, as in a cluster.
 	remote := "s3://models/fashion/1/"
-	files, err := manifest.Scan(ctx, store, local, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if err := store.Copy(ctx, local+f.Path, remote+f.Path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	digest := manifest.Digest(files)
+	digest := copyModel(t, store, local, remote)
 	base, errc := startServer(t, store, remote, digest)
 	waitReady(t, base, errc)
 
@@ -196,21 +202,12 @@ func TestTransientLoadErrorsAreRetriedInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	local := "file://" + t.TempDir() + "/"
 	trainSmall(t, store, local)
 	remote := "s3://models/fashion/1/"
-	files, err := manifest.Scan(ctx, store, local, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if err := store.Copy(ctx, local+f.Path, remote+f.Path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	digest := copyModel(t, store, local, remote)
 	proxy.CutAfter(1 << 10)
-	base, errc := startServerWith(t, store, serveOptions{ModelURI: remote, ModelDigest: manifest.Digest(files), LoadTimeout: time.Minute, loadBackoff: 50 * time.Millisecond})
+	base, errc := startServerWith(t, store, serveOptions{ModelURI: remote, ModelDigest: digest, LoadTimeout: time.Minute, loadBackoff: 50 * time.Millisecond})
 	for proxy.Cuts() < 3 {
 		select {
 		case err := <-errc:

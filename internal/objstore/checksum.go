@@ -110,17 +110,22 @@ func readSHA256(ctx context.Context, s Store, uri string) (string, error) {
 
 // CopySHA256 copies the file, hashing it on the way: one read.
 func (f FileStore) CopySHA256(ctx context.Context, src, dst string) (string, error) {
-	info, err := f.Stat(ctx, src)
+	return streamSHA256(ctx, f, f, src, dst)
+}
+
+// streamSHA256 copies src (in from) to dst (in to) by one streamed read, hashing it on the way.
+func streamSHA256(ctx context.Context, from, to Store, src, dst string) (string, error) {
+	info, err := from.Stat(ctx, src)
 	if err != nil {
 		return "", err
 	}
-	rc, err := f.Open(ctx, src)
+	rc, err := from.Open(ctx, src)
 	if err != nil {
 		return "", err
 	}
 	defer rc.Close()
 	h := sha256.New()
-	if err := f.Put(ctx, dst, io.TeeReader(rc, h), info.Size); err != nil {
+	if err := to.Put(ctx, dst, io.TeeReader(rc, h), info.Size); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
@@ -142,20 +147,7 @@ func (r *Router) CopySHA256(ctx context.Context, src, dst string) (string, error
 	if hc, ok := ss.(HashCopier); ok && ss == ds {
 		return hc.CopySHA256(ctx, src, dst)
 	}
-	info, err := ss.Stat(ctx, src)
-	if err != nil {
-		return "", err
-	}
-	rc, err := ss.Open(ctx, src)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if err := ds.Put(ctx, dst, io.TeeReader(rc, h), info.Size); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return streamSHA256(ctx, ss, ds, src, dst)
 }
 
 // StoredSHA256 asks the backend for uri's stored checksum.

@@ -142,14 +142,7 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 	if dep3.Annotations[AnnModelURI] != v1.URI {
 		t.Errorf("after rollback the deployment serves %s", dep3.Annotations[AnnModelURI])
 	}
-	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, en := range h.Entries {
-		got = append(got, en.Version+map[bool]string{true: "(rollback)"}[en.Rollback])
-	}
+	got := e.productionHistory(t)
 	want := []string{v1.Manifest.Version, v2.Manifest.Version, v1.Manifest.Version + "(rollback)"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("history %v, want %v", got, want)
@@ -366,6 +359,20 @@ func TestPromoteReplacesOnlyWhatTheCanaryComparedAgainst(t *testing.T) {
 	}
 }
 
+// productionHistory is namespace ml's production history: versions, rollbacks marked.
+func (e *env) productionHistory(t *testing.T) []string {
+	t.Helper()
+	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range h.Entries {
+		got = append(got, en.Version+map[bool]string{true: "(rollback)"}[en.Rollback])
+	}
+	return got
+}
+
 func (e *env) publishN(t *testing.T, n int) []*Published {
 	t.Helper()
 	var v []*Published
@@ -476,14 +483,7 @@ func TestRollbackUndoesOnlyItsOwnRunIncludingAnIncompleteDeploy(t *testing.T) {
 			t.Errorf("rollback again: %+v, serving %s, want still %s (twice is once)", r, serving(), v[0].URI)
 		}
 	}
-	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, en := range h.Entries {
-		got = append(got, en.Version+map[bool]string{true: "(rollback)"}[en.Rollback])
-	}
+	got := e.productionHistory(t)
 	if want := []string{v[0].Manifest.Version, v[0].Manifest.Version + "(rollback)"}; !cmp.Equal(got, want) {
 		t.Errorf("history %v, want %v", got, want)
 	}
