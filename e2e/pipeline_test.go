@@ -446,6 +446,47 @@ spec:
 			t.Errorf("the rejection's reason is missing: %q %s", w.Status.Message, nodeMessages(w))
 		}
 	}
+	// An API-calling task with the user's own parameters: train-launcher trains a small model
+	// from the user's workflow, with its own ServiceAccount and S3 credentials.
+	tmpl, err := argoWF.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Get(f.ctx, "ml-pipeline", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := ""
+	for _, p := range tmpl.Spec.Arguments.Parameters {
+		if p.Name == "train-image" {
+			image = p.Value.String()
+		}
+	}
+	train := filepath.Join(dir, "train.yaml")
+	if err := os.WriteFile(train, []byte(fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {generateName: reuse-train-}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - name: train
+        templateRef: {name: train-launcher, template: train}
+        arguments:
+          parameters:
+          - {name: image, value: "%s"}
+          - {name: dataset-uri, value: "s3://datasets/fashion-mnist/"}
+          - {name: output-uri, value: "s3://models/runs/{{workflow.name}}/model/"}
+          - {name: hyperparameters, value: "epochs=1,hidden=32,train-limit=2000"}
+          - {name: s3-endpoint, value: "http://minio.gantry-system.svc:9000"}
+`, image)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := f.argo("submit", train, "-o", "name")
+	w := f.waitRun(run, toApproval, "reused train-launcher finished", func(w *wfv1.Workflow) bool { return w.Status.Fulfilled() })
+	if w.Status.Phase != wfv1.WorkflowSucceeded {
+		t.Fatalf("reused train-launcher: %s (%s)", w.Status.Phase, nodeMessages(w))
+	}
+	if uri, metrics := output(w, "train(0)", "model-uri"), output(w, "train(0)", "metrics"); uri != "s3://models/runs/"+run+"/model/" || !strings.Contains(metrics, "accuracy") {
+		t.Errorf("reused train-launcher results: model-uri %q, metrics %q", uri, metrics)
+	}
 }
 
 // nodeMessages joins every node's message, for reasons and diagnostics.
