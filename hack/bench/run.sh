@@ -17,8 +17,9 @@ def ratio(a, b, what):
     if a in med and b in med: print(f"{what}: {med[b]/med[a]:.1f}x")
 print()
 ratio('BenchmarkReaction/watch', 'BenchmarkReaction/poll-1s', 'train-launcher reaction, 1 s polling / watch')
-ratio('BenchmarkEvaluate10k/gantry', 'BenchmarkEvaluate10k/sequential', 'canary 10k images, sequential / gantry')
-ratio('BenchmarkCompute10k', 'BenchmarkEvaluate10k/gantry', 'canary 10k images, gantry / pure compute')
-for k in ('BenchmarkReaction/watch', 'BenchmarkCompute10k', 'BenchmarkEvaluate10k/gantry', 'BenchmarkEvaluate10k/sequential'):
-    if k in med: print(f"{k}: {med[k]/1e6:.2f} ms")
+for wire in ('v2', 'v2-json', 'v1'):
+    ratio('BenchmarkEvaluate10k/compute', f'BenchmarkEvaluate10k/gantry-{wire}', f'canary 10k images, gantry {wire} / pure compute (same batches, same concurrency)')
+ratio('BenchmarkEvaluate10k/gantry-v2', 'BenchmarkEvaluate10k/sequential', 'canary 10k images, one request per image / gantry v2')
+for k in sorted(med):
+    if k.startswith(('BenchmarkReaction', 'BenchmarkEvaluate10k')): print(f"{k}: {med[k]/1e6:.2f} ms")
 PY
