@@ -295,8 +295,17 @@ func TestFailedCanaryIsNotPromoted(t *testing.T) {
 	// The exit handler records the failure with the version the run published.
 	r := f.runRecord(run)
 	if r.Status != "Failed" || r.Promoted || r.ModelVersion == "" || r.ModelVersion != output(w, "publish(0)", "model-version") ||
-		!strings.Contains(string(r.Failures), "canary-verdict") {
-		t.Errorf("run record %+v (failures %s): want Failed, not promoted, version %s, canary-verdict in failures", r, r.Failures, output(w, "publish(0)", "model-version"))
+		!strings.Contains(string(r.Failures), "canary failed: accuracy") {
+		t.Errorf("run record %+v (failures %s): want Failed, not promoted, version %s, the canary's reason in failures", r, r.Failures, output(w, "publish(0)", "model-version"))
+	}
+	// No gate pod: the canary step itself failed, with its reason as the step's message.
+	if n := w.Status.Nodes.FindByDisplayName("canary(0)"); n == nil || n.Phase != wfv1.NodeFailed || !strings.Contains(n.Message, "canary failed: accuracy") {
+		t.Errorf("canary step: %+v, want Failed with the reason as its message", n)
+	}
+	for _, gate := range []string{"canary-verdict", "approval-verdict", "smoke-verdict"} {
+		if w.Status.Nodes.FindByDisplayName(gate) != nil {
+			t.Errorf("the run has a %s gate pod", gate)
+		}
 	}
 }
 

@@ -161,7 +161,27 @@ func Run(ctx context.Context, app *cli.App, args []string, stdout, stderr io.Wri
 		code = exitcode.BadInput
 	}
 	fmt.Fprintf(stderr, "%s: error: %v\n", app.Name, err)
+	writeTerminationMessage(TerminationMessagePath, err.Error())
 	return code
+}
+
+// TerminationMessagePath is where Kubernetes reads a container's termination message.
+var TerminationMessagePath = "/dev/termination-log"
+
+// writeTerminationMessage puts msg (at most 4 KiB, Kubernetes' limit) where Kubernetes reads
+// the container's termination message, so that the step's message — what `argo get` shows for a
+// failed node — is the one-line reason, not the tail of the log. Only into a file that exists
+// (Kubernetes creates it): outside a pod nothing is written.
+func writeTerminationMessage(path, msg string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if len(msg) > 4096 {
+		msg = msg[:4096]
+	}
+	f.WriteString(msg)
 }
 
 // noArgs refuses positional arguments where a command takes none: `train-launcher my-image`

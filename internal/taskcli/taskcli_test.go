@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -159,5 +161,30 @@ func TestInterspersedFlagsAfterPositionalArguments(t *testing.T) {
 	app.Commands[0].Action = func(c *cli.Context) error { reason, args = c.String("reason"), c.Args().Slice(); return nil }
 	if code := Run(context.Background(), app, strings.Fields("approver reject RUN --reason why"), io.Discard, io.Discard); code != 0 || reason != "why" || len(args) != 1 || args[0] != "RUN" {
 		t.Errorf("code %d reason %q args %q", code, reason, args)
+	}
+}
+
+// A failing task leaves its reason as the container's termination message (what Argo shows as
+// the failed node's message), only where Kubernetes created the file.
+func TestFailureReasonIsTheTerminationMessage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "termination-log")
+	old := TerminationMessagePath
+	TerminationMessagePath = path
+	t.Cleanup(func() { TerminationMessagePath = old })
+	app := &cli.App{Name: "t", Action: func(*cli.Context) error {
+		return exitcode.With(exitcode.Failed, errors.New("canary failed: accuracy 0.41 vs min 0.85"))
+	}}
+	Run(context.Background(), app, []string{"t"}, io.Discard, io.Discard)
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("created a termination-log that Kubernetes had not")
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := Run(context.Background(), app, []string{"t"}, io.Discard, io.Discard); code != exitcode.Failed {
+		t.Fatalf("exit %d", code)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "canary failed: accuracy 0.41 vs min 0.85" {
+		t.Errorf("termination message %q", b)
 	}
 }

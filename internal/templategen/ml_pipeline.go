@@ -112,10 +112,10 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", tp("deploy-staging", "production-endpoint"), "baseline-optional", "false",
 			"model-name", wp("model-name"), "model-digest", tp("publish", "model-digest"),
 			"dataset-uri", wp("dataset-uri"), "min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"),
-			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/")},
-		{Name: "canary-verdict", Depends: "canary", TemplateRef: ref("approver", "conclude"),
-			Arguments: args("decision", tp("canary", "verdict"), "reason", tp("canary", "reason"))},
-		{Name: "request-approval", Depends: "canary-verdict", TemplateRef: ref("approver", "request"), Arguments: args(
+			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/",
+			// A failed canary fails this step with its reason as the message: no gate pod.
+			"fail-on-reject", "true")},
+		{Name: "request-approval", Depends: "canary", TemplateRef: ref("approver", "request"), Arguments: args(
 			"notify-secret", wp("notify-secret"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
 			"model-uri", tp("publish", "model-uri"), "accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
 			"p99-ms", tp("canary", "p99-ms"), "report-uri", tp("canary", "report-uri"))},
@@ -125,11 +125,11 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"timeout", wp("approval-timeout"), "approvers", wp("approvers"),
 			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
 			"model-name", wp("model-name"), "model-version", tp("publish", "model-version"), "model-digest", tp("publish", "model-digest"),
-			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"))},
-		{Name: "approval-verdict", Depends: "verify-approval", TemplateRef: ref("approver", "conclude"),
-			Arguments: args("decision", tp("verify-approval", "decision"), "reason", "not promoted: "+tp("verify-approval", "reason"))},
+			"accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
+			// A rejection fails this step with "not promoted: <reason>": no gate pod.
+			"fail-on-reject", "true")},
 		// promote → smoke → rollback is one critical section per model (the release template's mutex).
-		{Name: "release", Depends: "approval-verdict", Template: "release", Arguments: args(
+		{Name: "release", Depends: "verify-approval", Template: "release", Arguments: args(
 			"model-uri", tp("publish", "model-uri"), "model-digest", tp("publish", "model-digest"), "expect-live-digest", tp("canary", "baseline-digest"))},
 	}
 	approval := wfv1.Template{
@@ -171,13 +171,11 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			{Name: "promote", TemplateRef: ref("model-publisher", "deploy"), Arguments: promoteArgs},
 			{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 				"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", ip("model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
-				"stage", "smoke", "min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
-			{Name: "smoke-verdict", Depends: "smoke", TemplateRef: ref("approver", "conclude"),
-				Arguments: args("decision", tp("smoke", "verdict"), "reason", "smoke test in production failed: "+tp("smoke", "reason"))},
+				"stage", "smoke", "fail-on-reject", "true", "min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
 			// Every way the release can go wrong rolls back: promote failed (e.g. a server that
-			// crashes), smoke errored, smoke failed. undo-run: only this run's deploy is undone,
-			// never a model another run put there.
-			{Name: "rollback", Depends: failed("promote", "smoke", "smoke-verdict"), TemplateRef: ref("model-publisher", "rollback"),
+			// crashes), smoke errored, smoke failed (it fails its step with the reason). undo-run:
+			// only this run's deploy is undone, never a model another run put there.
+			{Name: "rollback", Depends: failed("promote", "smoke"), TemplateRef: ref("model-publisher", "rollback"),
 				Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
 					"undo-run", "{{workflow.name}}",
 					"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))},

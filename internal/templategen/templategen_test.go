@@ -224,7 +224,7 @@ func TestNoParameterUnusedOrUndefined(t *testing.T) {
 			dagTasks = append(dagTasks, tm.DAG.Tasks...)
 		}
 	}
-	if len(dagTasks) < 15 {
+	if len(dagTasks) < 12 {
 		t.Fatalf("only %d DAG tasks found in ml-pipeline", len(dagTasks))
 	}
 	for _, task := range dagTasks {

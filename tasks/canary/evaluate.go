@@ -161,7 +161,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 				what = "a model that does not name its digest"
 			}
 			rep.Verdict = Fail
-			rep.Reason = fmt.Sprintf("canary refused: %s serves %s, not the candidate %s (another run's model?)", o.Endpoint, what, o.ModelDigest)
+			rep.Reason = fmt.Sprintf("%s refused: %s serves %s, not the candidate %s (another run's model?)", o.Stage, o.Endpoint, what, o.ModelDigest)
 			e.log.Warn("verdict", "verdict", rep.Verdict, "reason", rep.Reason)
 			if o.ReportURI != "" {
 				if err := e.writeReport(ctx, rep, o.ReportURI); err != nil {
@@ -198,7 +198,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 		rep.BaselineNote = "the baseline " + o.BaselineEndpoint + " answered no request: no comparison"
 	}
 	rep.Gates = gates(rep, o)
-	rep.Verdict, rep.Reason = verdict(rep)
+	rep.Verdict, rep.Reason = verdict(rep, o.Stage)
 	e.log.Info("verdict", "verdict", rep.Verdict, "reason", rep.Reason)
 	if o.ReportURI != "" {
 		if err := e.writeReport(ctx, rep, o.ReportURI); err != nil {
@@ -405,7 +405,7 @@ func gates(r *Report, o Options) []Gate {
 	return g
 }
 
-func verdict(r *Report) (string, string) {
+func verdict(r *Report, stage string) (string, string) {
 	var failed, passed []string
 	for _, g := range r.Gates {
 		if g.Passed {
@@ -415,9 +415,9 @@ func verdict(r *Report) (string, string) {
 		}
 	}
 	if len(failed) > 0 {
-		return Fail, "canary failed: " + strings.Join(failed, "; ")
+		return Fail, stage + " failed: " + strings.Join(failed, "; ")
 	}
-	return Pass, "canary passed: " + strings.Join(passed, "; ")
+	return Pass, stage + " passed: " + strings.Join(passed, "; ")
 }
 
 // Values renders the results.

@@ -45,6 +45,9 @@ type Options struct {
 
 	ReportURI string // prefix for report.json and report.html; empty: none
 
+	// Stage names the evaluation in its reason ("canary failed: …", "smoke failed: …").
+	Stage string
+
 	// ClassNames name the dataset's labels in order; their number is the number of classes.
 	ClassNames []string
 }
@@ -75,6 +78,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ModelName == "" {
 		return exitcode.Invalidf("--model-name is required")
+	}
+	if o.Stage == "" {
+		o.Stage = "canary"
 	}
 	if o.BaselineModel == "" {
 		o.BaselineModel = o.ModelName

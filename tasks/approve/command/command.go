@@ -4,6 +4,7 @@
 package command
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -102,6 +103,8 @@ func New(newClients ClientsFunc) *cli.App {
 		listNode string
 		listAll  bool
 		conclude struct{ decision, reason string }
+		// verifyFailOnReject makes verify end the run on a rejection (the pipeline, without a gate pod).
+		verifyFailOnReject bool
 	)
 	approver := func(c *cli.Context) (*approve.Approver, string, error) {
 		log, err := common.Logger(c.App.ErrWriter)
@@ -178,12 +181,14 @@ func New(newClients ClientsFunc) *cli.App {
 			},
 			{
 				Name: "verify", Usage: "after the suspend: read the decision, enforce --approvers, write the audit record",
-				Description: "Results: decision (approved|rejected), approved-by, reason, waited-seconds. A rejection exits 0.",
+				Description: "Results: decision (approved|rejected), approved-by, reason, waited-seconds. A rejection exits 0\n" +
+					"unless --fail-on-reject: then exit 1 with \"not promoted: <reason>\", after the results and the audit record.",
 				Flags: base(append(append([]cli.Flag{runFlag(&verify.Run), nodeFlag(&verify.Node), approversFlag(&verify.Approvers),
 					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&verify.Timeout},
 						Usage: "the approval suspend's duration, as the suspend has it (seconds or e.g. 24h); a node that ran this long expired: rejected, whatever else it says"},
 					&cli.StringFlag{Name: "audit-uri", Destination: &verify.AuditURI, Usage: "prefix for the audit record <run>.json"},
 					&cli.StringFlag{Name: "model-digest", Destination: &verify.ModelDigest, Usage: "the candidate's digest (publish's model-digest): decisions made on another candidate do not count"},
+					&cli.BoolFlag{Name: "fail-on-reject", Destination: &verifyFailOnReject, Usage: "exit 1 with \"not promoted: <reason>\" (the step's message) when the decision is rejected; never retried"},
 				}, candidateFlags(&verify.Candidate)...), store.Flags()...)...),
 				Action: func(c *cli.Context) error {
 					if verify.Run == "" {
@@ -205,7 +210,14 @@ func New(newClients ClientsFunc) *cli.App {
 					if err != nil {
 						return err
 					}
-					return common.WriteResults(c.App.Writer, v.Values())
+					vals := v.Values()
+					if err := common.WriteResults(c.App.Writer, vals); err != nil {
+						return err
+					}
+					if verifyFailOnReject && vals["decision"] != approve.Approved {
+						return exitcode.With(exitcode.Failed, errors.New("not promoted: "+vals["reason"]))
+					}
+					return nil
 				},
 			},
 			{
