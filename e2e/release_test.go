@@ -206,10 +206,12 @@ func TestFirstReleaseFailingItsSmokeTestLeavesNothingServing(t *testing.T) {
 	}
 }
 
-// Given a model in production, when the next release's promote fails (its server cannot start
-// in production: the read credentials it needs are gone), then the release rolls back and
-// production serves the previous model again.
-func TestFailedPromoteIsRolledBack(t *testing.T) {
+// Given a model in production and two candidates waiting for approval, when the first one's
+// promote fails (its server cannot start in production: the read credentials it needs are gone),
+// then the release rolls back to the model in production; and when the second one is promoted but
+// fails its smoke test (smoke-min-accuracy above what it reaches), production is back on the
+// previous model again and serves it.
+func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	first := f.submit(quick(4)...)
@@ -218,18 +220,24 @@ func TestFailedPromoteIsRolledBack(t *testing.T) {
 	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 	good := output(w1, "publish(0)", "model-digest")
 
-	second := f.submit(quick(5)...)
-	w2 := f.waitRun(second, 2*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
-	if output(w2, "canary(0)", "baseline-digest") != good {
-		t.Fatalf("second canary compared against %q, want production's %s", output(w2, "canary(0)", "baseline-digest"), good)
+	second, third := f.submit(quick(5)...), f.submit(quick(6, "smoke-min-accuracy=0.99")...)
+	for _, run := range []string{second, third} {
+		w := f.waitRun(run, 3*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+		if output(w, "canary(0)", "baseline-digest") != good {
+			t.Fatalf("%s's canary compared against %q, want production's %s", run, output(w, "canary(0)", "baseline-digest"), good)
+		}
 	}
 	// The production server's read credentials disappear: new server pods cannot start, the
 	// pods already serving keep running.
+	secret, err := kube.CoreV1().Secrets(f.ns).Get(f.ctx, "gantry-s3-read", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := kube.CoreV1().Secrets(f.ns).Delete(f.ctx, "gantry-s3-read", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.argo("resume", second)
-	w2 = f.waitRun(second, toEnd+6*time.Minute, "second run failed", phaseIs(wfv1.WorkflowFailed))
+	w2 := f.waitRun(second, toEnd+6*time.Minute, "second run failed", phaseIs(wfv1.WorkflowFailed))
 	if n := w2.Status.Nodes.FindByDisplayName("promote"); n == nil || n.Phase != wfv1.NodeFailed {
 		t.Errorf("promote did not fail: %s", summary(w2))
 	}
@@ -244,5 +252,27 @@ func TestFailedPromoteIsRolledBack(t *testing.T) {
 		if strings.HasPrefix(e, bad) {
 			t.Errorf("history %v records the model whose promote failed", f.history())
 		}
+	}
+
+	// The credentials are back; the third candidate is promoted, fails its smoke test, and is
+	// rolled back: production serves the first model again.
+	secret.ResourceVersion, secret.UID = "", ""
+	if _, err := kube.CoreV1().Secrets(f.ns).Create(f.ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.argo("resume", third)
+	w3 := f.waitRun(third, toEnd+2*time.Minute, "third run failed", phaseIs(wfv1.WorkflowFailed))
+	if n := w3.Status.Nodes.FindByDisplayName("smoke(0)"); n == nil || n.Phase != wfv1.NodeFailed || !strings.Contains(n.Message, "smoke failed") {
+		t.Errorf("smoke step: %+v, want Failed saying why; %s", n, summary(w3))
+	}
+	if out := output(w3, "rollback(0)", "outcome"); !strings.Contains(out, "rolled back to") {
+		t.Errorf("rollback outcome %q, want back to the first model; %s", out, summary(w3))
+	}
+	if got := f.production(); got != good {
+		t.Errorf("production serves %s after the smoke test failed, want the first run's %s", got, good)
+	}
+	weak := output(w3, "publish(0)", "model-digest")
+	if h := f.history(); len(h) < 2 || h[len(h)-2] != weak || h[len(h)-1] != good+"(rollback)" {
+		t.Errorf("history %v: want the third model, then a rollback to %s", h, good)
 	}
 }
