@@ -634,4 +634,12 @@ func TestTheRunOwnsItsJob(t *testing.T) {
 			t.Errorf("run %s: Job owners %+v, want %+v", name, got, want)
 		}
 	}
+	// A ServiceAccount that may not read Workflows still trains: the Job just has no owner.
+	denied := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"}, run)
+	denied.PrependReactor("get", "workflows", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "argoproj.io", Resource: "workflows"}, "run-1", errors.New("no"))
+	})
+	if ref, err := ArgoRunOwner(denied, ns, "run-1")(context.Background()); ref != nil || err != nil {
+		t.Errorf("forbidden to read the Workflow: owner %+v, err %v; want none and no error", ref, err)
+	}
 }

@@ -45,11 +45,12 @@ func ArgoRunStopping(client dynamic.Interface, ns, name string) func(context.Con
 // ArgoRunOwner returns the owner reference to put on the training Job: the Argo run (Workflow)
 // ns/name, so that deleting the run (argo delete, a workflow TTL or archive GC) garbage-collects
 // its Job and Secret, while a retry of the run still finds the Job. Outside Argo (no such
-// Workflow) there is no owner: nil.
+// Workflow) there is no owner: nil. Neither is there when the launcher may not read Workflows (a
+// user's own ServiceAccount without that right): the Job then outlives its run, as before.
 func ArgoRunOwner(client dynamic.Interface, ns, name string) func(context.Context) (*metav1.OwnerReference, error) {
 	return func(ctx context.Context) (*metav1.OwnerReference, error) {
 		wf, err := client.Resource(WorkflowsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 			return nil, nil
 		}
 		if err != nil {
