@@ -197,11 +197,7 @@ func postJSON(t *testing.T, url string, body []byte, out any) {
 func TestTransientLoadErrorsAreRetriedInProcess(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	m.MakeBucket("models")
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
-	store, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: m.Creds(), MaxRetries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, store := m.Proxied(t, 1)
 	local := "file://" + t.TempDir() + "/"
 	trainSmall(t, store, local)
 	remote := "s3://models/fashion/1/"

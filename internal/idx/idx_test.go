@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -199,11 +198,7 @@ func FuzzReadLabels(f *testing.F) {
 func TestLoadFromS3CutMidFileIsTransient(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	m.MakeBucket("datasets")
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
-	s, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: m.Creds(), MaxRetries: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, s := m.Proxied(t, 2)
 	ctx := context.Background()
 	n := 400
 	px := make([]byte, n*28*28)
@@ -218,7 +213,7 @@ func TestLoadFromS3CutMidFileIsTransient(t *testing.T) {
 		}
 	}
 	proxy.CutAfter(32 << 10)
-	_, err = Load(ctx, s, "s3://datasets/f/", "t10k", 10)
+	_, err := Load(ctx, s, "s3://datasets/f/", "t10k", 10)
 	if exitcode.Of(err) != exitcode.Transient || errors.Is(err, ErrFormat) || proxy.Cuts() == 0 {
 		t.Errorf("load cut mid-file: %v (code %d, %d cuts), want transient, not a format error", err, exitcode.Of(err), proxy.Cuts())
 	}

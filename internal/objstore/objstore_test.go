@@ -171,11 +171,7 @@ func TestEndpointValidation(t *testing.T) {
 func TestConnectionResetMidObjectIsTransient(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	m.MakeBucket("models")
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
-	r, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: m.Creds(), MaxRetries: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, r := m.Proxied(t, 2)
 	ctx := context.Background()
 	big := bytes.Repeat([]byte("gantry!"), 200_000) // 1.4 MB
 	if err := objstore.PutBytes(ctx, r, "s3://models/big", big); err != nil {

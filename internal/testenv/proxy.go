@@ -1,7 +1,10 @@
 package testenv
 
 import (
+	"strings"
+
 	"errors"
+	"github.com/gantry-ml/gantry/internal/objstore"
 	"io"
 	"net"
 	"sync"
@@ -160,4 +163,16 @@ func (p *Proxy) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// Proxied starts a Proxy in front of m and returns it with a store that reaches m only through
+// it; maxRetries is the S3 client's own retries per request.
+func (m *MinIO) Proxied(t testing.TB, maxRetries int) (*Proxy, *objstore.Router) {
+	t.Helper()
+	p := StartProxy(t, strings.TrimPrefix(m.Endpoint, "http://"))
+	s, err := objstore.New(&objstore.S3Config{Endpoint: p.URL(), Creds: m.Creds(), MaxRetries: maxRetries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, s
 }

@@ -171,7 +171,8 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 	if err != nil {
 		return nil, err
 	}
-	if m, version, ok, err := p.unchangedSource(ctx, o, etags); err != nil || ok {
+	read := manifestCache{} // manifests are immutable: each is read once per publish
+	if m, version, ok, err := p.unchangedSource(ctx, o, etags, read); err != nil || ok {
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +192,7 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		files[i] = manifest.File{Path: f.Path, Size: f.Size, SHA256: sum}
 	}
 	digest := manifest.Digest(files)
-	version, existing, err := p.pickVersion(ctx, o, digest)
+	version, existing, err := p.pickVersion(ctx, o, digest, read)
 	if err != nil {
 		return nil, err
 	}
@@ -256,11 +257,11 @@ func (p *Publisher) listSource(ctx context.Context, srcDir objstore.URI) ([]mani
 
 // unchangedSource finds a version published from this very source whose objects have not
 // changed since (same paths and ETags).
-func (p *Publisher) unchangedSource(ctx context.Context, o PublishOptions, etags map[string]string) (*manifest.Manifest, string, bool, error) {
+func (p *Publisher) unchangedSource(ctx context.Context, o PublishOptions, etags map[string]string, read manifestCache) (*manifest.Manifest, string, bool, error) {
 	if etags == nil {
 		return nil, "", false, nil
 	}
-	versions, err := p.versions(ctx, o.RegistryURI, o.ModelName)
+	versions, err := p.versions(ctx, o.RegistryURI, o.ModelName, read)
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -343,8 +344,8 @@ func (p *Publisher) pushOCI(ctx context.Context, o PublishOptions, out *Publishe
 
 // pickVersion returns the version to write, or the existing manifest when
 // the same content is already published.
-func (p *Publisher) pickVersion(ctx context.Context, o PublishOptions, digest string) (string, *manifest.Manifest, error) {
-	versions, err := p.versions(ctx, o.RegistryURI, o.ModelName)
+func (p *Publisher) pickVersion(ctx context.Context, o PublishOptions, digest string, read manifestCache) (string, *manifest.Manifest, error) {
+	versions, err := p.versions(ctx, o.RegistryURI, o.ModelName, read)
 	if err != nil {
 		return "", nil, err
 	}
@@ -381,7 +382,11 @@ func (p *Publisher) pickVersion(ctx context.Context, o PublishOptions, digest st
 type versionInfo struct{ manifest *manifest.Manifest }
 
 // versions lists the model's version directories and reads their manifests.
-func (p *Publisher) versions(ctx context.Context, registry, model string) (map[string]versionInfo, error) {
+// manifestCache holds the manifests a publish has read, by version: a committed manifest never
+// changes, so a second listing need not read it again.
+type manifestCache map[string]*manifest.Manifest
+
+func (p *Publisher) versions(ctx context.Context, registry, model string, read manifestCache) (map[string]versionInfo, error) {
 	dir := modelDir(registry, model)
 	list, err := p.store.List(ctx, dir.String())
 	if err != nil {
@@ -396,9 +401,13 @@ func (p *Publisher) versions(ctx context.Context, registry, model string) (map[s
 		}
 		vi := out[v]
 		if rest == manifest.FileName {
-			m, err := ReadManifest(ctx, p.store, dir.Join(v).Dir().String())
-			if err != nil {
-				return nil, err
+			m, ok := read[v]
+			if !ok {
+				var err error
+				if m, err = ReadManifest(ctx, p.store, dir.Join(v).Dir().String()); err != nil {
+					return nil, err
+				}
+				read[v] = m
 			}
 			vi.manifest = m
 		}

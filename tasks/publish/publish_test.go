@@ -232,14 +232,19 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	}
 }
 
+// ociRegistry starts go-containerregistry's in-memory registry for the test and returns its host.
+func ociRegistry(t *testing.T) string {
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	return strings.TrimPrefix(reg.URL, "http://")
+}
+
 // The default OCI format is an OCI v1.1 artifact as `oras pull` reads it: OCI manifest media
 // type, an artifactType, the empty config, one raw layer per file titled with its path, each blob
 // the file's exact bytes; the same model always gives the same digest.
 func TestOCIArtifactPullsBackTheFilesByteForByte(t *testing.T) {
 	e := newEnv(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	repo := strings.TrimPrefix(reg.URL, "http://") + "/models/fashion-mnist"
+	repo := ociRegistry(t) + "/models/fashion-mnist"
 	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: repo}
 	first, err := e.publisher().Publish(e.ctx, o)
 	if err != nil {
@@ -296,9 +301,7 @@ func TestOCIArtifactPullsBackTheFilesByteForByte(t *testing.T) {
 // /models, reproducible.
 func TestOCIModelcarHasTheFilesUnderModels(t *testing.T) {
 	e := newEnv(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	repo := strings.TrimPrefix(reg.URL, "http://") + "/models/fashion-mnist"
+	repo := ociRegistry(t) + "/models/fashion-mnist"
 	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: repo, OCIFormat: OCIModelcar}
 	first, err := e.publisher().Publish(e.ctx, o)
 	if err != nil {
@@ -357,11 +360,7 @@ func TestBadOCIRefWritesNothing(t *testing.T) {
 func TestConnectionResetMidPublishIsTransientAndLeavesNoVersion(t *testing.T) {
 	e := newEnv(t)
 	o := PublishOptions{SourceURI: e.trainerOutput("run-cut", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"}
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.minio.Endpoint, "http://"))
-	s, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: e.minio.Creds(), MaxRetries: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, s := e.minio.Proxied(t, 2)
 	proxy.CutAfter(6 << 10) // a few requests into every connection
 	if _, err := NewPublisher(s).Publish(e.ctx, o); exitcode.Of(err) != exitcode.Transient || proxy.Cuts() == 0 {
 		t.Fatalf("publish cut mid-way: %v (code %d, %d cuts), want 3", err, exitcode.Of(err), proxy.Cuts())
@@ -396,11 +395,7 @@ func TestPublishMovesNoModelBytesThroughThePublisher(t *testing.T) {
 		w[i] = byte(rnd.Uint32())
 	}
 	o := PublishOptions{SourceURI: e.trainerOutput("run-big", string(w)), RegistryURI: "s3://models", ModelName: "fashion-mnist"}
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(e.minio.Endpoint, "http://"))
-	s, err := objstore.New(&objstore.S3Config{Endpoint: proxy.URL(), Creds: e.minio.Creds(), MaxRetries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, s := e.minio.Proxied(t, 1)
 	p, err := NewPublisher(s).Publish(e.ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -427,9 +422,7 @@ func TestPublishMovesNoModelBytesThroughThePublisher(t *testing.T) {
 // layer to the file its title names — the model's files, byte for byte.
 func TestORASPullsTheArtifact(t *testing.T) {
 	e := newEnv(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	host := strings.TrimPrefix(reg.URL, "http://")
+	host := ociRegistry(t)
 	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: host + "/models/fashion-mnist"}
 	p, err := e.publisher().Publish(e.ctx, o)
 	if err != nil {
