@@ -29,4 +29,13 @@ if [[ "${1:-}" == "--images" ]]; then
     touch "${bin}/.crane-${CRANE_VERSION}"
   fi
 fi
+# mc: only for the publish benchmark (hack/bench/run.sh), built from its Go module like MinIO.
+if [[ "${1:-}" == "--bench" ]]; then
+  MC_VERSION="${MC_VERSION:-v0.0.0-20250313080218-cf909e1063a9}"
+  if [[ ! -x "${bin}/mc" || ! -f "${bin}/.mc-${MC_VERSION}" ]]; then
+    echo "install-tools: building mc ${MC_VERSION} (≈1 min cold)" >&2
+    GOBIN="${bin}" GOFLAGS=-mod=mod CGO_ENABLED=0 go install -trimpath "github.com/minio/mc@${MC_VERSION}"
+    touch "${bin}/.mc-${MC_VERSION}"
+  fi
+fi
 echo "${bin}"

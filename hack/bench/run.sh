@@ -3,9 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${BENCH_OUT:-$(mktemp)}"
+hack/install-tools.sh --bench >/dev/null
 go test -run '^$' -bench 'BenchmarkReaction' -benchtime 5x ./tasks/train/ | tee "${out}"
 go test -run '^$' -bench 'BenchmarkPredictHTTP|BenchmarkCompute10k' -benchtime 2s ./images/model-server/serving/ | tee -a "${out}"
 go test -run '^$' -bench 'BenchmarkEvaluate10k' -benchtime 1x -count 3 ./tasks/canary/ | tee -a "${out}"
+go test -run '^$' -bench 'BenchmarkPublish1GiB' -benchtime 1x -count 3 -timeout 30m ./tasks/publish/ | tee -a "${out}"
 python3 - "${out}" <<'PY'
 import re, sys, statistics
 ns = {}
@@ -20,6 +22,9 @@ ratio('BenchmarkReaction/watch', 'BenchmarkReaction/poll-1s', 'train-launcher re
 for wire in ('v2', 'v2-json', 'v1'):
     ratio('BenchmarkEvaluate10k/compute', f'BenchmarkEvaluate10k/gantry-{wire}', f'canary 10k images, gantry {wire} / pure compute (same batches, same concurrency)')
 ratio('BenchmarkEvaluate10k/gantry-v2', 'BenchmarkEvaluate10k/sequential', 'canary 10k images, one request per image / gantry v2')
+ratio('BenchmarkPublish1GiB/mc-cp', 'BenchmarkPublish1GiB/publish', 'publish 1 GiB (source carries SHA-256) / mc cp')
+ratio('BenchmarkPublish1GiB/mc-cp', 'BenchmarkPublish1GiB/publish-staged', 'publish 1 GiB (through staging) / mc cp')
+ratio('BenchmarkPublish1GiB/republish', 'BenchmarkPublish1GiB/mc-cp', 'mc cp / re-publish of the unchanged model')
 for k in sorted(med):
-    if k.startswith(('BenchmarkReaction', 'BenchmarkEvaluate10k')): print(f"{k}: {med[k]/1e6:.2f} ms")
+    if k.startswith(('BenchmarkReaction', 'BenchmarkEvaluate10k', 'BenchmarkPublish1GiB')): print(f"{k}: {med[k]/1e6:.2f} ms")
 PY

@@ -62,6 +62,9 @@ func NewS3(cfg S3Config) (*S3Store, error) {
 	c, err := minio.New(host, &minio.Options{
 		Creds: creds, Secure: secure, Region: cfg.Region, MaxRetries: retries,
 		Transport: cfg.Transport, BucketLookup: minio.BucketLookupPath,
+		// Checksums as trailing headers: a Put streams once and the server still verifies and keeps
+		// the object's SHA-256 (see Put).
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, exitcode.Invalidf("creating S3 client for %q: %v", cfg.Endpoint, err)
@@ -150,9 +153,20 @@ func (s *S3Store) Put(ctx context.Context, uri string, r io.Reader, size int64) 
 	if u.Key == "" || strings.HasSuffix(u.Key, "/") {
 		return exitcode.Invalidf("writing %s: URI names a prefix, not an object", uri)
 	}
-	_, err = s.client.PutObject(ctx, u.Bucket, u.Key, r, size, minio.PutObjectOptions{ContentType: contentType(u.Key)})
+	// One PUT carrying the SHA-256 as a trailing checksum, computed while streaming: the server
+	// verifies it and keeps it as the object's full-object checksum, so a publisher knows the
+	// content's digest from a HEAD (StoredSHA256) and copies the object once. Multipart uploads
+	// (unknown size, or over the 5 GiB single-PUT limit) keep only a composite of their parts.
+	opts := minio.PutObjectOptions{ContentType: contentType(u.Key), Checksum: minio.ChecksumSHA256}
+	if size >= 0 && size <= MaxSinglePut {
+		opts.DisableMultipart = true
+	}
+	_, err = s.client.PutObject(ctx, u.Bucket, u.Key, r, size, opts)
 	return classify("writing", uri, err)
 }
+
+// MaxSinglePut is the largest object one S3 PUT may write (5 GiB on AWS).
+const MaxSinglePut = 5 << 30
 
 func contentType(key string) string {
 	switch {

@@ -47,6 +47,7 @@ func PipelineParams() []PipelineParam {
 		flag("notify-secret", "gantry-notify", "approver", "request", "notify-secret"),
 		{"keep-staging", "false", "keep the staging server after the run"},
 		flag("oci-ref", "", "model-publisher", "publish", "oci-ref"),
+		flag("registry-secret", RegistrySecret, "model-publisher", "publish", "registry-secret"),
 	}
 }
 
@@ -104,7 +105,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"hyperparameters", wp("hyperparameters"))},
 		{Name: "publish", Depends: "train", TemplateRef: ref("model-publisher", "publish"), Arguments: with(s3,
 			"source-uri", tp("train", "model-uri"), "registry-uri", registry, "model-name", wp("model-name"),
-			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"))},
+			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"), "registry-secret", wp("registry-secret"))},
 		{Name: "deploy-staging", Depends: "publish", TemplateRef: ref("model-publisher", "deploy"), Arguments: deployArgs("staging")},
 		{Name: "canary", Depends: "deploy-staging", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 			// The baseline is production when deploy-staging found one (empty: first deployment);

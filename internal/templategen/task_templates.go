@@ -29,6 +29,12 @@ const (
 	ReadSecret = "gantry-s3-read"
 	// RunsSecret may read the datasets and write runs/ (training launcher, canary), not the registry.
 	RunsSecret = "gantry-s3-runs"
+	// RegistrySecret is the default docker-config Secret (type kubernetes.io/dockerconfigjson) with
+	// the OCI registry's push credentials.
+	RegistrySecret = "gantry-registry"
+	// DockerConfigDir is where that Secret is mounted; DOCKER_CONFIG points there, so
+	// go-containerregistry's default keychain reads its config.json.
+	DockerConfigDir = "/var/run/gantry/docker"
 )
 
 // Image is the ko:// reference of a binary; `ko resolve` pins it by digest.
@@ -98,6 +104,9 @@ var (
 	s3Endpoint = def("s3-endpoint")
 	runName    = set("run-name", "{{workflow.name}}")
 	// notifySecret holds the approval webhook's URL, a secret (a Slack webhook URL is a credential).
+	// registrySecret is the optional docker-config Secret of the OCI push (see DockerConfigDir).
+	registrySecret = Param{Name: "registry-secret", NotAFlag: true, Default: ptr.To(RegistrySecret),
+		Description: "Secret of type kubernetes.io/dockerconfigjson with the OCI registry's credentials, for --oci-ref (optional: without it the push is anonymous)"}
 	notifySecret = Param{Name: "notify-secret", Flag: "notify-url", Env: "GANTRY_NOTIFY_URL", SecretKey: "url", Default: ptr.To("gantry-notify"),
 		Description: "Secret whose key url holds the approval webhook URL (optional: without it the request is only logged)"}
 )
@@ -122,7 +131,7 @@ func rawTasks() []Task {
 				set("service-account", rbac.TrainingAccount), s3Endpoint, runsSecret},
 			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
 		{Binary: "model-publisher", Template: "publish", Subcommand: []string{"publish"}, Description: "Publish trainer output as an immutable model version.",
-			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), def("oci-format"), s3Endpoint, s3Secret},
+			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), def("oci-format"), registrySecret, s3Endpoint, s3Secret},
 			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
@@ -240,10 +249,22 @@ func (t Task) template() wfv1.Template {
 	}
 	tm.Container = c
 	tm.Volumes = []apiv1.Volume{{Name: "tmp", VolumeSource: apiv1.VolumeSource{EmptyDir: &apiv1.EmptyDirVolumeSource{}}}}
+	if t.has(registrySecret.Name) {
+		c.Env = append(c.Env, apiv1.EnvVar{Name: "DOCKER_CONFIG", Value: DockerConfigDir})
+		c.VolumeMounts = append(c.VolumeMounts, apiv1.VolumeMount{Name: "registry-credentials", MountPath: DockerConfigDir, ReadOnly: true})
+		tm.Volumes = append(tm.Volumes, apiv1.Volume{Name: "registry-credentials", VolumeSource: apiv1.VolumeSource{Secret: &apiv1.SecretVolumeSource{
+			SecretName: "{{inputs.parameters." + registrySecret.Name + "}}", Optional: ptr.To(true),
+			Items: []apiv1.KeyToPath{{Key: apiv1.DockerConfigJsonKey, Path: "config.json"}}}}})
+	}
 	if t.Retry {
 		tm.RetryStrategy = RetryStrategy()
 	}
 	return tm
+}
+
+// has says whether the task takes the parameter.
+func (t Task) has(name string) bool {
+	return slices.ContainsFunc(t.Params, func(p Param) bool { return p.Name == name })
 }
 
 // TaskTemplates groups the tasks into one WorkflowTemplate per binary.

@@ -80,14 +80,25 @@ func tektonTask(t Task) obj {
 			}
 		}
 	}
+	step := obj{"name": t.Template, "image": Image(t.Binary), "command": Command(t.Binary), "args": args, "env": env,
+		"securityContext": obj{"runAsNonRoot": true, "allowPrivilegeEscalation": false}}
+	var volumes []obj
+	if t.has(registrySecret.Name) {
+		step["env"] = append(env, obj{"name": "DOCKER_CONFIG", "value": DockerConfigDir})
+		step["volumeMounts"] = []obj{{"name": "registry-credentials", "mountPath": DockerConfigDir, "readOnly": true}}
+		volumes = []obj{{"name": "registry-credentials", "secret": obj{"secretName": "$(params." + registrySecret.Name + ")", "optional": true,
+			"items": []obj{{"key": ".dockerconfigjson", "path": "config.json"}}}}}
+	}
+	spec := obj{"description": t.Description, "params": params, "results": results, "steps": []obj{step}}
+	if volumes != nil {
+		spec["volumes"] = volumes
+	}
 	return obj{
 		"apiVersion": "tekton.dev/v1", "kind": "Task",
 		"metadata": obj{"name": tektonTaskName(t), "labels": obj{"app.kubernetes.io/version": "0.1", "app.kubernetes.io/part-of": "gantry"},
 			"annotations": obj{"tekton.dev/pipelines.minVersion": TektonMinVersion, "tekton.dev/categories": "MLOps", "tekton.dev/tags": "ml, gantry",
 				"tekton.dev/displayName": "gantry " + t.Binary + " " + t.Template}},
-		"spec": obj{"description": t.Description, "params": params, "results": results,
-			"steps": []obj{{"name": t.Template, "image": Image(t.Binary), "command": Command(t.Binary), "args": args, "env": env,
-				"securityContext": obj{"runAsNonRoot": true, "allowPrivilegeEscalation": false}}}},
+		"spec": spec,
 	}
 }
 

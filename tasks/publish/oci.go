@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -191,15 +194,15 @@ func (r RemotePusher) Push(ctx context.Context, ref, format, base string, m mani
 		body, layers := Artifact(m, files)
 		for _, l := range layers {
 			if err := remote.WriteLayer(repo, l, opts...); err != nil {
-				return "", exitcode.Retryable(fmt.Errorf("pushing a layer to %s: %w", repo, err))
+				return "", pushError(fmt.Errorf("pushing a layer to %s: %w", repo, err))
 			}
 		}
 		cfg := static.NewLayer(emptyConfig, "application/vnd.oci.empty.v1+json")
 		if err := remote.WriteLayer(repo, cfg, opts...); err != nil {
-			return "", exitcode.Retryable(fmt.Errorf("pushing the config to %s: %w", repo, err))
+			return "", pushError(fmt.Errorf("pushing the config to %s: %w", repo, err))
 		}
 		if err := remote.Put(tag, rawManifest{body, types.OCIManifestSchema1}, opts...); err != nil {
-			return "", exitcode.Retryable(fmt.Errorf("pushing %s: %w", tag, err))
+			return "", pushError(fmt.Errorf("pushing %s: %w", tag, err))
 		}
 		sum := sha256.Sum256(body)
 		return repo.Digest("sha256:" + hex.EncodeToString(sum[:])).String(), nil
@@ -211,7 +214,7 @@ func (r RemotePusher) Push(ctx context.Context, ref, format, base string, m mani
 			return "", exitcode.Invalidf("--oci-base %q: %v", base, err)
 		}
 		if baseImg, err = remote.Image(bref, opts...); err != nil {
-			return "", exitcode.Retryable(fmt.Errorf("pulling base %s: %w", base, err))
+			return "", pushError(fmt.Errorf("pulling base %s: %w", base, err))
 		}
 	}
 	img, err := Modelcar(baseImg, m, files)
@@ -219,11 +222,21 @@ func (r RemotePusher) Push(ctx context.Context, ref, format, base string, m mani
 		return "", fmt.Errorf("building the modelcar: %w", err)
 	}
 	if err := remote.Write(tag, img, opts...); err != nil {
-		return "", exitcode.Retryable(fmt.Errorf("pushing %s: %w", tag, err))
+		return "", pushError(fmt.Errorf("pushing %s: %w", tag, err))
 	}
 	d, err := img.Digest()
 	if err != nil {
 		return "", err
 	}
 	return repo.Digest(d.String()).String(), nil
+}
+
+// pushError classifies a registry error: refused credentials or permissions (401, 403) are
+// bad input — a retry cannot fix them, the registry-secret can — anything else is retried.
+func pushError(err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+		return exitcode.Invalidf("%v (registry credentials come from DOCKER_CONFIG: the template's registry-secret, a kubernetes.io/dockerconfigjson Secret)", err)
+	}
+	return exitcode.Retryable(err)
 }

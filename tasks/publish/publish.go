@@ -152,10 +152,11 @@ func modelDir(registry, model string) objstore.URI {
 // is bad input.
 //
 // No model byte passes through the publisher when the store can copy and checksum on its own
-// side (S3: CopyObject with a SHA-256 checksum): each file is copied into a staging prefix with
-// its SHA-256 computed by the server, the version digest follows from those, and the files are
-// copied again (server-side, the checksum compared) into the version. A file system, or an object
-// over the single-copy limit, costs one streamed read, never two. A re-publish of a source whose
+// side (S3: CopyObject with a SHA-256 checksum). Source objects that carry their SHA-256 are
+// copied once, straight into the version; others are first copied into a staging prefix with
+// their SHA-256 computed by the server (see hashSource). Every copy into the version has its
+// checksum compared before the manifest is written. A file system, or an object over the
+// single-copy limit, costs one streamed read per copy. A re-publish of a source whose
 // objects are unchanged (same ETags as recorded in a manifest) is recognised from a listing and
 // that manifest: nothing is copied.
 func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, error) {
@@ -180,16 +181,12 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		out := &Published{Manifest: *m, URI: modelDir(o.RegistryURI, o.ModelName).Join(version).Dir().String(), Reused: true}
 		return out, p.pushOCI(ctx, o, out)
 	}
-	// Copy into staging, with the store computing each file's SHA-256.
-	staging := modelDir(o.RegistryURI, o.ModelName).Join(".staging", rand.Text()).Dir()
-	defer p.cleanStaging(context.WithoutCancel(ctx), staging, src)
-	files := make([]manifest.File, len(src))
-	for i, f := range src {
-		sum, err := hc.CopySHA256(ctx, srcDir.Join(f.Path).String(), staging.Join(f.Path).String())
-		if err != nil {
-			return nil, fmt.Errorf("copying %s: %w", f.Path, err)
-		}
-		files[i] = manifest.File{Path: f.Path, Size: f.Size, SHA256: sum}
+	files, from, err := p.hashSource(ctx, hc, o, srcDir, src)
+	if from != srcDir.Dir() {
+		defer p.cleanStaging(context.WithoutCancel(ctx), from, src)
+	}
+	if err != nil {
+		return nil, err
 	}
 	digest := manifest.Digest(files)
 	version, existing, err := p.pickVersion(ctx, o, digest, read)
@@ -203,13 +200,14 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		return out, p.pushOCI(ctx, o, out)
 	}
 	for _, f := range files {
-		// Verify what landed before committing to it: the copy's checksum is the staged one's.
-		sum, err := hc.CopySHA256(ctx, staging.Join(f.Path).String(), dir.Join(f.Path).String())
+		// Verify what landed before committing to it: the copy's checksum is the one the digest
+		// was computed from (the store's own for the source, or the staged copy's).
+		sum, err := hc.CopySHA256(ctx, from.Join(f.Path).String(), dir.Join(f.Path).String())
 		if err != nil {
 			return nil, fmt.Errorf("copying %s: %w", f.Path, err)
 		}
 		if sum != f.SHA256 {
-			return nil, fmt.Errorf("copied %s has SHA-256 %s, staged %s: the copy is corrupt", f.Path, sum, f.SHA256)
+			return nil, fmt.Errorf("copied %s has SHA-256 %s, expected %s: the source changed during publish or the copy is corrupt; not committing", f.Path, sum, f.SHA256)
 		}
 	}
 	if err := p.sourceUnchanged(ctx, srcDir, etags); err != nil {
@@ -225,6 +223,42 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 	p.log.Info("published model", "model", o.ModelName, "version", version, "uri", dir.String(), "digest", digest, "files", len(files))
 	out := &Published{Manifest: m, URI: dir.String()}
 	return out, p.pushOCI(ctx, o, out)
+}
+
+// hashSource returns the source files with their SHA-256s and where to copy the version from.
+// When the store keeps a full-object SHA-256 for every source object (S3 objects written with a
+// SHA-256 checksum, as gantry's own uploads are), the digest is known from HEADs alone and the
+// version is copied straight from the source: one server-side copy per file, its checksum
+// compared with the stored one. Otherwise each file is copied into a staging prefix with the
+// store computing its SHA-256 (no byte through the publisher on S3; one streamed read on a file
+// system), and the version is copied from there.
+func (p *Publisher) hashSource(ctx context.Context, hc objstore.HashCopier, o PublishOptions, srcDir objstore.URI, src []manifest.File) ([]manifest.File, objstore.URI, error) {
+	files := make([]manifest.File, len(src))
+	stored := true
+	for i, f := range src {
+		files[i] = f
+		if !stored {
+			continue
+		}
+		sum, err := hc.StoredSHA256(ctx, srcDir.Join(f.Path).String())
+		if err != nil {
+			return nil, srcDir.Dir(), fmt.Errorf("reading the checksum of %s: %w", f.Path, err)
+		}
+		files[i].SHA256, stored = sum, sum != ""
+	}
+	if stored {
+		p.log.Info("source objects carry their SHA-256: copying once", "files", len(files))
+		return files, srcDir.Dir(), nil
+	}
+	staging := modelDir(o.RegistryURI, o.ModelName).Join(".staging", rand.Text()).Dir()
+	for i, f := range files {
+		sum, err := hc.CopySHA256(ctx, srcDir.Join(f.Path).String(), staging.Join(f.Path).String())
+		if err != nil {
+			return nil, staging, fmt.Errorf("copying %s: %w", f.Path, err)
+		}
+		files[i].SHA256 = sum
+	}
+	return files, staging, nil
 }
 
 // listSource lists the trainer output (every file but a manifest) with its ETags (nil when

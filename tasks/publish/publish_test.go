@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"oras.land/oras-go/v2"
 	orasfile "oras.land/oras-go/v2/content/file"
@@ -25,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/minio/minio-go/v7"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/manifest"
@@ -239,6 +242,39 @@ func ociRegistry(t *testing.T) string {
 	return strings.TrimPrefix(reg.URL, "http://")
 }
 
+// The OCI push authenticates with the docker config the templates mount from the
+// registry-secret (DOCKER_CONFIG=<dir>, <dir>/config.json from the Secret's .dockerconfigjson):
+// against a registry that requires basic auth, the push fails without it and succeeds with it.
+func TestOCIPushUsesTheMountedDockerConfig(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "pusher" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="models"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	e := newEnv(t)
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights"), RegistryURI: "s3://models", ModelName: "fashion-mnist", OCIRef: host + "/models/fashion-mnist"}
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if _, err := e.publisher().Publish(e.ctx, o); err == nil || exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "registry-secret") {
+		t.Fatalf("push without credentials: %v (exit %d), want bad input naming the registry-secret: no retry fixes it", err, exitcode.Of(err))
+	}
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("pusher:s3cret"))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	p, err := e.publisher().Publish(e.ctx, o)
+	if err != nil || p.OCIDigest == "" {
+		t.Fatalf("push with the mounted docker config: %+v %v", p, err)
+	}
+}
+
 // The default OCI format is an OCI v1.1 artifact as `oras pull` reads it: OCI manifest media
 // type, an artifactType, the empty config, one raw layer per file titled with its path, each blob
 // the file's exact bytes; the same model always gives the same digest.
@@ -416,6 +452,65 @@ func TestPublishMovesNoModelBytesThroughThePublisher(t *testing.T) {
 		t.Errorf("staging copies left behind: %v", staged)
 	}
 	t.Logf("publish: %d bytes through the publisher; re-publish: %d", before, proxy.Bytes()-before)
+}
+
+// recordsCopies records every server-side copy the publisher asks for.
+type recordsCopies struct {
+	*objstore.Router
+	copies *[]string
+}
+
+func (s recordsCopies) CopySHA256(ctx context.Context, src, dst string) (string, error) {
+	*s.copies = append(*s.copies, strings.TrimPrefix(src, "s3://")+" -> "+strings.TrimPrefix(dst, "s3://"))
+	return s.Router.CopySHA256(ctx, src, dst)
+}
+
+// gantry's own uploads carry their SHA-256 (a trailing checksum the server verifies and keeps),
+// so the publisher knows the digest from HEADs and copies each file once, straight into the
+// version. An object written without one (any other S3 client) goes through staging: two
+// server-side copies. Both publish the same digest.
+func TestSourceWithStoredSHA256IsCopiedOnce(t *testing.T) {
+	e := newEnv(t)
+	withSum := e.trainerOutput("run-1", "weights")
+	var copies []string
+	p, err := NewPublisher(recordsCopies{e.store, &copies}).Publish(e.ctx, PublishOptions{SourceURI: withSum, RegistryURI: "s3://models", ModelName: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies) != 3 {
+		t.Errorf("copies = %q, want one per file", copies)
+	}
+	for _, c := range copies {
+		if !strings.HasPrefix(c, "runs/run-1/") || !strings.Contains(c, "-> models/a/"+p.Manifest.Version+"/") {
+			t.Errorf("copy %s: want source -> version", c)
+		}
+	}
+	// The same files written without a SHA-256 checksum, as another S3 client would.
+	for _, f := range p.Manifest.Files {
+		rc, err := e.store.Open(e.ctx, withSum+f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if _, err := e.minio.Client().PutObject(e.ctx, "runs", "plain/"+f.Path, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if sum, err := e.store.StoredSHA256(e.ctx, "s3://runs/plain/"+f.Path); err != nil || sum != "" {
+			t.Fatalf("an object written without a SHA-256 has stored SHA-256 %q (%v)", sum, err)
+		}
+	}
+	copies = nil
+	q, err := NewPublisher(recordsCopies{e.store, &copies}).Publish(e.ctx, PublishOptions{SourceURI: "s3://runs/plain/", RegistryURI: "s3://models", ModelName: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies) != 6 || !strings.Contains(copies[0], "-> models/b/.staging/") {
+		t.Errorf("copies = %q, want 3 into staging then 3 into the version", copies)
+	}
+	if q.Manifest.Digest != p.Manifest.Digest {
+		t.Errorf("digests differ: %s (stored SHA-256) vs %s (staged)", p.Manifest.Digest, q.Manifest.Digest)
+	}
 }
 
 // The artifact as ORAS sees it: oras.Copy from the registry into a file store writes each
