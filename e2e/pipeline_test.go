@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,15 +15,18 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	authnv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/idx"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -119,12 +123,87 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 		}
 	}
 
+	// The canary's and the smoke test's reports are output artifacts, served by the Argo Server.
+	for _, step := range []string{"canary(0)", "smoke(0)"} {
+		f.reportArtifacts(w, step)
+	}
+
 	// argo resubmit copies the approved run's labels (actor alice, action Resume) into a new run;
 	// when nobody decides on the new run, its suspend expires: rejected, whatever it carries.
 	again := strings.TrimPrefix(f.argo("resubmit", run, "-p", "approval-timeout=5s", "-o", "name"), "workflow.argoproj.io/")
 	w2 := f.waitRun(again, toApproval+toEnd, "resubmitted run failed", phaseIs(wfv1.WorkflowFailed))
 	if d, r := output(w2, "verify-approval(0)", "decision"), output(w2, "verify-approval(0)", "reason"); d != "rejected" || !strings.Contains(r, "timed out") {
 		t.Errorf("resubmitted run: %s (%q), want rejected, timed out; it carries %v", d, r, w2.Labels)
+	}
+}
+
+// reportArtifacts checks the step's report-html and report-json output artifacts: argo get lists
+// them (in the namespace's default artifact repository), and the Argo Server's artifact endpoint
+// serves them to a caller that may read the run and the repository's Secret — the canary's own
+// report (its accuracy, the confusion matrix) — and refuses mallory, who may read runs only.
+func (f *fixture) reportArtifacts(w *wfv1.Workflow, step string) {
+	f.t.Helper()
+	node := w.Status.Nodes.FindByDisplayName(step)
+	if node == nil || node.Outputs == nil {
+		f.t.Fatalf("%s: no outputs", step)
+	}
+	for _, name := range []string{"report-html", "report-json"} {
+		if a := node.Outputs.GetArtifactByName(name); a == nil || a.S3 == nil || !strings.Contains(a.S3.Key, "runs/"+w.Name+"/artifacts/") {
+			f.t.Errorf("%s: artifact %s = %+v, want it under runs/%s/artifacts/ in the default repository", step, name, a, w.Name)
+		}
+	}
+	const reader = "report-reader"
+	if _, err := kube.CoreV1().ServiceAccounts(f.ns).Get(f.ctx, reader, metav1.GetOptions{}); err != nil {
+		if _, err := kube.CoreV1().ServiceAccounts(f.ns).Create(f.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: reader}}, metav1.CreateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+		if _, err := kube.RbacV1().Roles(f.ns).Create(f.ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: reader},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows"}, Verbs: []string{"get"}},
+				{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"gantry-s3-runs"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+		if _, err := kube.RbacV1().RoleBindings(f.ns).Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: reader},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: reader},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: reader, Namespace: f.ns}}}, metav1.CreateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	svc, err := kube.CoreV1().Services("argo").Get(f.ctx, "argo-server", metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	get := func(person, artifact string) (int, []byte) {
+		tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(600))}}, metav1.CreateOptions{})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		url := fmt.Sprintf("http://%s:%d/artifact-files/%s/workflows/%s/%s/outputs/%s", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port, f.ns, w.Name, node.ID, artifact)
+		req, _ := http.NewRequestWithContext(f.ctx, http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.Status.Token)
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			f.t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, html := get(reader, "report-html")
+	accuracy := output(w, step, "accuracy")
+	if code != http.StatusOK || !strings.Contains(string(html), "Confusion matrix") {
+		f.t.Errorf("%s report.html through the Argo Server: %d, %.300s", step, code, html)
+	}
+	code, js := get(reader, "report-json")
+	var rep struct {
+		Candidate struct {
+			Accuracy float64 `json:"accuracy"`
+		} `json:"candidate"`
+	}
+	if err := json.Unmarshal(js, &rep); code != http.StatusOK || err != nil || fmt.Sprintf("%.4f", rep.Candidate.Accuracy) != accuracy {
+		f.t.Errorf("%s report.json through the Argo Server: %d %v, accuracy %.4f, step's result %s: %.300s", step, code, err, rep.Candidate.Accuracy, accuracy, js)
+	}
+	if code, b := get(mallory, "report-html"); code == http.StatusOK {
+		f.t.Errorf("mallory (may read runs, not the artifact repository's Secret) got %s's report: %.100s", step, b)
 	}
 }
 

@@ -8,7 +8,7 @@
 # Build-only Go modules live in temp dirs: nothing here enters gantry's go.mod.
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.32.2}"
-ARGO_VERSION="${ARGO_VERSION:-v3.7.9}"
+ARGO_VERSION="${ARGO_VERSION:-v3.7.18}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 # etcd ≥ 3.5.13 answers progress requests; without them (Debian's 3.4.23) the apiserver refuses
 # the watch-list streams that client-go v0.33 informers (Argo, controller-manager) open.

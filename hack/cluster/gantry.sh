@@ -62,6 +62,25 @@ for ns in "$@"; do
   secret "${ns}" gantry-s3 "${MINIO_ROOT_USER}" "${MINIO_ROOT_PASSWORD}"
   secret "${ns}" gantry-s3-read gantry-model-server "${READER_PASSWORD}"
   secret "${ns}" gantry-s3-runs gantry-runs "${RUNS_PASSWORD}"
+  # The namespace's default artifact repository: the cluster's MinIO, with the runs/ credentials
+  # (the canary's and smoke's report.html/report.json land under runs/<run>/artifacts/; argo get
+  # lists them, the Argo Server serves them).
+  k -n "${ns}" apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: artifact-repositories
+  annotations: {workflows.argoproj.io/default-artifact-repository: gantry-minio}
+data:
+  gantry-minio: |
+    s3:
+      endpoint: minio.gantry-system.svc:9000
+      insecure: true
+      bucket: models
+      keyFormat: "runs/{{workflow.name}}/artifacts/{{pod.name}}"
+      accessKeySecret: {name: gantry-s3-runs, key: AWS_ACCESS_KEY_ID}
+      secretKeySecret: {name: gantry-s3-runs, key: AWS_SECRET_ACCESS_KEY}
+EOF
   k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-release.yaml >/dev/null
   log "gantry installed in namespace ${ns}: $(k -n "${ns}" get workflowtemplates -o name | tr '\n' ' ')"
 done

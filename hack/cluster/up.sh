@@ -93,12 +93,14 @@ bin_image() {
   in_node crane mutate "${REGISTRY}/gantry/$1:$3" --entrypoint "/bin/$1" -t "${REGISTRY}/gantry/$1:$3" >/dev/null 2>&1
   rm -rf "${tmp}"
 }
-if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1; then
+if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1 ||
+  ! in_node crane digest "${REGISTRY}/gantry/argo:${ARGO_VERSION}" >/dev/null 2>&1; then
   log "system images → ${REGISTRY}"
   base=$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)
   bin_image pause "${RUN}/bin/pause" 1
   bin_image argoexec "${CLUSTER_BIN}/argoexec" "${ARGO_VERSION}"
   bin_image workflow-controller "${CLUSTER_BIN}/workflow-controller" "${ARGO_VERSION}"
+  bin_image argo "${CLUSTER_BIN}/argo" "${ARGO_VERSION}"
 fi
 
 # --- control plane -------------------------------------------------------------------------------
@@ -268,8 +270,11 @@ resources:
 - base/crds/minimal
 - base/workflow-controller
 - cluster-install-no-crds/workflow-controller-rbac
+- base/argo-server
+- cluster-install-no-crds/argo-server-rbac
 images:
 - {name: quay.io/argoproj/workflow-controller, newName: ${REGISTRY}/gantry/workflow-controller, newTag: ${ARGO_VERSION}}
+- {name: quay.io/argoproj/argocli, newName: ${REGISTRY}/gantry/argo, newTag: ${ARGO_VERSION}}
 patches:
 - target: {kind: Deployment, name: workflow-controller}
   patch: |-
@@ -277,10 +282,19 @@ patches:
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: LEADER_ELECTION_DISABLE, value: "true"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: DEFAULT_REQUEUE_TIME, value: "2s"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: INFORMER_WRITE_BACK, value: "false"}}
+# The Argo Server (the same argo binary, `argo server`): the API, the artifact endpoint and the
+# events endpoint the registry's push notifications call. Client auth: every request carries a
+# Kubernetes bearer token and is authorised as that ServiceAccount or user (RBAC), never as the
+# server. Plain HTTP inside the node (no link leaves it); put TLS in front of it anywhere else.
+- target: {kind: Deployment, name: argo-server}
+  patch: |-
+    - {op: replace, path: /spec/template/spec/containers/0/args, value: [server, --secure=false, --auth-mode=client]}
+    - {op: replace, path: /spec/template/spec/containers/0/readinessProbe, value: {httpGet: {port: 2746, scheme: HTTP, path: /}, periodSeconds: 2}}
 EOF
 k create namespace argo --dry-run=client -o yaml | k apply -f - >/dev/null
 k apply --server-side --force-conflicts --field-manager=gantry-cluster -k "${RUN}/argo" >/dev/null
 k -n argo rollout status deploy/workflow-controller --timeout=180s >/dev/null
+k -n argo rollout status deploy/argo-server --timeout=180s >/dev/null
 
-log "up in $((SECONDS - t0))s: node ${NODE_NAME} Ready, Argo ${ARGO_VERSION}, MinIO http://minio.gantry-system.svc:9000"
+log "up in $((SECONDS - t0))s: node ${NODE_NAME} Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), MinIO http://minio.gantry-system.svc:9000"
 log "use it: hack/cluster/exec.sh kubectl get pods -A   |   next: hack/cluster/gantry.sh NAMESPACE"

@@ -120,9 +120,12 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"notify-secret", wp("notify-secret"), "model-name", wp("model-name"), "model-version", tp("publish", "model-version"),
 			"model-uri", tp("publish", "model-uri"), "accuracy", tp("canary", "accuracy"), "baseline-accuracy", tp("canary", "baseline-accuracy"),
 			"p99-ms", tp("canary", "p99-ms"), "report-uri", tp("canary", "report-uri"))},
-		{Name: "approval", Depends: "request-approval", Template: "approval",
+		// The run waits for approval as soon as the canary passed; the request (the notification)
+		// goes out alongside, one pod start-up sooner than after it. Decisions bind to the
+		// publish step's digest, not to the request; verify still needs both.
+		{Name: "approval", Depends: "canary", Template: "approval",
 			Arguments: args("timeout", wp("approval-timeout"), "min-approvals", wp("min-approvals"), "forbid-self-approval", wp("forbid-self-approval"))},
-		{Name: "verify-approval", Depends: "approval", TemplateRef: ref("approver", "verify"), Arguments: with(s3,
+		{Name: "verify-approval", Depends: "approval && request-approval", TemplateRef: ref("approver", "verify"), Arguments: with(s3,
 			"timeout", wp("approval-timeout"), "approvers", wp("approvers"),
 			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
 			"model-name", wp("model-name"), "model-version", tp("publish", "model-version"), "model-digest", tp("publish", "model-digest"),

@@ -7,6 +7,7 @@ package templategen
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	apiv1 "k8s.io/api/core/v1"
@@ -24,6 +25,7 @@ const Module = "github.com/gantry-ml/gantry"
 // Names of things the templates share.
 const (
 	ResultsDir    = "/tmp/results"
+	ReportsDir    = "/tmp/reports"
 	DefaultSecret = "gantry-s3"
 	// ReadSecret holds the model servers' read-only S3 credentials (they cannot write the registry).
 	ReadSecret = "gantry-s3-read"
@@ -93,6 +95,10 @@ type Task struct {
 	Globals []string
 	Metrics *wfv1.Metrics
 	Retry   bool // API-calling: retried on exit 3 and pod errors
+	// Reports are files the binary writes into ReportsDir (its --report-dir), declared as
+	// optional output artifacts in the namespace's default artifact repository: `argo get` lists
+	// them, the Argo Server and UI serve them. Artifact name: the file name with '.' → '-'.
+	Reports []string
 }
 
 var (
@@ -151,6 +157,7 @@ func rawTasks() []Task {
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
 				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), def("stage"), def("fail-on-reject"),
 				s3Endpoint, runsSecret},
+			Fixed:   []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
 				{Name: "gantry_canary_accuracy", Help: "Accuracy of the evaluated model, by stage (canary, smoke)", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}, {Key: "stage", Value: "{{inputs.parameters.stage}}"}},
@@ -219,6 +226,10 @@ func (t Task) template() wfv1.Template {
 			op.GlobalName = r
 		}
 		tm.Outputs.Parameters = append(tm.Outputs.Parameters, op)
+	}
+	for _, r := range t.Reports {
+		tm.Outputs.Artifacts = append(tm.Outputs.Artifacts, wfv1.Artifact{Name: strings.ReplaceAll(r, ".", "-"), Path: ReportsDir + "/" + r,
+			Optional: true, Archive: &wfv1.ArchiveStrategy{None: &wfv1.NoneStrategy{}}})
 	}
 	c := &apiv1.Container{
 		Name: "main", Image: Image(t.Binary), Command: Command(t.Binary), Args: append(append([]string{}, t.Subcommand...), t.args()...),

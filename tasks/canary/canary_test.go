@@ -91,7 +91,7 @@ func TestAccuracyEqualsTrainersOwnOnAll10k(t *testing.T) {
 	for proto, wire := range map[string]string{"v1": WireV1, "v2": WireV2Binary, "v2-json": WireV2JSON} {
 		o := opts(url, data)
 		o.Protocol, o.MinAccuracy = proto, 0.5
-		o.ReportURI = "file://" + t.TempDir() + "/"
+		o.ReportURI, o.ReportDir = "file://"+t.TempDir()+"/", t.TempDir()
 		r := evaluate(t, o)
 		if r.Candidate.Wire != wire {
 			t.Errorf("%s: spoke %q, want %q", proto, r.Candidate.Wire, wire)
@@ -126,6 +126,14 @@ func TestAccuracyEqualsTrainersOwnOnAll10k(t *testing.T) {
 		}
 		if r.Values()["report-uri"] != o.ReportURI+"report.html" {
 			t.Errorf("report-uri result = %q", r.Values()["report-uri"])
+		}
+		// --report-dir (the Argo template's output artifacts) holds the same two files.
+		for _, name := range []string{"report.json", "report.html"} {
+			a, _ := os.ReadFile(filepath.Join(dir, name))
+			b, err := os.ReadFile(filepath.Join(o.ReportDir, name))
+			if err != nil || !bytes.Equal(a, b) {
+				t.Errorf("%s in --report-dir differs from the --report-uri one: %v", name, err)
+			}
 		}
 	}
 }

@@ -163,10 +163,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 			rep.Verdict = Fail
 			rep.Reason = fmt.Sprintf("%s refused: %s serves %s, not the candidate %s (another run's model?)", o.Stage, o.Endpoint, what, o.ModelDigest)
 			e.log.Warn("verdict", "verdict", rep.Verdict, "reason", rep.Reason)
-			if o.ReportURI != "" {
-				if err := e.writeReport(ctx, rep, o.ReportURI); err != nil {
-					return rep, err
-				}
+			if err := e.writeReports(ctx, rep, o); err != nil {
+				return rep, err
 			}
 			return rep, nil
 		}
@@ -200,10 +198,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 	rep.Gates = gates(rep, o)
 	rep.Verdict, rep.Reason = verdict(rep, o.Stage)
 	e.log.Info("verdict", "verdict", rep.Verdict, "reason", rep.Reason)
-	if o.ReportURI != "" {
-		if err := e.writeReport(ctx, rep, o.ReportURI); err != nil {
-			return rep, err
-		}
+	if err := e.writeReports(ctx, rep, o); err != nil {
+		return rep, err
 	}
 	return rep, nil
 }

@@ -9,6 +9,7 @@ package canary
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -44,6 +45,9 @@ type Options struct {
 	MaxAccuracyDrop float64 // only with a baseline
 
 	ReportURI string // prefix for report.json and report.html; empty: none
+	// ReportDir is a local directory that also receives report.json and report.html (the Argo
+	// template's output artifacts); empty: none.
+	ReportDir string
 
 	// Stage names the evaluation in its reason ("canary failed: …", "smoke failed: …").
 	Stage string
@@ -117,6 +121,9 @@ func (o *Options) Validate() error {
 		if _, err := objstore.Parse(o.ReportURI); err != nil {
 			return fmt.Errorf("--report-uri: %w", err)
 		}
+	}
+	if o.ReportDir != "" && !filepath.IsAbs(o.ReportDir) {
+		return exitcode.Invalidf("--report-dir %q: want an absolute path", o.ReportDir)
 	}
 	switch {
 	case o.Limit < 0:

@@ -7,26 +7,45 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"path/filepath"
 
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
-func (e *Evaluator) writeReport(ctx context.Context, r *Report, prefix string) error {
-	u, err := objstore.Parse(prefix)
-	if err != nil {
-		return err
+// writeReports writes report.json and report.html under --report-uri and into --report-dir
+// (each when set); both copies name the --report-uri one.
+func (e *Evaluator) writeReports(ctx context.Context, r *Report, o Options) error {
+	var prefixes []objstore.URI
+	if o.ReportURI != "" {
+		u, err := objstore.Parse(o.ReportURI)
+		if err != nil {
+			return err
+		}
+		r.ReportURI = u.Join("report.html").String()
+		prefixes = append(prefixes, u)
 	}
-	r.ReportURI = u.Join("report.html").String()
+	if o.ReportDir != "" {
+		u, err := objstore.Parse("file://" + filepath.Clean(o.ReportDir) + "/")
+		if err != nil {
+			return err
+		}
+		prefixes = append(prefixes, u)
+	}
+	if len(prefixes) == 0 {
+		return nil
+	}
 	j, _ := json.MarshalIndent(r, "", "  ")
-	if err := objstore.PutBytes(ctx, e.store, u.Join("report.json").String(), j); err != nil {
-		return fmt.Errorf("writing report.json: %w", err)
-	}
 	h, err := RenderHTML(r)
 	if err != nil {
 		return err
 	}
-	if err := objstore.PutBytes(ctx, e.store, r.ReportURI, h); err != nil {
-		return fmt.Errorf("writing report.html: %w", err)
+	for _, u := range prefixes {
+		if err := objstore.PutBytes(ctx, e.store, u.Join("report.json").String(), j); err != nil {
+			return fmt.Errorf("writing report.json: %w", err)
+		}
+		if err := objstore.PutBytes(ctx, e.store, u.Join("report.html").String(), h); err != nil {
+			return fmt.Errorf("writing report.html: %w", err)
+		}
 	}
 	return nil
 }

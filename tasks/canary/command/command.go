@@ -48,6 +48,7 @@ func New() *cli.App {
 		&cli.Float64Flag{Name: "max-error-rate", Value: 0.01, Destination: &o.MaxErrorRate, Usage: "gate: fail when more than this share of samples got no answer"},
 		&cli.Float64Flag{Name: "max-accuracy-drop", Value: 0.02, Destination: &o.MaxAccuracyDrop, Usage: "gate (with a baseline): fail when accuracy is this much below the baseline's"},
 		&cli.StringFlag{Name: "report-uri", Destination: &o.ReportURI, Usage: "prefix for report.json and report.html (file:// or s3://)"},
+		&cli.StringFlag{Name: "report-dir", Destination: &o.ReportDir, Usage: "local directory that also receives report.json and report.html (the Argo template's output artifacts)"},
 		&cli.BoolFlag{Name: "fail-on-reject", Destination: &failOnReject, Usage: "exit 1 with the reason (the step's message) when the verdict is fail, after writing the results; never retried (default: exit 0 with verdict=fail)"},
 		&cli.StringFlag{Name: "stage", Value: "canary", Destination: &o.Stage, Usage: "what this evaluation is (canary, smoke, …): it names the verdict's reason and labels the template's metrics"},
 	}
