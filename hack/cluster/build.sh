@@ -13,6 +13,8 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 # etcd ≥ 3.5.13 answers progress requests; without them (Debian's 3.4.23) the apiserver refuses
 # the watch-list streams that client-go v0.33 informers (Argo, controller-manager) open.
 ETCD_VERSION="${ETCD_VERSION:-v3.5.16}"
+# The Docker distribution registry (push notifications): the e2e's push-trigger registry.
+DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-v3.1.2}"
 root="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
 bin="${root}/bin"
 mkdir -p "${bin}"
@@ -168,12 +170,31 @@ build_etcd() {
   touch "${stamp}"
 }
 
+build_registry() {
+  local stamp="${bin}/.registry-${DISTRIBUTION_VERSION}"
+  [[ -f "${stamp}" ]] && return 0
+  local mod; mod=$(mktemp -d)
+  echo "cluster/build: distribution registry ${DISTRIBUTION_VERSION}" >&2
+  (
+    cd "${mod}"
+    go mod init gantry.local/registry-build >/dev/null 2>&1
+    go mod edit -require="github.com/distribution/distribution/v3@${DISTRIBUTION_VERSION}"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/distribution/distribution/v3/cmd/registry"\n' >tools.go
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/registry" github.com/distribution/distribution/v3/cmd/registry
+    echo "cluster/build: built registry" >&2
+  )
+  rm -rf "${mod}"
+  touch "${stamp}"
+}
+
 case "${1:-all}" in
   k8s) build_k8s ;;
   argo) build_argo; build_argo_cli ;;
   coredns) build_coredns ;;
+  registry) build_registry ;;
   etcd) build_etcd ;;
-  all) build_k8s; build_etcd; build_argo; build_coredns; build_argo_cli ;;
-  *) echo "usage: $0 [k8s|etcd|argo|coredns|all]" >&2; exit 2 ;;
+  all) build_k8s; build_etcd; build_argo; build_coredns; build_argo_cli; build_registry ;;
+  *) echo "usage: $0 [k8s|etcd|argo|coredns|registry|all]" >&2; exit 2 ;;
 esac
 ls -la "${bin}"

@@ -81,6 +81,11 @@ func Accounts() []Account {
 			Rules: []Rule{
 				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "read the approval node of its own run"},
 			}},
+		{Name: "gantry-trigger", Templates: []string{"train-launcher/trigger"}, Executor: true, Why: "train-launcher trigger: one run per pushed training-image digest",
+			Rules: []Rule{
+				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"create"}, Why: "submit the digest's run (its fixed name is the dedupe: AlreadyExists)"},
+				{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"get", "create"}, Why: "the trigger ledger (one per digest) and the first catch-up's marker"},
+			}},
 		{Name: "gantry-conclude", Templates: []string{"approver/conclude"}, Executor: true, Why: "approver conclude: no API at all"},
 		{Name: "gantry-approval-wait", Templates: []string{"approver/wait"}, Executor: false, Why: "approver wait (Tekton): watch for the decision object",
 			Rules: []Rule{

@@ -104,7 +104,10 @@ func FlagTables(app *cli.App) []byte {
 			row(&b, f)
 		}
 	}
-	if len(app.Commands) == 0 {
+	if len(app.Commands) == 0 || app.Action != nil { // a root command of its own (train-launcher)
+		if len(app.Commands) > 0 {
+			fmt.Fprintf(&b, "\n`%s`\n\n", app.Name)
+		}
 		table(app.Flags)
 	}
 	for _, c := range app.Commands {

@@ -62,6 +62,9 @@ func ToYAML(objs ...any) ([]byte, error) {
 		if err := json.Unmarshal(j, &m); err != nil {
 			return nil, err
 		}
+		if top, ok := m.(map[string]any); ok {
+			delete(top, "status") // what a controller writes (a CronWorkflow's has non-empty zero values)
+		}
 		y, err := yaml.Marshal(clean(m))
 		if err != nil {
 			return nil, err
@@ -98,7 +101,7 @@ func Files() (map[string][]byte, error) {
 		return nil, err
 	}
 	out["RBAC.md"] = rbacDoc()
-	if err := add("event-binding.yaml", EventBinding()); err != nil {
+	if err := add("push-trigger.yaml", PushTrigger(TrainImageRepository)...); err != nil {
 		return nil, err
 	}
 	for _, t := range TektonTasks() {

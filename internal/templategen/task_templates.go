@@ -112,7 +112,7 @@ var (
 	// notifySecret holds the approval webhook's URL, a secret (a Slack webhook URL is a credential).
 	// registrySecret is the optional docker-config Secret of the OCI push (see DockerConfigDir).
 	registrySecret = Param{Name: "registry-secret", NotAFlag: true, Default: ptr.To(RegistrySecret),
-		Description: "Secret of type kubernetes.io/dockerconfigjson with the OCI registry's credentials, for --oci-ref (optional: without it the push is anonymous)"}
+		Description: "Secret of type kubernetes.io/dockerconfigjson with the OCI registry's credentials, mounted as $DOCKER_CONFIG/config.json (optional: without it, anonymous)"}
 	notifySecret = Param{Name: "notify-secret", Flag: "notify-url", Env: "GANTRY_NOTIFY_URL", SecretKey: "url", Default: ptr.To("gantry-notify"),
 		Description: "Secret whose key url holds the approval webhook URL (optional: without it the request is only logged)"}
 )
@@ -136,6 +136,9 @@ func rawTasks() []Task {
 				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), def("env-from-secret"), set("scoped-credentials", "true"), def("sts-endpoint"), def("sts-role-arn"),
 				set("service-account", rbac.TrainingAccount), s3Endpoint, runsSecret},
 			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
+		{Binary: "train-launcher", Template: "trigger", Subcommand: []string{"trigger"}, Description: "Start one pipeline run per pushed training-image digest (from a notification, or --catch-up).",
+			Params:  []Param{def("digests"), def("catch-up"), req("repository"), def("catch-up-repository"), def("template"), def("parameter"), registrySecret},
+			Results: []string{"submitted", "existing", "adopted"}, Retry: true},
 		{Binary: "model-publisher", Template: "publish", Subcommand: []string{"publish"}, Description: "Publish trainer output as an immutable model version.",
 			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), def("oci-format"), registrySecret, s3Endpoint, s3Secret},
 			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
@@ -157,7 +160,7 @@ func rawTasks() []Task {
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
 				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), def("stage"), def("fail-on-reject"),
 				s3Endpoint, runsSecret},
-			Fixed:   []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
+			Fixed: []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true,
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
 				{Name: "gantry_canary_accuracy", Help: "Accuracy of the evaluated model, by stage (canary, smoke)", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}, {Key: "stage", Value: "{{inputs.parameters.stage}}"}},

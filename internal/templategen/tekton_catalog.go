@@ -22,6 +22,9 @@ func tektonTaskName(t Task) string {
 func TektonTasks() []obj {
 	var out []obj
 	for _, t := range Tasks() {
+		if t.Binary == "train-launcher" && t.Template == "trigger" {
+			continue // it submits Argo Workflows: the push trigger is Argo's (events API, CronWorkflow)
+		}
 		out = append(out, tektonTask(t))
 	}
 	for _, t := range TektonOnlyTasks() {

@@ -15,6 +15,7 @@ import (
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/train"
+	triggercmd "github.com/gantry-ml/gantry/tasks/trigger/command"
 )
 
 // Name is the binary's name (and image and template name).
@@ -27,6 +28,8 @@ type Clients struct {
 	// Dynamic reads the Argo run behind --delete-on-cancel (nil in tests with a fake clientset
 	// leaves the lookup out; tasks/train covers it with a fake dynamic client).
 	Dynamic func(kubeconfig, namespace string) (dynamic.Interface, error)
+	// Trigger builds the clients of the trigger subcommand (nil: the real ones).
+	Trigger triggercmd.ClientsFunc
 }
 
 // RealClients are the in-cluster / kubeconfig clients.
@@ -85,7 +88,8 @@ func New(clients Clients) *cli.App {
 			"unschedulable, deadline), and after success verifies that the model and metrics.json exist at\n" +
 			"--output-uri. Results: job-name, model-uri, metrics, duration-seconds.\n" +
 			"Exit codes: 0 ok, 1 training failed, 2 bad input, 3 transient infrastructure error.",
-		Flags: taskcli.Flags(flags, k.Flags(), store.Flags(), common.Flags()),
+		Flags:    taskcli.Flags(flags, k.Flags(), store.Flags(), common.Flags()),
+		Commands: []*cli.Command{triggercmd.New(triggerClients(clients))},
 		Action: func(c *cli.Context) error {
 			log, err := common.Logger(c.App.ErrWriter)
 			if err != nil {
@@ -133,4 +137,11 @@ func New(clients Clients) *cli.App {
 			return common.WriteResults(c.App.Writer, res.Values())
 		},
 	}
+}
+
+func triggerClients(c Clients) triggercmd.ClientsFunc {
+	if c.Trigger != nil {
+		return c.Trigger
+	}
+	return triggercmd.RealClients
 }
