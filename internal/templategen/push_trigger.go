@@ -107,7 +107,10 @@ func PushTrigger(repository string) []any {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "CronWorkflow"},
 		ObjectMeta: metav1.ObjectMeta{Name: TriggerTemplate + "-catch-up", Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
 		Spec: wfv1.CronWorkflowSpec{
-			Schedules:                  []string{"*/5 * * * *"},
+			Schedules: []string{"*/5 * * * *"},
+			// Suspended until the trigger's repository parameters are set for the cluster (README:
+			// the push trigger); a catch-up listing a registry it cannot reach would only fail.
+			Suspend:                    true,
 			ConcurrencyPolicy:          wfv1.ForbidConcurrent,
 			StartingDeadlineSeconds:    ptr.To(int64(120)),
 			SuccessfulJobsHistoryLimit: ptr.To(int32(1)),
