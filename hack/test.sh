@@ -9,6 +9,8 @@ export GANTRY_TOOLS="${GANTRY_TOOLS:-${HOME}/.cache/gantry/tools}"
 hack/install-tools.sh >/dev/null
 
 hack/verify.sh
+echo "== Argo v4 validation"
+hack/verify-argo-v4.sh
 echo "== go vet"
 go vet ./...
 go vet -tags e2e ./e2e

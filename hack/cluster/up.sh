@@ -282,7 +282,7 @@ patches:
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: LEADER_ELECTION_DISABLE, value: "true"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: DEFAULT_REQUEUE_TIME, value: "2s"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: INFORMER_WRITE_BACK, value: "false"}}
-# The Argo Server (the same argo binary, `argo server`): the API, the artifact endpoint and the
+# The Argo Server (the same argo binary, its server subcommand): the API, the artifact endpoint and the
 # events endpoint the registry's push notifications call. Client auth: every request carries a
 # Kubernetes bearer token and is authorised as that ServiceAccount or user (RBAC), never as the
 # server. Plain HTTP inside the node (no link leaves it); put TLS in front of it anywhere else.

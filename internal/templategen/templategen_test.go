@@ -1,6 +1,7 @@
 package templategen
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -56,6 +57,18 @@ func TestArgoValidatesEveryTemplate(t *testing.T) {
 		getter[w.Name] = fromYAML(t, w.Name+".yaml")
 	}
 	getter["ml-pipeline"] = fromYAML(t, "ml-pipeline.yaml")
+	var cron *wfv1.CronWorkflow
+	for _, o := range PushTrigger(TrainImageRepository) {
+		switch v := o.(type) {
+		case *wfv1.WorkflowTemplate:
+			getter[v.Name] = v
+		case *wfv1.CronWorkflow:
+			cron = v
+		}
+	}
+	if err := validate.ValidateCronWorkflow(context.Background(), getter, cwftGetter{}, cron, nil); err != nil {
+		t.Errorf("%s: %v", cron.Name, err)
+	}
 	for name, w := range getter {
 		for _, lint := range []bool{false, true} {
 			if err := validate.ValidateWorkflowTemplate(getter, cwftGetter{}, w, nil, validate.ValidateOpts{Lint: lint, WorkflowTemplateValidation: true}); err != nil {
