@@ -193,6 +193,11 @@ func (f *fixture) reportArtifacts(w *wfv1.Workflow, step string) {
 	if code != http.StatusOK || !strings.Contains(string(html), "Confusion matrix") {
 		f.t.Errorf("%s report.html through the Argo Server: %d, %.300s", step, code, html)
 	}
+	// Kept for a look in a browser (hack/screenshot-report.sh renders it headless).
+	out := filepath.Join(repoRoot, "_output", "e2e", strings.TrimSuffix(step, "(0)")+"-report-via-argo-server.html")
+	if os.MkdirAll(filepath.Dir(out), 0o755) == nil {
+		_ = os.WriteFile(out, html, 0o644)
+	}
 	code, js := get(reader, "report-json")
 	var rep struct {
 		Candidate struct {
