@@ -231,7 +231,11 @@ func (t *Trigger) Run(ctx context.Context, o Options) (*Result, error) {
 // → it exists) and then the ledger entry. A crash between the two is mended by the next call.
 func (t *Trigger) ensure(ctx context.Context, o Options, digest, by string, res *Result) error {
 	ledger := ledgerName(o.Template, digest)
-	if _, err := t.kube.CoreV1().ConfigMaps(o.Namespace).Get(ctx, ledger, metav1.GetOptions{}); err == nil {
+	if cm, err := t.kube.CoreV1().ConfigMaps(o.Namespace).Get(ctx, ledger, metav1.GetOptions{}); err == nil {
+		if got := cm.Data["digest"]; got != "" && got != digest {
+			// Two digests sharing 48 bits: never take one's run for the other's.
+			return fmt.Errorf("the ledger entry %s is for %s, not %s: a run-name collision, start this one by hand", ledger, got, digest)
+		}
 		res.Existing = append(res.Existing, digest)
 		return nil
 	} else if !apierrors.IsNotFound(err) {

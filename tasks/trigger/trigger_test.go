@@ -138,6 +138,18 @@ func TestEachPushedDigestGetsExactlyOneRun(t *testing.T) {
 	}
 }
 
+// Two digests with the same first 12 hex (the run name) are never taken for each other.
+func TestRunNameCollisionIsAnErrorNotASkip(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.run(Options{Digests: []string{d1}}); err != nil {
+		t.Fatal(err)
+	}
+	twin := "sha256:111111111111" + strings.Repeat("f", 52)
+	if _, err := e.run(Options{Digests: []string{twin}}); err == nil || !strings.Contains(err.Error(), "collision") {
+		t.Errorf("a digest sharing the run name with another: %v", err)
+	}
+}
+
 // A trigger that died between creating the run and recording it: the next delivery finds the
 // run by its name, starts none and records it.
 func TestRunWithoutLedgerEntryIsNotRunTwice(t *testing.T) {
