@@ -134,58 +134,31 @@ GO
   touch "${stamp}"
 }
 
-build_coredns() {
-  local stamp="${bin}/.coredns-${COREDNS_VERSION}"
+# build_module NAME MODULE VERSION IMPORT PKG: builds PKG of MODULE@VERSION (its tools.go imports
+# IMPORT) into ${bin}/NAME, in a throw-away module; once per version.
+build_module() {
+  local name=$1 module=$2 version=$3 import=$4 pkg=$5
+  local stamp="${bin}/.${name}-${version}"
   [[ -f "${stamp}" ]] && return 0
   local mod; mod=$(mktemp -d)
-  echo "cluster/build: coredns ${COREDNS_VERSION}" >&2
+  echo "cluster/build: ${name} ${version}" >&2
   (
     cd "${mod}"
-    go mod init gantry.local/coredns-build >/dev/null 2>&1
-    go mod edit -require="github.com/coredns/coredns@${COREDNS_VERSION}"
-    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/coredns/coredns"\n' >tools.go
+    go mod init "gantry.local/${name}-build" >/dev/null 2>&1
+    go mod edit -require="${module}@${version}"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "${import}" >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/coredns" github.com/coredns/coredns
-    echo "cluster/build: built coredns" >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/${name}" "${pkg}"
+    echo "cluster/build: built ${name}" >&2
   )
   rm -rf "${mod}"
   touch "${stamp}"
 }
-
-build_etcd() {
-  local stamp="${bin}/.etcd-${ETCD_VERSION}"
-  [[ -f "${stamp}" ]] && return 0
-  local mod; mod=$(mktemp -d)
-  echo "cluster/build: etcd ${ETCD_VERSION}" >&2
-  (
-    cd "${mod}"
-    go mod init gantry.local/etcd-build >/dev/null 2>&1
-    go mod edit -require="go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
-    printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3/etcdmain"\n' >tools.go
-    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/etcd" go.etcd.io/etcd/server/v3
-    echo "cluster/build: built etcd" >&2
-  )
-  rm -rf "${mod}"
-  touch "${stamp}"
-}
-
+build_coredns() { build_module coredns github.com/coredns/coredns "${COREDNS_VERSION}" github.com/coredns/coredns github.com/coredns/coredns; }
+build_etcd() { build_module etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}" go.etcd.io/etcd/server/v3/etcdmain go.etcd.io/etcd/server/v3; }
 build_registry() {
-  local stamp="${bin}/.registry-${DISTRIBUTION_VERSION}"
-  [[ -f "${stamp}" ]] && return 0
-  local mod; mod=$(mktemp -d)
-  echo "cluster/build: distribution registry ${DISTRIBUTION_VERSION}" >&2
-  (
-    cd "${mod}"
-    go mod init gantry.local/registry-build >/dev/null 2>&1
-    go mod edit -require="github.com/distribution/distribution/v3@${DISTRIBUTION_VERSION}"
-    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/distribution/distribution/v3/cmd/registry"\n' >tools.go
-    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/registry" github.com/distribution/distribution/v3/cmd/registry
-    echo "cluster/build: built registry" >&2
-  )
-  rm -rf "${mod}"
-  touch "${stamp}"
+  local cmd=github.com/distribution/distribution/v3/cmd/registry
+  build_module registry github.com/distribution/distribution/v3 "${DISTRIBUTION_VERSION}" "${cmd}" "${cmd}"
 }
 
 case "${1:-all}" in

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -106,4 +107,22 @@ func Clientset(kubeconfig, namespace string) (kubernetes.Interface, string, erro
 	}
 	c, err := kubernetes.NewForConfig(cfg)
 	return c, ns, err
+}
+
+// ArgoClientsFunc builds the Argo and Kubernetes clients and returns the namespace to use (tests
+// hand in fakes).
+type ArgoClientsFunc func(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error)
+
+// ArgoClients are the in-cluster / kubeconfig Argo and Kubernetes clients.
+func ArgoClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error) {
+	cfg, ns, err := Config(kubeconfig, namespace)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	wf, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	return wf, kc, ns, err
 }

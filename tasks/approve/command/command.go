@@ -11,9 +11,7 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
@@ -25,21 +23,10 @@ import (
 const Name = "approver"
 
 // ClientsFunc builds the Argo and Kubernetes clients and returns the namespace to use.
-type ClientsFunc func(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error)
+type ClientsFunc = kube.ArgoClientsFunc
 
 // RealClients are the in-cluster / kubeconfig clients.
-func RealClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error) {
-	cfg, ns, err := kube.Config(kubeconfig, namespace)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	wf, err := versioned.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	return wf, kc, ns, err
-}
+var RealClients ClientsFunc = kube.ArgoClients
 
 // suspendDuration binds a timeout in the format of Argo's suspend duration (seconds, or a Go
 // duration like 24h), so the suspend and verify read one parameter the same way.

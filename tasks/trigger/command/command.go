@@ -4,9 +4,7 @@
 package command
 
 import (
-	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
@@ -14,21 +12,10 @@ import (
 )
 
 // ClientsFunc builds the Argo and Kubernetes clients and returns the namespace to use.
-type ClientsFunc func(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error)
+type ClientsFunc = kube.ArgoClientsFunc
 
 // RealClients are the in-cluster / kubeconfig clients.
-func RealClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.Interface, string, error) {
-	cfg, ns, err := kube.Config(kubeconfig, namespace)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	wf, err := versioned.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	return wf, kc, ns, err
-}
+var RealClients ClientsFunc = kube.ArgoClients
 
 // New returns the trigger subcommand.
 func New(clients ClientsFunc) *cli.Command {
