@@ -22,7 +22,7 @@ mkdir -p "${bin}"
 build_k8s() {
   local stamp="${bin}/.k8s-${K8S_VERSION}"
   [[ -f "${stamp}" ]] && return 0
-  local mod; mod=$(mktemp -d)
+  local mod t0=${SECONDS}; mod=$(mktemp -d)
   local staging="v0.${K8S_VERSION#v1.}"
   echo "cluster/build: kubernetes ${K8S_VERSION} (staging ${staging}); ≈16 min cold on 2 cores" >&2
   (
@@ -53,7 +53,7 @@ GO
     for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
       CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION}" \
         -o "${bin}/${c}" "k8s.io/kubernetes/cmd/${c}"
-      echo "cluster/build: built ${c}" >&2
+      echo "cluster/build: built ${c} ($((SECONDS - t0))s since this component started)" >&2
     done
   )
   rm -rf "${mod}"
@@ -63,7 +63,7 @@ GO
 build_argo() {
   local stamp="${bin}/.argo-${ARGO_VERSION}"
   [[ -f "${stamp}" ]] && return 0
-  local mod; mod=$(mktemp -d)
+  local mod t0=${SECONDS}; mod=$(mktemp -d)
   echo "cluster/build: argo workflows ${ARGO_VERSION}" >&2
   (
     cd "${mod}"
@@ -92,7 +92,7 @@ GO
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
     for c in workflow-controller argoexec; do
       CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/${c}" "github.com/argoproj/argo-workflows/v3/cmd/${c}"
-      echo "cluster/build: built ${c}" >&2
+      echo "cluster/build: built ${c} ($((SECONDS - t0))s since this component started)" >&2
     done
   )
   rm -rf "${mod}"
@@ -104,7 +104,7 @@ GO
 build_argo_cli() {
   local stamp="${bin}/.argo-cli-${ARGO_VERSION}"
   [[ -f "${stamp}" ]] && return 0
-  local mod; mod=$(mktemp -d)
+  local mod t0=${SECONDS}; mod=$(mktemp -d)
   echo "cluster/build: argo CLI ${ARGO_VERSION}" >&2
   (
     cd "${mod}"
@@ -128,7 +128,7 @@ GO
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
       -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=${ARGO_VERSION}" \
       -o "${bin}/argo" github.com/argoproj/argo-workflows/v3/cmd/argo
-    echo "cluster/build: built argo" >&2
+    echo "cluster/build: built argo ($((SECONDS - t0))s)" >&2
   )
   rm -rf "${mod}"
   touch "${stamp}"
@@ -140,7 +140,7 @@ build_module() {
   local name=$1 module=$2 version=$3 import=$4 pkg=$5
   local stamp="${bin}/.${name}-${version}"
   [[ -f "${stamp}" ]] && return 0
-  local mod; mod=$(mktemp -d)
+  local mod t0=${SECONDS}; mod=$(mktemp -d)
   echo "cluster/build: ${name} ${version}" >&2
   (
     cd "${mod}"
@@ -149,7 +149,7 @@ build_module() {
     printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "${import}" >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/${name}" "${pkg}"
-    echo "cluster/build: built ${name}" >&2
+    echo "cluster/build: built ${name} ($((SECONDS - t0))s)" >&2
   )
   rm -rf "${mod}"
   touch "${stamp}"
