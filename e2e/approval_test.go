@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -73,6 +74,22 @@ func (f *fixture) people() {
 	if _, err := rb.Create(f.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operators"},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "workflow-operator"}, Subjects: all}, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
+	}
+	// The API server's RBAC authorizer learns of new bindings through its informers: on a loaded
+	// node that took long enough for mallory's first request to be refused by RBAC instead of by
+	// the approval policy (seen in CI). Wait until the authorizer answers as the bindings say.
+	for _, c := range []struct {
+		person, group, resource, verb string
+	}{{alice, "argoproj.io", "workflows", rbac.ApproveVerb}, {bob, "tekton.dev", "pipelineruns", rbac.ApproveVerb},
+		{mallory, "argoproj.io", "workflows", "update"}, {mallory, "", "configmaps", "create"}} {
+		err := wait.PollUntilContextTimeout(f.ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			r, err := kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User: f.user(c.person), ResourceAttributes: &authzv1.ResourceAttributes{Namespace: f.ns, Group: c.group, Resource: c.resource, Verb: c.verb}}}, metav1.CreateOptions{})
+			return err == nil && r.Status.Allowed, nil
+		})
+		if err != nil {
+			f.t.Fatalf("RBAC never allowed %s to %s %s: %v", c.person, c.verb, c.resource, err)
+		}
 	}
 }
 
