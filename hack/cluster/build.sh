@@ -4,6 +4,7 @@
 #   Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl)
 #   Argo Workflows (workflow-controller, argoexec, the argo CLI)
 #   etcd (a version that supports watch progress requests)
+#   Tekton Pipelines (controller, webhook, resolvers, entrypoint, nop, workingdirinit, sidecarlogresults)
 #   CoreDNS (Service names for pods: the pipeline addresses MinIO and model servers by name)
 # Build-only Go modules live in temp dirs: nothing here enters gantry's go.mod.
 set -euo pipefail
@@ -13,6 +14,9 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 # etcd ≥ 3.5.13 answers progress requests; without them (Debian's 3.4.23) the apiserver refuses
 # the watch-list streams that client-go v0.33 informers (Argo, controller-manager) open.
 ETCD_VERSION="${ETCD_VERSION:-v3.5.16}"
+# Tekton Pipelines (controller, webhook, the images it injects into every TaskRun pod, the remote
+# resolvers): v1.9.1 is an LTS release whose client-go (v0.32) matches the cluster's Kubernetes.
+TEKTON_VERSION="${TEKTON_VERSION:-v1.9.1}"
 # The Docker distribution registry (push notifications): the e2e's push-trigger registry.
 DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-v3.1.2}"
 root="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
@@ -134,6 +138,29 @@ GO
   touch "${stamp}"
 }
 
+# Tekton is built inside its own module (its go.mod and go.sum pin what it was released with);
+# the binaries land in ${bin}/tekton-${TEKTON_VERSION}/, its release manifests in .../config.
+build_tekton() {
+  local out="${bin}/tekton-${TEKTON_VERSION}" stamp="${bin}/.tekton-${TEKTON_VERSION}"
+  [[ -f "${stamp}" ]] && return 0
+  local mod t0=${SECONDS}; mod=$(mktemp -d)
+  echo "cluster/build: tekton pipelines ${TEKTON_VERSION}" >&2
+  (
+    cd "${mod}"
+    go mod download -json "github.com/tektoncd/pipeline@${TEKTON_VERSION}" >/dev/null
+    cp -r "$(go env GOMODCACHE)/github.com/tektoncd/pipeline@${TEKTON_VERSION}" src && chmod -R u+w src
+    cd src
+    rm -rf "${out}" && mkdir -p "${out}"
+    for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${out}/${c}" "./cmd/${c}"
+      echo "cluster/build: built tekton ${c} ($((SECONDS - t0))s since this component started)" >&2
+    done
+    cp -r config "${out}/config"
+  )
+  rm -rf "${mod}"
+  touch "${stamp}"
+}
+
 # build_module NAME MODULE VERSION IMPORT PKG: builds PKG of MODULE@VERSION (its tools.go imports
 # IMPORT) into ${bin}/NAME, in a throw-away module; once per version.
 build_module() {
@@ -166,8 +193,9 @@ case "${1:-all}" in
   argo) build_argo; build_argo_cli ;;
   coredns) build_coredns ;;
   registry) build_registry ;;
+  tekton) build_tekton ;;
   etcd) build_etcd ;;
-  all) build_k8s; build_etcd; build_argo; build_coredns; build_argo_cli; build_registry ;;
-  *) echo "usage: $0 [k8s|etcd|argo|coredns|registry|all]" >&2; exit 2 ;;
+  all) build_k8s; build_etcd; build_argo; build_coredns; build_argo_cli; build_registry; build_tekton ;;
+  *) echo "usage: $0 [k8s|etcd|argo|coredns|registry|tekton|all]" >&2; exit 2 ;;
 esac
 ls -la "${bin}"

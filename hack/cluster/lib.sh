@@ -16,6 +16,7 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
 REGISTRY=127.0.0.1:5000
 ARGO_VERSION="${ARGO_VERSION:-v3.7.18}"
+TEKTON_VERSION="${TEKTON_VERSION:-v1.9.1}"
 CLUSTER_ROOT="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
 CLUSTER_BIN="${CLUSTER_ROOT}/bin"
 RUN="${CLUSTER_ROOT}/run"               # pki, configs, logs, pids, etcd/minio/registry data

@@ -102,6 +102,22 @@ if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/de
   bin_image workflow-controller "${CLUSTER_BIN}/workflow-controller" "${ARGO_VERSION}"
   bin_image argo "${CLUSTER_BIN}/argo" "${ARGO_VERSION}"
 fi
+# Tekton's images, as ko lays them out (/ko-app/NAME): the controller runs the entrypoint, the
+# working-dir and the sidecar-log-results helpers by that path in every TaskRun pod.
+tekton_bin="${CLUSTER_BIN}/tekton-${TEKTON_VERSION}"
+if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/tekton/webhook:${TEKTON_VERSION}" >/dev/null 2>&1; then
+  log "Tekton images → ${REGISTRY}/tekton"
+  base=${base:-$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)}
+  for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do
+    tmp=$(mktemp -d)
+    mkdir -p "${tmp}/root/ko-app"
+    cp "${tekton_bin}/${c}" "${tmp}/root/ko-app/${c}"
+    tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "${tmp}/root" -cf "${tmp}/layer.tar" .
+    in_node crane append -b "${base}" -f "${tmp}/layer.tar" -t "${REGISTRY}/tekton/${c}:${TEKTON_VERSION}" >/dev/null 2>&1
+    in_node crane mutate "${REGISTRY}/tekton/${c}:${TEKTON_VERSION}" --entrypoint "/ko-app/${c}" -t "${REGISTRY}/tekton/${c}:${TEKTON_VERSION}" >/dev/null 2>&1
+    rm -rf "${tmp}"
+  done
+fi
 
 # --- control plane -------------------------------------------------------------------------------
 daemon etcd etcd --name gantry --data-dir "${RUN}/etcd" \
@@ -296,5 +312,26 @@ k apply --server-side --force-conflicts --field-manager=gantry-cluster -k "${RUN
 k -n argo rollout status deploy/workflow-controller --timeout=180s >/dev/null
 k -n argo rollout status deploy/argo-server --timeout=180s >/dev/null
 
-log "up in $((SECONDS - t0))s: node ${NODE_NAME} Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), MinIO http://minio.gantry-system.svc:9000"
+# --- Tekton Pipelines: its own release manifests, its images from this registry -------------------
+# Left out: the events controller (CloudEvents sinks) and the webhook's HPA (no metrics API here).
+# Steps that use `script` need the shell image (a busybox by digest from cgr.dev): not reachable
+# offline, and gantry's Tasks have none.
+tk="${RUN}/tekton"
+rm -rf "${tk}" && mkdir -p "${tk}" && cp -r "${tekton_bin}/config/." "${tk}/" && chmod -R u+w "${tk}"
+rm -f "${tk}/events.yaml" "${tk}/webhook-hpa.yaml" "${tk}/config-leader-election-events.yaml"
+find "${tk}" -name '*.yaml' -exec sed -i -E "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#${REGISTRY}/tekton/\\1:${TEKTON_VERSION}#g" {} +
+tekton_apply() { k apply --server-side --force-conflicts --field-manager=gantry-cluster "$@" >/dev/null; }
+tekton_apply -f "${tk}/100-namespace" -f "${tk}/resolvers/100-namespace.yaml"
+tekton_apply -f "${tk}/300-crds"
+k wait --for=condition=Established crd --all --timeout=60s >/dev/null
+mapfile -t files < <(find "${tk}" "${tk}/resolvers" -maxdepth 1 -name '*.yaml' ! -name '100-namespace.yaml' | sort)
+tekton_apply "${files[@]/#/--filename=}"
+k -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeout=180s >/dev/null
+k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
+k -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-resolvers --timeout=180s >/dev/null
+# The webhook answers admission only once it has written its certificate into its configurations.
+printf 'apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: probe, namespace: default}\nspec: {steps: [{name: s, image: probe, command: [probe]}]}\n' >"${tk}/probe.yaml.txt"
+wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
+
+log "up in $((SECONDS - t0))s: node ${NODE_NAME} Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), Tekton ${TEKTON_VERSION}, MinIO http://minio.gantry-system.svc:9000"
 log "use it: hack/cluster/exec.sh kubectl get pods -A   |   next: hack/cluster/gantry.sh NAMESPACE"

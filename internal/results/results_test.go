@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -119,5 +120,83 @@ func TestWriteNeverChangesAFileInPlace(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "reason")); string(b) != "ok" {
 		t.Errorf("new value %q", b)
+	}
+}
+
+// terminationMessage encodes results the way Tekton's entrypoint writes them into the pod's
+// termination message (pkg/result.RunResult: key, value, type), with its start-time entry.
+func terminationMessage(t *testing.T, values map[string]string) []byte {
+	t.Helper()
+	type runResult struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+		Type  int    `json:"type,omitempty"`
+	}
+	rs := []runResult{{Key: "StartedAt", Value: "2026-11-27T16:34:30.123456789Z", Type: 3}}
+	for _, k := range sortedKeys(values) {
+		rs = append(rs, runResult{Key: k, Value: values[k], Type: 1})
+	}
+	b, err := json.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A canary that fails on every gate writes a long reason beside its other results: the reason is
+// shortened so that all of them still reach Tekton (the kubelet cuts a termination message at
+// 4096 bytes, and a cut message loses every result).
+func TestLongReasonIsShortenedToFitTektonsTerminationMessage(t *testing.T) {
+	t.Parallel()
+	values := map[string]string{"verdict": "fail", "accuracy": "0.1", "baseline-accuracy": "0.9",
+		"baseline-digest": "sha256:" + strings.Repeat("a", 64), "p99-ms": "12", "report-uri": "s3://models/runs/" + strings.Repeat("r", 980) + "/canary/",
+		"reason": strings.Repeat("<<p99>> é", 100)}
+	if len(values["reason"]) > MaxSize || len(terminationMessage(t, values)) <= 4096 {
+		t.Fatalf("the test's reason must be within MaxSize and the unshortened results over 4096 bytes (%d)", len(terminationMessage(t, values)))
+	}
+	dir := t.TempDir()
+	if err := Write(dir, nil, values); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k := range values {
+		b, err := os.ReadFile(filepath.Join(dir, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[k] = string(b)
+	}
+	if n := len(terminationMessage(t, got)); n > 4096 {
+		t.Errorf("termination message %d bytes, over 4096", n)
+	}
+	if r := got["reason"]; len(r) > FreeTextMax || !strings.HasSuffix(r, "…") || !strings.HasPrefix(values["reason"], strings.TrimSuffix(r, "…")) || !utf8.ValidString(r) {
+		t.Errorf("reason %q: want a valid UTF-8 prefix of the original within %d bytes, ending in …", r, FreeTextMax)
+	}
+	if got["baseline-digest"] != values["baseline-digest"] || got["report-uri"] != values["report-uri"] {
+		t.Errorf("only prose may be shortened: %v", got)
+	}
+}
+
+// Results that are not prose are never cut: too many of them together is an error, and nothing
+// is written.
+func TestResultsOverTheBudgetAreRefused(t *testing.T) {
+	t.Parallel()
+	values := map[string]string{}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		values[k] = strings.Repeat("<", 150) // JSON escapes < as \u003c: 6 bytes each
+	}
+	dir := t.TempDir()
+	err := Write(dir, nil, values)
+	if err == nil || !strings.Contains(err.Error(), "budget") {
+		t.Fatalf("Write() = %v, want the budget refused", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("wrote %d files despite the error", len(entries))
+	}
+	delete(values, "d")
+	if err := Write(dir, nil, values); err != nil {
+		t.Errorf("three such results fit: %v", err)
+	} else if n := len(terminationMessage(t, values)); n > 4096 {
+		t.Errorf("accepted results make a %d-byte termination message", n)
 	}
 }

@@ -92,13 +92,13 @@ type Option func(*Launcher)
 func WithLogger(l *slog.Logger) Option { return func(x *Launcher) { x.log = l } }
 
 // WithRunStopping makes --delete-on-cancel conditional: on a cancel the Job is deleted only
-// when f reports that the run itself is ending (see ArgoRunStopping). When f fails, the Job is
+// when f reports that the run itself is ending (see RunStopping). When f fails, the Job is
 // kept: a retry can re-attach to it, and its deadline bounds a leak.
 func WithRunStopping(f func(context.Context) (bool, error)) Option {
 	return func(x *Launcher) { x.runStopping = f }
 }
 
-// WithOwner sets who owns the Job (see ArgoRunOwner): f is asked once, before the Job is
+// WithOwner sets who owns the Job (see RunOwner): f is asked once, before the Job is
 // created; nil from f means no owner.
 func WithOwner(f func(context.Context) (*metav1.OwnerReference, error)) Option {
 	return func(x *Launcher) { x.owner = f }

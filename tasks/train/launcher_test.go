@@ -429,21 +429,34 @@ func TestCancelKeepsJobWhileTheRunGoesOn(t *testing.T) {
 	}
 }
 
-func TestArgoRunStopping(t *testing.T) {
+func TestRunStopping(t *testing.T) {
 	t.Parallel()
 	wf := func(name string, spec, status map[string]any) *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 			"metadata": map[string]any{"name": name, "namespace": ns}, "spec": spec, "status": status}}
 	}
+	pr := func(name, specStatus, succeeded string) *unstructured.Unstructured {
+		spec := map[string]any{}
+		if specStatus != "" {
+			spec["status"] = specStatus
+		}
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+			"metadata": map[string]any{"name": name, "namespace": ns}, "spec": spec,
+			"status": map[string]any{"conditions": []any{map[string]any{"type": "Succeeded", "status": succeeded}}}}}
+	}
 	scheme := runtime.NewScheme()
-	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"},
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList", PipelineRunsResource: "PipelineRunList"},
 		wf("running", map[string]any{}, map[string]any{"phase": "Running"}),
 		wf("terminated", map[string]any{"shutdown": "Terminate"}, map[string]any{"phase": "Running"}),
 		wf("stopped", map[string]any{"shutdown": "Stop"}, map[string]any{"phase": "Running"}),
-		wf("failed", map[string]any{}, map[string]any{"phase": "Failed"}))
+		wf("failed", map[string]any{}, map[string]any{"phase": "Failed"}),
+		// Tekton: a PipelineRun of the same name as the run.
+		pr("tekton-running", "", "Unknown"), pr("tekton-cancelled", "Cancelled", "Unknown"),
+		pr("tekton-stopping", "StoppedRunFinally", "Unknown"), pr("tekton-failed", "", "False"))
 	apiCalls.Attach(client)
-	for name, want := range map[string]bool{"running": false, "terminated": true, "stopped": true, "failed": true, "gone": true} {
-		got, err := ArgoRunStopping(client, ns, name)(context.Background())
+	for name, want := range map[string]bool{"running": false, "terminated": true, "stopped": true, "failed": true, "gone": true,
+		"tekton-running": false, "tekton-cancelled": true, "tekton-stopping": true, "tekton-failed": true} {
+		got, err := RunStopping(client, ns, name)(context.Background())
 		if err != nil || got != want {
 			t.Errorf("%s: stopping = %t (%v), want %t", name, got, err, want)
 		}
@@ -617,15 +630,19 @@ func TestTheRunOwnsItsJob(t *testing.T) {
 	t.Parallel()
 	run := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
 		"metadata": map[string]any{"name": "run-1", "namespace": ns, "uid": "wf-uid-1"}}}
-	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"}, run)
+	tektonRun := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+		"metadata": map[string]any{"name": "run-2", "namespace": ns, "uid": "pr-uid-2"}}}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList", PipelineRunsResource: "PipelineRunList"}, run, tektonRun)
 	apiCalls.Attach(client)
 	for name, want := range map[string]*metav1.OwnerReference{
 		"run-1":     {APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: "run-1", UID: "wf-uid-1"},
+		"run-2":     {APIVersion: "tekton.dev/v1", Kind: "PipelineRun", Name: "run-2", UID: "pr-uid-2"},
 		"not-a-run": nil,
 	} {
 		f := newFixture(t)
 		ctx, cancel := context.WithCancel(context.Background())
-		ch := f.start(ctx, f.opts(), WithOwner(ArgoRunOwner(client, ns, name)))
+		ch := f.start(ctx, f.opts(), WithOwner(RunOwner(client, ns, name)))
 		f.watching()
 		got := f.job().OwnerReferences
 		cancel()
@@ -635,11 +652,12 @@ func TestTheRunOwnsItsJob(t *testing.T) {
 		}
 	}
 	// A ServiceAccount that may not read Workflows still trains: the Job just has no owner.
-	denied := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList"}, run)
-	denied.PrependReactor("get", "workflows", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "argoproj.io", Resource: "workflows"}, "run-1", errors.New("no"))
+	denied := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{WorkflowsResource: "WorkflowList", PipelineRunsResource: "PipelineRunList"}, run)
+	denied.PrependReactor("get", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), "run-1", errors.New("no"))
 	})
-	if ref, err := ArgoRunOwner(denied, ns, "run-1")(context.Background()); ref != nil || err != nil {
+	if ref, err := RunOwner(denied, ns, "run-1")(context.Background()); ref != nil || err != nil {
 		t.Errorf("forbidden to read the Workflow: owner %+v, err %v; want none and no error", ref, err)
 	}
 }

@@ -11,30 +11,61 @@ import (
 	"k8s.io/client-go/dynamic"
 )
 
-// WorkflowsResource is Argo's Workflow resource.
-var WorkflowsResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
+// WorkflowsResource is Argo's Workflow resource; PipelineRunsResource is Tekton's PipelineRun.
+var (
+	WorkflowsResource    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
+	PipelineRunsResource = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+)
 
-// ArgoRunStopping reports whether the Argo run (Workflow) ns/name is ending: stopped or
-// terminated (spec.shutdown), being deleted, already finished, or gone. A launcher pod that is
-// killed while its run goes on (eviction, node loss, `kubectl delete pod`) sees false and keeps
-// the training Job, so that the step's retry re-attaches to it instead of training twice. Outside
-// Argo (no such Workflow) the answer is true: a cancel is then the whole run's cancel.
-func ArgoRunStopping(client dynamic.Interface, ns, name string) func(context.Context) (bool, error) {
-	return func(ctx context.Context) (bool, error) {
-		wf, err := client.Resource(WorkflowsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
+// getRun finds the run ns/name: an Argo Workflow, else a Tekton PipelineRun. nil, nil: neither
+// exists (or the launcher may read neither).
+func getRun(ctx context.Context, client dynamic.Interface, ns, name string) (*unstructured.Unstructured, error) {
+	var first error
+	for _, r := range []schema.GroupVersionResource{WorkflowsResource, PipelineRunsResource} {
+		u, err := client.Resource(r).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			return u, nil
 		}
+		if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) && first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+// RunStopping reports whether the run ns/name is ending. An Argo Workflow: stopped or terminated
+// (spec.shutdown), being deleted, or finished. A Tekton PipelineRun: cancelled or stopped
+// (spec.status), being deleted, or finished (its Succeeded condition is no longer Unknown). A
+// launcher pod that is killed while its run goes on (eviction, node loss, `kubectl delete pod`)
+// sees false and keeps the training Job, so that the step's retry re-attaches to it instead of
+// training twice. Outside both engines (no such run) the answer is true: a cancel is then the
+// whole run's cancel.
+func RunStopping(client dynamic.Interface, ns, name string) func(context.Context) (bool, error) {
+	return func(ctx context.Context) (bool, error) {
+		run, err := getRun(ctx, client, ns, name)
 		if err != nil {
 			return false, err
 		}
-		if wf.GetDeletionTimestamp() != nil {
+		if run == nil || run.GetDeletionTimestamp() != nil {
 			return true, nil
 		}
-		if s, _, _ := unstructured.NestedString(wf.Object, "spec", "shutdown"); s != "" {
+		if run.GetKind() == "PipelineRun" {
+			switch s, _, _ := unstructured.NestedString(run.Object, "spec", "status"); s {
+			case "Cancelled", "CancelledRunFinally", "StoppedRunFinally":
+				return true, nil
+			}
+			conds, _, _ := unstructured.NestedSlice(run.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Succeeded" && m["status"] != "Unknown" {
+					return true, nil
+				}
+			}
+			return false, nil
+		}
+		if s, _, _ := unstructured.NestedString(run.Object, "spec", "shutdown"); s != "" {
 			return true, nil
 		}
-		switch phase, _, _ := unstructured.NestedString(wf.Object, "status", "phase"); phase {
+		switch phase, _, _ := unstructured.NestedString(run.Object, "status", "phase"); phase {
 		case "Succeeded", "Failed", "Error":
 			return true, nil
 		}
@@ -42,20 +73,21 @@ func ArgoRunStopping(client dynamic.Interface, ns, name string) func(context.Con
 	}
 }
 
-// ArgoRunOwner returns the owner reference to put on the training Job: the Argo run (Workflow)
-// ns/name, so that deleting the run (argo delete, a workflow TTL or archive GC) garbage-collects
-// its Job and Secret, while a retry of the run still finds the Job. Outside Argo (no such
-// Workflow) there is no owner: nil. Neither is there when the launcher may not read Workflows (a
-// user's own ServiceAccount without that right): the Job then outlives its run, as before.
-func ArgoRunOwner(client dynamic.Interface, ns, name string) func(context.Context) (*metav1.OwnerReference, error) {
+// RunOwner returns the owner reference to put on the training Job: the run (an Argo Workflow or
+// a Tekton PipelineRun) ns/name, so that deleting the run (argo delete, kubectl delete
+// pipelinerun, a TTL or pruner) garbage-collects its Job and Secret, while a retry of the step
+// still finds the Job. Outside both engines there is no owner: nil. Neither is there when the
+// launcher may not read runs (a user's own ServiceAccount without that right): the Job then
+// outlives its run, as before.
+func RunOwner(client dynamic.Interface, ns, name string) func(context.Context) (*metav1.OwnerReference, error) {
 	return func(ctx context.Context) (*metav1.OwnerReference, error) {
-		wf, err := client.Resource(WorkflowsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		run, err := getRun(ctx, client, ns, name)
+		if err != nil {
+			return nil, kube.Classify("getting the run "+name, err)
+		}
+		if run == nil {
 			return nil, nil
 		}
-		if err != nil {
-			return nil, kube.Classify("getting the run's Workflow "+name, err)
-		}
-		return &metav1.OwnerReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Workflow", Name: wf.GetName(), UID: wf.GetUID()}, nil
+		return &metav1.OwnerReference{APIVersion: run.GetAPIVersion(), Kind: run.GetKind(), Name: run.GetName(), UID: run.GetUID()}, nil
 	}
 }

@@ -125,9 +125,9 @@ func New(clients Clients) *cli.App {
 					return err
 				}
 				// The run owns its Job: deleting the run garbage-collects it.
-				opts = append(opts, train.WithOwner(train.ArgoRunOwner(dyn, ns, o.Run)))
+				opts = append(opts, train.WithOwner(train.RunOwner(dyn, ns, o.Run)))
 				if o.DeleteOnCancel {
-					opts = append(opts, train.WithRunStopping(train.ArgoRunStopping(dyn, ns, o.Run)))
+					opts = append(opts, train.WithRunStopping(train.RunStopping(dyn, ns, o.Run)))
 				}
 			}
 			res, err := train.NewLauncher(client, s, opts...).Run(c.Context, o)
