@@ -136,6 +136,8 @@ func ApproverRules() []Rule {
 		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{ApproveVerb},
 			Why: "checked by the admission policy (templates/approval-policy.yaml): only holders may complete an approval node or write a decision"},
 		{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"create"}, Why: "approve/reject --tekton: the decision ConfigMap of a Tekton run"},
+		{Group: "tekton.dev", Resources: []string{"pipelineruns"}, Verbs: []string{"get"},
+			Why: "approve/reject --tekton: the decision names the PipelineRun's UID (a later run of the same name is not decided by it)"},
 		{Group: "tekton.dev", Resources: []string{"pipelineruns"}, Verbs: []string{ApproveVerb},
 			Why: "checked by the admission policy: only holders may create a Tekton run's decision ConfigMap"},
 	}

@@ -484,7 +484,7 @@ func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	apiCalls.Attach(kc)
 	g := NewApprover(nil, kc)
 	ctx := context.Background()
-	v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-1", Timeout: 300 * time.Millisecond})
+	v, err := g.Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-1", Timeout: 300 * time.Millisecond})
 	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
 		t.Errorf("timeout with only an earlier run's decision: %+v %v", v, err)
 	}
@@ -494,7 +494,7 @@ func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	}
 	ch := make(chan res, 1)
 	go func() {
-		v, err := g.Wait(ctx, WaitOptions{Namespace: ns, Run: "pr-2", Timeout: 10 * time.Second, Approvers: []string{"alice"}})
+		v, err := g.Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-2", Timeout: 10 * time.Second, Approvers: []string{"alice"}})
 		ch <- res{v, err}
 	}()
 	time.Sleep(100 * time.Millisecond) // let the watch start; a decision before it is seen by the initial list anyway
@@ -527,5 +527,46 @@ func TestConclude(t *testing.T) {
 		if tc.code == 1 && err.Error() != "canary failed: accuracy 0.41" {
 			t.Errorf("message %q", err)
 		}
+	}
+}
+
+// A decision names the PipelineRun it was made on (its UID): one made on another run of the
+// same name (deleted and created again) never counts; the matching one does, and the wait
+// writes the audit record with the candidate.
+func TestWaitBindsTheDecisionToTheRunUID(t *testing.T) {
+	t.Parallel()
+	kc := whoami("alice")
+	kc.PrependReactor("create", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		a.(k8stesting.CreateAction).GetObject().(*corev1.ConfigMap).CreationTimestamp = metav1.NewTime(time.Now().Add(time.Second))
+		return false, nil, nil
+	})
+	apiCalls.Attach(kc)
+	g := NewApprover(nil, kc)
+	ctx := context.Background()
+	decide := func(uid string) {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap("pr-3"), Namespace: ns},
+			Data: map[string]string{"decision": Approved, "decidedBy": "alice", "runUID": uid}}
+		_ = kc.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		if _, err := kc.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decide("uid-of-an-earlier-run")
+	v, err := g.Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-3", RunUID: "uid-3", Timeout: 300 * time.Millisecond})
+	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
+		t.Errorf("a decision on another run of the same name: %+v %v, want a timeout", v, err)
+	}
+	decide("uid-3")
+	s, _ := objstore.New(nil)
+	dir := t.TempDir()
+	v, err = g.Wait(ctx, s, WaitOptions{Namespace: ns, Run: "pr-3", RunUID: "uid-3", Timeout: 5 * time.Second,
+		AuditURI: "file://" + dir + "/", Candidate: Candidate{ModelVersion: "v1"}})
+	if err != nil || v.Decision != Approved || v.ApprovedBy != "alice" {
+		t.Fatalf("this run's decision: %+v %v", v, err)
+	}
+	b, err := objstore.ReadAll(ctx, s, "file://"+dir+"/pr-3.json", 1<<20)
+	var audit Verdict
+	if err != nil || json.Unmarshal(b, &audit) != nil || audit.Decision != Approved || audit.Candidate.ModelVersion != "v1" || len(audit.Approvers) != 1 {
+		t.Errorf("audit record %s (%v)", b, err)
 	}
 }

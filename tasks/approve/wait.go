@@ -2,8 +2,10 @@ package approve
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
 // DecisionConfigMap is where `approver approve|reject --tekton` records a
@@ -41,27 +44,67 @@ func (g *Approver) Record(ctx context.Context, o DecideOptions) (string, error) 
 			return "", err
 		}
 	}
+	uid, err := g.pipelineRunUID(ctx, ns, run)
+	if err != nil {
+		return "", err
+	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap(run), Namespace: ns,
 		Labels: map[string]string{"app.kubernetes.io/managed-by": "gantry", "gantry.dev/run": run}},
 		Data: map[string]string{"decision": d, "decidedBy": who, "reason": reason, "decidedAt": g.now().UTC().Format(time.RFC3339)}}
-	_, err := g.kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+	if uid != "" {
+		cm.Data["runUID"] = uid
+	}
+	_, err = g.kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return "", exitcode.Invalidf("run %s already has a decision", run)
 	}
 	return who, kube.Classify("recording decision", err)
 }
 
+// pipelineRunUID is the UID of the Tekton PipelineRun ns/name, which the decision binds to. A
+// run that does not exist is bad input; an approver who may not read PipelineRuns (or a client
+// without a REST client, as in tests) records no UID: the wait then relies on the decision being
+// newer than the wait.
+func (g *Approver) pipelineRunUID(ctx context.Context, ns, name string) (string, error) {
+	rc := g.kube.Discovery().RESTClient()
+	if rc == nil || reflect.ValueOf(rc).IsNil() {
+		return "", nil
+	}
+	raw, err := rc.Get().AbsPath("/apis/tekton.dev/v1/namespaces", ns, "pipelineruns", name).DoRaw(ctx)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", exitcode.Invalidf("no Tekton PipelineRun %s in namespace %s", name, ns)
+	case apierrors.IsForbidden(err):
+		g.log.Warn("may not read the PipelineRun: the decision names no run UID", "run", name, "error", err)
+		return "", nil
+	case err != nil:
+		return "", kube.Classify("getting PipelineRun "+name, err)
+	}
+	var pr metav1.PartialObjectMetadata
+	if err := json.Unmarshal(raw, &pr); err != nil {
+		return "", fmt.Errorf("decoding PipelineRun %s: %w", name, err)
+	}
+	return string(pr.UID), nil
+}
+
 // WaitOptions describe a wait for a Tekton run's decision.
 type WaitOptions struct {
 	Namespace string
 	Run       string
+	// RunUID is the PipelineRun's UID ($(context.pipelineRun.uid)): a decision naming another
+	// UID was made on another run of the same name and never counts.
+	RunUID    string
 	Timeout   time.Duration // silence this long is a rejection
 	Approvers []string      // allow-list; empty: anyone
+	// AuditURI is the prefix of the audit record <run>.json (empty: none), with the candidate
+	// it names.
+	AuditURI  string
+	Candidate Candidate
 }
 
 // Wait blocks until a decision ConfigMap for the run appears (watch, not poll),
 // or the timeout passes, which is a rejection.
-func (g *Approver) Wait(ctx context.Context, o WaitOptions) (*Verdict, error) {
+func (g *Approver) Wait(ctx context.Context, s objstore.Store, o WaitOptions) (*Verdict, error) {
 	ns, run, timeout, approvers := o.Namespace, o.Run, o.Timeout, o.Approvers
 	if run == "" {
 		return nil, exitcode.Invalidf("--run-name is required")
@@ -94,6 +137,13 @@ func (g *Approver) Wait(ctx context.Context, o WaitOptions) (*Verdict, error) {
 		}
 		// A decision made before this wait began belongs to an earlier run of the same name: it
 		// never counts (the admission policy lets only approvers create one, in their own name).
+		if uid := cm.Data["runUID"]; uid != "" && o.RunUID != "" && uid != o.RunUID {
+			if !warned {
+				g.log.Warn("ignoring a decision on another run of the same name", "configmap", name, "decision-run-uid", uid, "run-uid", o.RunUID)
+				warned = true
+			}
+			return false, nil
+		}
 		if cm.CreationTimestamp.Time.Before(since) {
 			if !warned {
 				g.log.Warn("ignoring a decision older than this wait (an earlier run's); delete it to decide again", "configmap", name, "created", cm.CreationTimestamp.Time)
@@ -103,25 +153,43 @@ func (g *Approver) Wait(ctx context.Context, o WaitOptions) (*Verdict, error) {
 		}
 		return true, nil
 	})
-	v := &Verdict{Run: run, DecidedAt: g.now().UTC(), WaitedSecs: g.now().Sub(start).Seconds()}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) || wctx.Err() != nil {
-			v.Decision, v.Reason = Rejected, fmt.Sprintf("approval timed out after %s with no decision", timeout)
-			return v, nil
-		}
+	v := &Verdict{Run: run, DecidedAt: g.now().UTC(), WaitedSecs: g.now().Sub(start).Seconds(), MinApprovals: 1, Candidate: o.Candidate}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, watchtools.ErrWatchClosed) || wctx.Err() != nil):
+		v.Decision, v.Reason = Rejected, fmt.Sprintf("approval timed out after %s with no decision", timeout)
+	case err != nil:
 		return nil, kube.Classify("waiting for a decision", err)
+	default:
+		cm := ev.Object.(*corev1.ConfigMap)
+		var known bool
+		v.Decision, known = normalise(cm.Data["decision"])
+		v.ApprovedBy, v.Reason = NormalIdentity(cm.Data["decidedBy"]), cm.Data["reason"]
+		switch {
+		case !known:
+			v.Decision, v.Reason = Rejected, fmt.Sprintf("unknown decision %q", cm.Data["decision"])
+		case v.Decision == Approved && len(approvers) > 0 && !allowed(approvers, v.ApprovedBy):
+			v.Decision, v.Reason = Rejected, fmt.Sprintf("%s is not in the approvers list", v.ApprovedBy)
+		}
+		if v.Decision == Approved {
+			v.Approvers = []string{v.ApprovedBy}
+		}
+		if v.Reason == "" {
+			v.Reason = fmt.Sprintf("%s by %s", v.Decision, v.ApprovedBy)
+		}
 	}
-	cm := ev.Object.(*corev1.ConfigMap)
-	v.Decision, _ = normalise(cm.Data["decision"])
-	v.ApprovedBy, v.Reason = NormalIdentity(cm.Data["decidedBy"]), cm.Data["reason"]
-	if v.Decision == Approved && len(approvers) > 0 && !allowed(approvers, v.ApprovedBy) {
-		v.Decision, v.Reason = Rejected, fmt.Sprintf("%s is not in the approvers list", v.ApprovedBy)
+	if o.AuditURI != "" {
+		u, err := objstore.Parse(o.AuditURI)
+		if err != nil {
+			return nil, err
+		}
+		v.AuditURI = u.Join(run + ".json").String()
+		b, _ := json.MarshalIndent(v, "", "  ")
+		if err := objstore.PutBytes(ctx, s, v.AuditURI, b); err != nil {
+			return nil, fmt.Errorf("writing audit record: %w", err)
+		}
 	}
-	if v.Reason == "" {
-		v.Reason = fmt.Sprintf("%s by %s", v.Decision, v.ApprovedBy)
-	}
+	g.log.Info("approval decided", "run", run, "decision", v.Decision, "by", v.ApprovedBy, "reason", v.Reason)
 	return v, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/objstore"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/approve"
 )
@@ -92,6 +93,8 @@ func New(newClients ClientsFunc) *cli.App {
 		conclude struct{ decision, reason string }
 		// verifyFailOnReject makes verify end the run on a rejection (the pipeline, without a gate pod).
 		verifyFailOnReject bool
+		// waitFailOnReject: the same for the Tekton wait.
+		waitFailOnReject bool
 	)
 	approver := func(c *cli.Context) (*approve.Approver, string, error) {
 		log, err := common.Logger(c.App.ErrWriter)
@@ -209,8 +212,14 @@ func New(newClients ClientsFunc) *cli.App {
 			},
 			{
 				Name: "wait", Usage: "Tekton (no suspend): block until `approver approve|reject --tekton` records a decision, or time out (rejected)",
-				Flags: base(runFlag(&wait.Run), approversFlag(&wait.Approvers),
-					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&wait.Timeout}, Usage: "how long to wait (seconds or e.g. 24h); silence rejects"}),
+				Description: "Results: decision (approved|rejected), approved-by, reason, waited-seconds. A rejection exits 0\n" +
+					"unless --fail-on-reject: then exit 1 with \"not promoted: <reason>\", after the results and the audit record.",
+				Flags: base(append(append([]cli.Flag{runFlag(&wait.Run), approversFlag(&wait.Approvers),
+					&cli.StringFlag{Name: "run-uid", Destination: &wait.RunUID, Usage: "the PipelineRun's UID ($(context.pipelineRun.uid)): a decision on another run of the same name never counts"},
+					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&wait.Timeout}, Usage: "how long to wait (seconds or e.g. 24h); silence rejects"},
+					&cli.StringFlag{Name: "audit-uri", Destination: &wait.AuditURI, Usage: "prefix for the audit record <run>.json"},
+					&cli.BoolFlag{Name: "fail-on-reject", Destination: &waitFailOnReject, Usage: "exit 1 with \"not promoted: <reason>\" (the step's message) when the decision is rejected"},
+				}, candidateFlags(&wait.Candidate)...), store.Flags()...)...),
 				Action: func(c *cli.Context) error {
 					if wait.Timeout <= 0 {
 						return exitcode.Invalidf("--timeout must be positive")
@@ -219,12 +228,25 @@ func New(newClients ClientsFunc) *cli.App {
 					if err != nil {
 						return err
 					}
+					var s objstore.Store
+					if wait.AuditURI != "" {
+						if s, err = store.Open(); err != nil {
+							return err
+						}
+					}
 					wait.Namespace = ns
-					v, err := a.Wait(c.Context, wait)
+					v, err := a.Wait(c.Context, s, wait)
 					if err != nil {
 						return err
 					}
-					return common.WriteResults(c.App.Writer, v.Values())
+					vals := v.Values()
+					if err := common.WriteResults(c.App.Writer, vals); err != nil {
+						return err
+					}
+					if waitFailOnReject && vals["decision"] != approve.Approved {
+						return exitcode.With(exitcode.Failed, errors.New("not promoted: "+vals["reason"]))
+					}
+					return nil
 				},
 			},
 			{
