@@ -5,7 +5,7 @@
 #   2. uploads Fashion-MNIST to s3://datasets/fashion-mnist/ on the cluster's MinIO (once);
 #   3. MinIO users by role: gantry-model-server (read the registry), gantry-runs (read datasets,
 #      write runs/: the training launcher and the canary);
-#   4. per NAMESPACE: the namespace (labelled gantry.dev/approval-policy=enforce: the API server
+#   4. per NAMESPACE (Argo and Tekton alike): the namespace (labelled gantry.dev/approval-policy=enforce: the API server
 #      enforces who may approve, templates/approval-policy.yaml), the `gantry-s3` Secret and the
 #      release (its cluster-scoped admission policy included), server-side applied, and the
 #      Secrets gantry-s3 (registry writers), gantry-s3-runs and gantry-s3-read.
@@ -82,5 +82,7 @@ data:
       secretKeySecret: {name: gantry-s3-runs, key: AWS_SECRET_ACCESS_KEY}
 EOF
   k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-release.yaml >/dev/null
-  log "gantry installed in namespace ${ns}: $(k -n "${ns}" get workflowtemplates -o name | tr '\n' ' ')"
+  # The Tekton catalog and ml-pipeline (Tekton's webhook validates them on the way in).
+  k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-tekton-release.yaml >/dev/null
+  log "gantry installed in namespace ${ns}: $(k -n "${ns}" get workflowtemplates,pipelines.tekton.dev -o name | tr '\n' ' ')"
 done

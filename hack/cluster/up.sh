@@ -320,6 +320,9 @@ tk="${RUN}/tekton"
 rm -rf "${tk}" && mkdir -p "${tk}" && cp -r "${tekton_bin}/config/." "${tk}/" && chmod -R u+w "${tk}"
 rm -f "${tk}/events.yaml" "${tk}/webhook-hpa.yaml" "${tk}/config-leader-election-events.yaml"
 find "${tk}" -name '*.yaml' -exec sed -i -E "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#${REGISTRY}/tekton/\\1:${TEKTON_VERSION}#g" {} +
+# The resolvers' image is Tekton's tini-git base (an init that reaps git's children): the git
+# resolver needs the network anyway; the cluster and bundle resolvers run without tini.
+sed -i -e '/- \/sbin\/tini/d' -e '/^        - --$/d' "${tk}/resolvers/resolvers-deployment.yaml"
 tekton_apply() { k apply --server-side --force-conflicts --field-manager=gantry-cluster "$@" >/dev/null; }
 tekton_apply -f "${tk}/100-namespace" -f "${tk}/resolvers/100-namespace.yaml"
 tekton_apply -f "${tk}/300-crds"

@@ -112,6 +112,10 @@ func Files() (map[string][]byte, error) {
 	if err := add("tekton/pipeline.yaml", TektonPipeline()); err != nil {
 		return nil, err
 	}
+	// Not under tekton/: `kubectl apply` cannot create a generateName object (kubectl create can).
+	if err := add("tekton-runs/ml-pipeline-run.yaml", TektonPipelineRun()); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

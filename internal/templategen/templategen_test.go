@@ -321,6 +321,7 @@ func TestTektonShape(t *testing.T) {
 					Env                 []map[string]any
 					SecurityContext     map[string]any   `json:"securityContext"`
 					VolumeMounts        []map[string]any `json:"volumeMounts"`
+					ComputeResources    map[string]any   `json:"computeResources"`
 				}
 				Volumes []map[string]any
 			}
