@@ -96,6 +96,12 @@ func (f *fixture) people() {
 // argoAs runs the argo CLI with the person's own token (a kubeconfig of their own).
 func (f *fixture) argoAs(person string, args ...string) (string, error) {
 	f.t.Helper()
+	return f.try(nil, "argo", append([]string{"--kubeconfig", f.kubeconfigOf(person), "--loglevel", "warn", "-n", f.ns}, args...)...)
+}
+
+// kubeconfigOf writes a kubeconfig with the person's own token.
+func (f *fixture) kubeconfigOf(person string) string {
+	f.t.Helper()
 	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		f.t.Fatal(err)
@@ -114,7 +120,7 @@ func (f *fixture) argoAs(person string, args ...string) (string, error) {
 	if err := clientcmd.WriteToFile(*cfg, file); err != nil {
 		f.t.Fatal(err)
 	}
-	return f.try(nil, "argo", append([]string{"--kubeconfig", file, "--loglevel", "warn", "-n", f.ns}, args...)...)
+	return file
 }
 
 // as returns an approver acting as the person (the e2e's admin impersonating them).

@@ -141,8 +141,12 @@ var tektonPipelineTasks = []struct{ Name, Binary, Template string }{
 func TektonPipelineParams() []PipelineParam {
 	var out []PipelineParam
 	for _, p := range PipelineParams() {
-		if p.Name == "min-approvals" || p.Name == "forbid-self-approval" {
+		switch p.Name {
+		case "min-approvals", "forbid-self-approval":
 			continue
+		case "smoke-min-accuracy":
+			// Tekton has no expressions to fall back to min-accuracy when it is empty.
+			p.Default, p.Description = "0.85", "minimum accuracy of the smoke test in production; below it the release is rolled back"
 		}
 		out = append(out, p)
 	}
@@ -218,7 +222,7 @@ func TektonPipeline() obj {
 		deploy("promote", "production", []string{"approval", "request-approval"}, "expect-live-digest", res("canary", "baseline-digest")),
 		task("smoke", "canary-evaluator", []string{"promote"}, with(runsS3, "endpoint", res("promote", "endpoint"), "model-name", pp("model-name"),
 			"model-digest", res("publish", "model-digest"), "dataset-uri", pp("dataset-uri"), "limit", "500", "stage", "smoke", "fail-on-reject", "true",
-			"min-accuracy", pp("min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "report-uri", runDir+"/smoke/")),
+			"min-accuracy", pp("smoke-min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "report-uri", runDir+"/smoke/")),
 	}
 	teardown := task("teardown-staging", "model-publisher-teardown", nil, kv("run-name", run, "environment", "staging", "model-name", pp("model-name")))
 	teardown["when"] = []obj{{"input": pp("keep-staging"), "operator": "notin", "values": []string{"true"}}}
