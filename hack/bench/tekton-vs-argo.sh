@@ -38,6 +38,12 @@ st = json.load(sys.stdin).get("status", {})
 if st.get("phase") in ("Failed", "Error"): sys.exit("run failed")
 print(next((n["phase"] for n in st.get("nodes", {}).values() if n["displayName"] == sys.argv[1] and n["phase"] == sys.argv[2]), ""))' "$2" "$3"
 }
+argo_done() {
+  in_node argo --loglevel warn -n "${ns}" get "$1" -o json | python3 -c '
+import json, sys
+p = json.load(sys.stdin).get("status", {}).get("phase", "")
+print(p if p in ("Succeeded", "Failed", "Error") else "")'
+}
 tekton_task() { # RUN TASK STATUS REASON: prints when the task's TaskRun has them
   k -n "${ns}" get taskruns -l "tekton.dev/pipelineRun=$1,tekton.dev/pipelineTask=$2" -o json | python3 -c '
 import json, sys
@@ -67,7 +73,7 @@ EOF
   until_out 1200 argo_node "${run}" approval Running >/dev/null
   until_out 300 argo_node "${run}" 'request-approval(0)' Succeeded >/dev/null
   in_node argo --loglevel warn -n "${ns}" resume "${run}" >/dev/null
-  until_out 600 argo_node "${run}" "${run}" Succeeded >/dev/null
+  [[ $(until_out 600 argo_done "${run}") == Succeeded ]] || die "Argo run ${run} failed"
   in_node argo --loglevel warn -n "${ns}" get "${run}" -o json >"${out}/argo-${i}-run.json"
   k -n "${ns}" get pods -o json >"${out}/argo-${i}-pods.json"
   in_node argo --loglevel warn -n "${ns}" delete "${run}" >/dev/null

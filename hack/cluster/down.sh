@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 source hack/cluster/lib.sh
+# Worker nodes (hack/cluster/node.sh) first, then the first node.
+for n in /run/netns/"${NETNS}"-*; do
+  [[ -e "${n}" ]] || continue
+  k=${n##*-}
+  hack/cluster/node.sh "${k}" stop >/dev/null 2>&1 || true
+  ip netns delete "${n##*/}" 2>/dev/null || true
+done
 # Pods first: stopping kubelet leaves their containers running under containerd-shim.
 if pid_alive containerd; then
   for ns in $(in_node ctr --address "${SOCK_DIR}/containerd.sock" namespaces list -q 2>/dev/null); do

@@ -3,7 +3,8 @@
 #   bridge gantry0     10.250.0.1/24, the node IP (apiserver :6443, CoreDNS :53, MinIO :9000)
 #   bridge cni0        10.244.0.0/24, pods (CNI bridge + host-local)
 #   services           10.96.0.0/24, routed to gantry0 (kube-proxy, iptables mode)
-#   registry           127.0.0.1:5000 inside the node namespace (crane registry serve)
+#   registry           127.0.0.1:5000 inside the node namespace (crane registry serve; worker
+#                      nodes, hack/cluster/node.sh, pull through 10.250.0.1:5000)
 # Every daemon and client runs with `nsenter --net=/run/netns/gantry-node` (not `ip netns exec`,
 # which remounts /sys and hides the cgroup mounts kubelet and runc need).
 # shellcheck shell=bash
@@ -41,12 +42,13 @@ pid_alive() {
   kill -0 "${pid}" 2>/dev/null && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "${RUN}"
 }
 
-# daemon NAME CMD...: start CMD in the node namespace unless NAME already runs; log to logs/NAME.log.
+# daemon NAME CMD...: start CMD in the node namespace (DAEMON_NETNS: another one, a worker
+# node's) unless NAME already runs; log to logs/NAME.log.
 daemon() {
   local name=$1; shift
   if pid_alive "${name}"; then return 0; fi
   mkdir -p "${RUN}/pids" "${RUN}/logs"
-  nohup nsenter --net="/run/netns/${NETNS}" -- "$@" >>"${RUN}/logs/${name}.log" 2>&1 &
+  nohup nsenter --net="/run/netns/${DAEMON_NETNS:-${NETNS}}" -- "$@" >>"${RUN}/logs/${name}.log" 2>&1 &
   echo $! >"${RUN}/pids/${name}.pid"
 }
 

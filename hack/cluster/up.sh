@@ -5,7 +5,16 @@
 # Idempotent: what already runs is kept. Installs Debian packages and builds what is missing
 # (Kubernetes, Argo, CoreDNS: ≈30 min cold on 2 cores, cached in ~/.cache/gantry/cluster).
 #   hack/cluster/up.sh       then   hack/cluster/exec.sh kubectl get nodes
+#   hack/cluster/up.sh --nodes 2   adds worker nodes (hack/cluster/node.sh), each in its own namespace
 set -euo pipefail
+nodes=1
+while (($#)); do
+  case "$1" in
+    --nodes) nodes=${2:?--nodes N}; shift 2 ;;
+    *) echo "usage: $0 [--nodes N]" >&2; exit 2 ;;
+  esac
+done
+if ! [[ "${nodes}" =~ ^[0-9]+$ ]] || ((nodes < 1 || nodes > 20)); then echo "up.sh: --nodes ${nodes}: want 1..20" >&2; exit 2; fi
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 source hack/cluster/lib.sh
@@ -81,7 +90,7 @@ EOF
 # --- registry (manifests live in memory: system images are re-pushed when it restarts) ----------
 fresh_registry=false
 pid_alive registry || fresh_registry=true
-daemon registry crane registry serve --address "${REGISTRY}" --disk "${RUN}/registry"
+daemon registry crane registry serve --address "0.0.0.0:${REGISTRY#*:}" --disk "${RUN}/registry"
 wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
 # bin_image NAME FILE TAG: an image with FILE as /bin/NAME (entrypoint) on gantry's base.
 bin_image() {
@@ -207,7 +216,7 @@ apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: "${KUBECONFIG}"}
 mode: iptables
-clusterCIDR: "${POD_CIDR}"
+clusterCIDR: "10.244.0.0/16"
 hostnameOverride: "${NODE_NAME}"
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
@@ -239,7 +248,9 @@ if [[ ! -f "${RUN}/etc/minio.env" ]]; then
 fi
 # shellcheck disable=SC1091
 source "${RUN}/etc/minio.env"
-daemon minio env MINIO_ROOT_USER="${MINIO_ROOT_USER}" MINIO_ROOT_PASSWORD="${MINIO_ROOT_PASSWORD}" MINIO_BROWSER=off \
+# Prometheus metrics without a token (hack/bench/load.sh reads the request counters): the
+# endpoint is reachable only inside the node's namespace.
+daemon minio env MINIO_ROOT_USER="${MINIO_ROOT_USER}" MINIO_ROOT_PASSWORD="${MINIO_ROOT_PASSWORD}" MINIO_BROWSER=off MINIO_PROMETHEUS_AUTH_TYPE=public \
   minio server --address "${NODE_IP}:9000" --console-address 127.0.0.1:9001 --quiet "${RUN}/minio"
 wait_for minio 60 in_node curl -fs "http://${NODE_IP}:9000/minio/health/ready"
 in_node env S3_ENDPOINT="http://${NODE_IP}:9000" AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" \
@@ -336,5 +347,7 @@ k -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-re
 printf 'apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: probe, namespace: default}\nspec: {steps: [{name: s, image: probe, command: [probe]}]}\n' >"${tk}/probe.yaml.txt"
 wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
 
-log "up in $((SECONDS - t0))s: node ${NODE_NAME} Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), Tekton ${TEKTON_VERSION}, MinIO http://minio.gantry-system.svc:9000"
+for ((i = 2; i <= nodes; i++)); do hack/cluster/node.sh "${i}"; done
+
+log "up in $((SECONDS - t0))s: ${nodes} node(s) Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), Tekton ${TEKTON_VERSION}, MinIO http://minio.gantry-system.svc:9000"
 log "use it: hack/cluster/exec.sh kubectl get pods -A   |   next: hack/cluster/gantry.sh NAMESPACE"

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Many models at once: submits R ml-pipeline runs over M models (model-name load-0 … load-(M-1)),
+# all at once, with short training, and approves each as soon as it waits — as an approver
+# identity the bench holds (a ServiceAccount bound to gantry-approver; the admission policy checks
+# it like anyone's). Reports, from the API server's, MinIO's and the kernel's own counters:
+#   runs/hour, p50/p95 submit→promoted, how every run ended (Succeeded, or Failed with the step
+#   and reason), pods and API requests per run, object-store requests per run, the Argo
+#   controller's CPU seconds and peak memory, and whether every promoted run is in its model's
+#   production history (nothing lost).
+#   hack/bench/load.sh 5 20                  # M=5 models, R=20 runs, on the cluster as it is
+#   NODES=2 hack/bench/load.sh 10 40         # brings up a second node first
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=../cluster/lib.sh
+source hack/cluster/lib.sh
+models=${1:-5} runs=${2:-20}
+if ! [[ "${models}" =~ ^[0-9]+$ && "${runs}" =~ ^[0-9]+$ ]] || ((models < 1 || runs < 1)); then
+  echo "usage: $0 MODELS RUNS (positive integers)" >&2
+  exit 2
+fi
+ns="${NAMESPACE:-load-${models}-${runs}}"
+out="${BENCH_OUT:-_output/bench/load-${models}-${runs}}"
+rm -rf "${out}" && mkdir -p "${out}" _output/bin
+hack/cluster/up.sh --nodes "${NODES:-1}"
+SKIP_IMAGES="${SKIP_IMAGES:-}" hack/cluster/gantry.sh "${ns}"
+go build -o _output/bin/approver ./cmd/approver
+argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
+
+# The approver: a ServiceAccount with gantry-approver, its own token and kubeconfig.
+k -n "${ns}" create serviceaccount load-approver --dry-run=client -o yaml | k apply -f - >/dev/null
+k -n "${ns}" create rolebinding load-approver --role=gantry-approver --serviceaccount="${ns}:load-approver" --dry-run=client -o yaml | k apply -f - >/dev/null
+token=$(k -n "${ns}" create token load-approver --duration=6h)
+cat >"${out}/approver.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://${NODE_IP}:6443", certificate-authority: "${RUN}/pki/ca.crt"}}]
+users: [{name: load-approver, user: {token: "${token}"}}]
+contexts: [{name: c, context: {cluster: c, user: load-approver, namespace: ${ns}}}]
+current-context: c
+EOF
+
+# Counters before.
+# shellcheck disable=SC1091
+source "${RUN}/etc/minio.env"
+api_requests() { k get --raw /metrics | awk '/^apiserver_request_total\{/ {s += $NF} END {printf "%d\n", s}'; }
+pod_creates() { k get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="pods"/ && /verb="POST"/ && !/subresource/ {s += $NF} END {printf "%d\n", s}'; }
+s3_requests() { in_node curl -fs "http://${NODE_IP}:9000/minio/v2/metrics/cluster" | awk '/^minio_s3_requests_total\{/ {s += $NF} END {printf "%d\n", s}'; }
+controller_pid() { pgrep -x workflow-controller | head -1; }
+controller_cpu() { # utime+stime in seconds
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f\n", ($14 + $15) / hz}' "/proc/$(controller_pid)/stat"
+}
+api0=$(api_requests) pods0=$(pod_creates) s30=$(s3_requests) cpu0=$(controller_cpu)
+
+log "submitting ${runs} runs over ${models} models"
+t0=$(date +%s)
+: >"${out}/runs.txt"
+for ((i = 0; i < runs; i++)); do
+  argo submit --from workflowtemplate/ml-pipeline -o name -p "model-name=load-$((i % models))" \
+    -p hyperparameters=epochs=1,learning-rate=0.001,batch-size=128 -p min-accuracy=0.7 -p smoke-min-accuracy=0.7 \
+    -p max-p99-ms=10000 -p max-accuracy-drop=0.05 >>"${out}/runs.txt"
+done
+
+# Approve whatever waits, until every run has ended.
+approver_loop() {
+  while true; do
+    in_node _output/bin/approver list -n "${ns}" --kubeconfig "${out}/approver.kubeconfig" 2>/dev/null | awk 'NR > 1 {print $1}' |
+      while read -r r; do
+        in_node _output/bin/approver approve "${r}" -n "${ns}" --kubeconfig "${out}/approver.kubeconfig" >>"${out}/approvals.log" 2>&1 || true
+      done
+    sleep 2
+  done
+}
+approver_loop &
+loop=$!
+trap 'kill "${loop}" 2>/dev/null || true' EXIT
+deadline=$((SECONDS + ${LOAD_TIMEOUT:-7200}))
+while true; do
+  left=$(k -n "${ns}" get workflows -l 'workflows.argoproj.io/completed!=true' -o name 2>/dev/null | grep -c . || true)
+  ((left == 0)) && break
+  ((SECONDS > deadline)) && die "runs still going after ${LOAD_TIMEOUT:-7200}s"
+  sleep 5
+done
+kill "${loop}" 2>/dev/null || true
+t1=$(date +%s)
+api1=$(api_requests) pods1=$(pod_creates) s31=$(s3_requests) cpu1=$(controller_cpu)
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$(controller_pid)/status")
+k -n "${ns}" get workflows -o json >"${out}/workflows.json"
+for ((m = 0; m < models; m++)); do
+  in_node env S3_ENDPOINT="http://${NODE_IP}:9000" AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" \
+    "${RUN}/bin/s3" get "s3://models/registry/load-${m}/environments/${ns}/production.json" "${out}/history-load-${m}.json" 2>/dev/null || echo '{"entries": []}' >"${out}/history-load-${m}.json"
+done
+
+python3 - "${out}" "${models}" "${runs}" "${t0}" "${t1}" "$((api1 - api0))" "$((pods1 - pods0))" "$((s31 - s30))" \
+  "$(echo "${cpu1} - ${cpu0}" | bc)" "${rss}" "${NODES:-1}" <<'PY'
+import json, sys, glob
+from datetime import datetime
+out, models, runs, t0, t1, api, pods, s3, cpu, rss, nodes = sys.argv[1:]
+models, runs, t0, t1 = int(models), int(runs), int(t0), int(t1)
+ts = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").timestamp()
+wfs = json.load(open(f"{out}/workflows.json"))["items"]
+histories = {}
+for f in glob.glob(f"{out}/history-*.json"):
+    h = json.load(open(f))
+    for e in h.get("entries", []):
+        histories.setdefault(e.get("run"), []).append(e)
+lat, ended, missing = [], {}, []
+for w in wfs:
+    st = w["status"]
+    phase = st.get("phase")
+    nodes_ = st.get("nodes", {}).values()
+    promote = next((n for n in nodes_ if n["displayName"] == "promote(0)" and n["phase"] == "Succeeded"), None)
+    if phase == "Succeeded":
+        lat.append(ts(promote["finishedAt"]) - ts(w["metadata"]["creationTimestamp"]))
+        if w["metadata"]["name"] not in histories: missing.append(w["metadata"]["name"])
+        key = "Succeeded"
+    else:
+        failed = [n for n in nodes_ if n["phase"] in ("Failed", "Error") and n.get("type") == "Pod"]
+        first = min(failed, key=lambda n: n.get("finishedAt") or "9") if failed else None
+        reason = f"{first['displayName']}: {(first.get('message') or '')[:90]}" if first else (st.get("message") or "no reason")
+        key = f"{phase} at {reason}"
+    ended[key] = ended.get(key, 0) + 1
+lat.sort()
+pct = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")
+wall = t1 - t0
+print(f"\nload: {runs} runs over {models} models on {nodes} node(s), all submitted at once; wall {wall} s")
+print(f"  throughput        {runs / wall * 3600:.0f} runs/hour ({len(lat)} promoted)")
+print(f"  submit→promoted   p50 {pct(0.5):.0f} s, p95 {pct(0.95):.0f} s")
+print(f"  per run           {int(pods) / runs:.1f} pods, {int(api) / runs:.0f} API requests, {int(s3) / runs:.0f} object-store requests")
+print(f"  Argo controller   {float(cpu):.1f} CPU-s ({float(cpu) / runs:.2f} per run), peak RSS {int(rss) / 1024:.0f} MiB")
+print(f"  every run ended:  " + "; ".join(f"{v}× {k}" for k, v in sorted(ended.items(), key=lambda kv: -kv[1])))
+print(f"  nothing lost:     {len(wfs)} of {runs} runs recorded; promoted runs missing from their production history: {missing or 'none'}")
+if len(wfs) != runs or missing: sys.exit(1)
+PY
