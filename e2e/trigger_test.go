@@ -148,10 +148,13 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 	if err != nil || len(node.Items) == 0 {
 		t.Fatalf("nodes: %v", err)
 	}
+	// The first node: the test process (and so the registry it starts) runs in its namespace.
 	nodeIP := ""
-	for _, a := range node.Items[0].Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			nodeIP = a.Address
+	for _, n := range node.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP && n.Name == firstNode {
+				nodeIP = a.Address
+			}
 		}
 	}
 	svc, err := kube.CoreV1().Services("argo").Get(f.ctx, "argo-server", metav1.GetOptions{})

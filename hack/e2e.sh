@@ -4,11 +4,12 @@
 # (inside its network namespace) with the argo CLI and kubectl on PATH.
 #   E2E_RUN=Reject hack/e2e.sh     # a subset (go test -run)
 #   E2E_DOWN=1 hack/e2e.sh         # stop the cluster afterwards (CI does)
+#   E2E_NODES=1 hack/e2e.sh        # one node (default 2: the node-loss test stops the second)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=${SECONDS}
 hack/install-deps.sh >/dev/null
-hack/cluster/up.sh
+hack/cluster/up.sh --nodes "${E2E_NODES:-2}"
 hack/cluster/gantry.sh
 root=$(pwd)
 if [[ -n "${E2E_DOWN:-}" ]]; then trap '"${root}/hack/cluster/down.sh"' EXIT; fi

@@ -334,7 +334,14 @@ find "${tk}" -name '*.yaml' -exec sed -i -E "s#ko://github.com/tektoncd/pipeline
 # The resolvers' image is Tekton's tini-git base (an init that reaps git's children): the git
 # resolver needs the network anyway; the cluster and bundle resolvers run without tini.
 sed -i -e '/- \/sbin\/tini/d' -e '/^        - --$/d' "${tk}/resolvers/resolvers-deployment.yaml"
+printf 'apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: probe, namespace: default}\nspec: {steps: [{name: s, image: probe, command: [probe]}]}\n' >"${tk}/probe.yaml.txt"
 tekton_apply() { k apply --server-side --force-conflicts --field-manager=gantry-cluster "$@" >/dev/null; }
+# A cluster started again (its etcd kept) still has Tekton's webhook configurations, which
+# validate Tekton's own ConfigMaps: wait for the webhook's pod to answer before applying them.
+if k -n tekton-pipelines get deploy tekton-pipelines-webhook >/dev/null 2>&1; then
+  k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
+  wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
+fi
 tekton_apply -f "${tk}/100-namespace" -f "${tk}/resolvers/100-namespace.yaml"
 tekton_apply -f "${tk}/300-crds"
 k wait --for=condition=Established crd --all --timeout=60s >/dev/null
@@ -344,7 +351,6 @@ k -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeou
 k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
 k -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-resolvers --timeout=180s >/dev/null
 # The webhook answers admission only once it has written its certificate into its configurations.
-printf 'apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: probe, namespace: default}\nspec: {steps: [{name: s, image: probe, command: [probe]}]}\n' >"${tk}/probe.yaml.txt"
 wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
 
 for ((i = 2; i <= nodes; i++)); do hack/cluster/node.sh "${i}"; done
