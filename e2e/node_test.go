@@ -107,16 +107,19 @@ func TestRunSurvivesTheLossOfItsTrainingNode(t *testing.T) {
 			t.Errorf("training pod %s succeeded on %s, want %s", p.Name, p.Spec.NodeName, firstNode)
 		}
 	}
+	// The launcher's pod went with the node; Argo replaced it (v3.7 recreates a step's pod that
+	// was deleted before it finished; older versions fail the attempt and the retry strategy
+	// starts the next one), and the replacement re-attached to the Job on the first node.
 	var attempts []string
 	for _, n := range w.Status.Nodes {
 		if strings.HasPrefix(n.DisplayName, "train(") {
 			attempts = append(attempts, n.DisplayName+"="+string(n.Phase)+"@"+n.HostNodeName)
+			if n.Phase == wfv1.NodeSucceeded && n.HostNodeName != firstNode {
+				t.Errorf("the launcher finished on %s, want %s (the lost node's pod was not replaced)", n.HostNodeName, firstNode)
+			}
 		}
 	}
 	t.Logf("launcher attempts: %v", attempts)
-	if len(attempts) < 2 {
-		t.Errorf("one launcher attempt (%v): the lost pod was not replaced by a retry", attempts)
-	}
 }
 
 func hasCondition(j *batchv1.Job, c batchv1.JobConditionType) bool {
