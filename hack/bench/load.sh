@@ -43,13 +43,16 @@ EOF
 # shellcheck disable=SC1091
 source "${RUN}/etc/minio.env"
 api_requests() { k get --raw /metrics | awk '/^apiserver_request_total\{/ {s += $NF} END {printf "%d\n", s}'; }
-pod_creates() { k get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="pods"/ && /verb="POST"/ && !/subresource/ {s += $NF} END {printf "%d\n", s}'; }
+pod_creates() { k get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="pods"/ && /verb="POST"/ && /subresource=""/ {s += $NF} END {printf "%d\n", s}'; }
 s3_requests() { in_node curl -fs "http://${NODE_IP}:9000/minio/v2/metrics/cluster" | awk '/^minio_s3_requests_total\{/ {s += $NF} END {printf "%d\n", s}'; }
-controller_pid() { pgrep -x workflow-controller | head -1; }
+# The controller's process name is longer than the 15 characters pgrep -x compares.
+controller_pid() { pgrep -f '^workflow-controller ' | head -1; }
 controller_cpu() { # utime+stime in seconds
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f\n", ($14 + $15) / hz}' "/proc/$(controller_pid)/stat"
 }
+[[ -n "$(controller_pid)" ]] || die "no workflow-controller process on this machine"
 api0=$(api_requests) pods0=$(pod_creates) s30=$(s3_requests) cpu0=$(controller_cpu)
+echo "before: api=${api0} pod-creates=${pods0} s3=${s30} controller-cpu=${cpu0}" >"${out}/counters.txt"
 
 log "submitting ${runs} runs over ${models} models"
 t0=$(date +%s)
@@ -84,6 +87,7 @@ kill "${loop}" 2>/dev/null || true
 t1=$(date +%s)
 api1=$(api_requests) pods1=$(pod_creates) s31=$(s3_requests) cpu1=$(controller_cpu)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$(controller_pid)/status")
+echo "after: api=${api1} pod-creates=${pods1} s3=${s31} controller-cpu=${cpu1} controller-peak-rss-kib=${rss} t0=${t0} t1=${t1}" >>"${out}/counters.txt"
 k -n "${ns}" get workflows -o json >"${out}/workflows.json"
 for ((m = 0; m < models; m++)); do
   in_node env S3_ENDPOINT="http://${NODE_IP}:9000" AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" \
@@ -92,7 +96,7 @@ done
 
 python3 - "${out}" "${models}" "${runs}" "${t0}" "${t1}" "$((api1 - api0))" "$((pods1 - pods0))" "$((s31 - s30))" \
   "$(echo "${cpu1} - ${cpu0}" | bc)" "${rss}" "${NODES:-1}" <<'PY'
-import json, sys, glob
+import json, sys, glob, re
 from datetime import datetime
 out, models, runs, t0, t1, api, pods, s3, cpu, rss, nodes = sys.argv[1:]
 models, runs, t0, t1 = int(models), int(runs), int(t0), int(t1)
@@ -116,7 +120,9 @@ for w in wfs:
     else:
         failed = [n for n in nodes_ if n["phase"] in ("Failed", "Error") and n.get("type") == "Pod"]
         first = min(failed, key=lambda n: n.get("finishedAt") or "9") if failed else None
-        reason = f"{first['displayName']}: {(first.get('message') or '')[:90]}" if first else (st.get("message") or "no reason")
+        # Grouped by step and reason, numbers blanked: "canary(0): … p99 #ms vs max #ms".
+        msg = re.sub(r"[0-9][0-9.]*", "#", (first.get("message") or "").split("): ", 1)[-1])[:80] if first else ""
+        reason = f"{first['displayName']}: {msg}" if first else (st.get("message") or "no reason")
         key = f"{phase} at {reason}"
     ended[key] = ended.get(key, 0) + 1
 lat.sort()
