@@ -77,16 +77,7 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	if dep.Status.ReadyReplicas < 1 {
 		t.Errorf("production has %d ready replicas", dep.Status.ReadyReplicas)
 	}
-	label, probs := predictProduction(t, f)
-	best := 0
-	for i, p := range probs {
-		if p > probs[best] {
-			best = i
-		}
-	}
-	if len(probs) != 10 || best != label {
-		t.Errorf("production predicted %d (%v) for a test image labelled %d", best, probs, label)
-	}
+	productionAnswers(t, f)
 	if left := f.stagingServers(); len(left) > 0 {
 		t.Errorf("staging servers %v still exist after the run (keep-staging=false)", left)
 	}
@@ -287,6 +278,21 @@ func podNames(m map[types.UID]*corev1.Pod) []string {
 		names = append(names, p.Name)
 	}
 	return names
+}
+
+// productionAnswers: the production server classifies a real test image as it is labelled.
+func productionAnswers(t *testing.T, f *fixture) {
+	t.Helper()
+	label, probs := predictProduction(t, f)
+	best := 0
+	for i, p := range probs {
+		if p > probs[best] {
+			best = i
+		}
+	}
+	if len(probs) != 10 || best != label {
+		t.Errorf("production predicted %d (%v) for a test image labelled %d", best, probs, label)
+	}
 }
 
 // predictProduction posts the first Fashion-MNIST test image to the production Service (its

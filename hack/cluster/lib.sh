@@ -73,3 +73,77 @@ stop_daemon() {
   fi
   rm -f "${f}"
 }
+
+# node_daemons PREFIX NETNS NAME IP POD_CIDR ETC VARLIB SOCK CGROUP_ROOT RESOLV MIRROR: writes a
+# node's CNI, containerd, kubelet and kube-proxy configuration under ETC and starts the three
+# daemons (named PREFIX{containerd,kubelet,kube-proxy}) in NETNS. up.sh starts the first node
+# with it, node.sh the workers.
+node_daemons() {
+  local prefix=$1 netns=$2 name=$3 ip=$4 cidr=$5 etc=$6 varlib=$7 sock=$8 cgroot=$9 resolv=${10} mirror=${11}
+  mkdir -p "${etc}/cni" "${varlib}" "${sock}"
+  cat >"${etc}/cni/10-gantry.conflist" <<EOF
+{"cniVersion": "0.4.0", "name": "gantry", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "${cidr}"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "${varlib}/cni"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+EOF
+  cat >"${etc}/containerd.toml" <<EOF
+version = 2
+root = "${varlib}/containerd"
+state = "${sock}/containerd"
+[grpc]
+  address = "${sock}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${REGISTRY}/gantry/pause:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${etc}/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${REGISTRY}"]
+    endpoint = ["${mirror}"]
+EOF
+  DAEMON_NETNS="${netns}" daemon "${prefix}containerd" containerd --config "${etc}/containerd.toml"
+  wait_for "${prefix}containerd" 30 test -S "${sock}/containerd.sock"
+  cat >"${etc}/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: ${cgroot}
+containerRuntimeEndpoint: unix://${sock}/containerd.sock
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: "${RUN}/pki/ca.crt"}
+authorization: {mode: Webhook}
+tlsCertFile: "${RUN}/pki/kubelet.crt"
+tlsPrivateKeyFile: "${RUN}/pki/kubelet.key"
+clusterDNS: ["${NODE_IP}"]
+clusterDomain: cluster.local
+resolvConf: "${resolv}"
+failSwapOn: false
+serializeImagePulls: false
+maxPods: 110
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+EOF
+  DAEMON_NETNS="${netns}" daemon "${prefix}kubelet" kubelet --config="${etc}/kubelet.yaml" --kubeconfig="${KUBECONFIG}" \
+    --root-dir="${varlib}/kubelet" --node-ip="${ip}" --hostname-override="${name}" --v=1
+  cat >"${etc}/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: "${KUBECONFIG}"}
+mode: iptables
+clusterCIDR: "10.244.0.0/16"
+hostnameOverride: "${name}"
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  DAEMON_NETNS="${netns}" daemon "${prefix}kube-proxy" kube-proxy --config="${etc}/kube-proxy.yaml"
+}

@@ -77,74 +77,9 @@ for c in /sys/fs/cgroup/*/; do
   fi
 done
 
-# --- containerd, kubelet, kube-proxy ---------------------------------------------------------------
-cat >"${root}/etc/cni/10-gantry.conflist" <<EOF
-{"cniVersion": "0.4.0", "name": "gantry", "plugins": [
-  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.$((n - 1)).0/24"}]], "routes": [{"dst": "0.0.0.0/0"}],
-            "dataDir": "${varlib}/cni"}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-EOF
-cat >"${root}/etc/containerd.toml" <<EOF
-version = 2
-root = "${varlib}/containerd"
-state = "${sock}/containerd"
-[grpc]
-  address = "${sock}/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${REGISTRY}/gantry/pause:1"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${root}/etc/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${REGISTRY}"]
-    endpoint = ["http://${NODE_IP}:${REGISTRY#*:}"]
-EOF
-DAEMON_NETNS="${ns}" daemon "node-${n}-containerd" containerd --config "${root}/etc/containerd.toml"
-wait_for "node ${n} containerd" 30 test -S "${sock}/containerd.sock"
-
-cat >"${root}/etc/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupDriver: cgroupfs
-cgroupRoot: /${name}
-containerRuntimeEndpoint: unix://${sock}/containerd.sock
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: "${RUN}/pki/ca.crt"}
-authorization: {mode: Webhook}
-tlsCertFile: "${RUN}/pki/kubelet.crt"
-tlsPrivateKeyFile: "${RUN}/pki/kubelet.key"
-clusterDNS: ["${NODE_IP}"]
-clusterDomain: cluster.local
-resolvConf: "${root}/etc/resolv.conf"
-failSwapOn: false
-serializeImagePulls: false
-maxPods: 110
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-imageGCHighThresholdPercent: 100
-EOF
-DAEMON_NETNS="${ns}" daemon "node-${n}-kubelet" kubelet --config="${root}/etc/kubelet.yaml" --kubeconfig="${KUBECONFIG}" \
-  --root-dir="${varlib}/kubelet" --node-ip="${ip}" --hostname-override="${name}" --v=1
-
-cat >"${root}/etc/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: "${KUBECONFIG}"}
-mode: iptables
-clusterCIDR: "10.244.0.0/16"
-hostnameOverride: "${name}"
-conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-EOF
-DAEMON_NETNS="${ns}" daemon "node-${n}-kube-proxy" kube-proxy --config="${root}/etc/kube-proxy.yaml"
+# --- containerd, kubelet, kube-proxy (as the first node's, lib.sh) --------------------------------
+node_daemons "node-${n}-" "${ns}" "${name}" "${ip}" "10.244.$((n - 1)).0/24" "${root}/etc" "${varlib}" "${sock}" "/${name}" \
+  "${root}/etc/resolv.conf" "http://${NODE_IP}:${REGISTRY#*:}"
 
 wait_for "node ${name}" 90 k get node "${name}"
 k wait --for=condition=Ready "node/${name}" --timeout=120s >/dev/null

@@ -92,16 +92,19 @@ fresh_registry=false
 pid_alive registry || fresh_registry=true
 daemon registry crane registry serve --address "0.0.0.0:${REGISTRY#*:}" --disk "${RUN}/registry"
 wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
-# bin_image NAME FILE TAG: an image with FILE as /bin/NAME (entrypoint) on gantry's base.
-bin_image() {
-  local tmp; tmp=$(mktemp -d)
-  mkdir -p "${tmp}/root/bin"
-  cp "$2" "${tmp}/root/bin/$1"
+# binary_image REPO DIR NAME FILE TAG: the image REGISTRY/REPO/NAME:TAG, gantry's base with FILE
+# as DIR/NAME, its entrypoint.
+binary_image() {
+  local repo=$1 dir=$2 name=$3 file=$4 tag=$5 tmp; tmp=$(mktemp -d)
+  mkdir -p "${tmp}/root/${dir}"
+  cp "${file}" "${tmp}/root/${dir}/${name}"
   tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "${tmp}/root" -cf "${tmp}/layer.tar" .
-  in_node crane append -b "${base}" -f "${tmp}/layer.tar" -t "${REGISTRY}/gantry/$1:$3" >/dev/null 2>&1
-  in_node crane mutate "${REGISTRY}/gantry/$1:$3" --entrypoint "/bin/$1" -t "${REGISTRY}/gantry/$1:$3" >/dev/null 2>&1
+  in_node crane append -b "${base}" -f "${tmp}/layer.tar" -t "${REGISTRY}/${repo}/${name}:${tag}" >/dev/null 2>&1
+  in_node crane mutate "${REGISTRY}/${repo}/${name}:${tag}" --entrypoint "/${dir}/${name}" -t "${REGISTRY}/${repo}/${name}:${tag}" >/dev/null 2>&1
   rm -rf "${tmp}"
 }
+# bin_image NAME FILE TAG: an image with FILE as /bin/NAME (entrypoint) on gantry's base.
+bin_image() { binary_image gantry bin "$1" "$2" "$3"; }
 if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1 ||
   ! in_node crane digest "${REGISTRY}/gantry/argo:${ARGO_VERSION}" >/dev/null 2>&1; then
   log "system images → ${REGISTRY}"
@@ -118,13 +121,7 @@ if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/tekton/webhook:${TEK
   log "Tekton images → ${REGISTRY}/tekton"
   base=${base:-$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)}
   for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do
-    tmp=$(mktemp -d)
-    mkdir -p "${tmp}/root/ko-app"
-    cp "${tekton_bin}/${c}" "${tmp}/root/ko-app/${c}"
-    tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C "${tmp}/root" -cf "${tmp}/layer.tar" .
-    in_node crane append -b "${base}" -f "${tmp}/layer.tar" -t "${REGISTRY}/tekton/${c}:${TEKTON_VERSION}" >/dev/null 2>&1
-    in_node crane mutate "${REGISTRY}/tekton/${c}:${TEKTON_VERSION}" --entrypoint "/ko-app/${c}" -t "${REGISTRY}/tekton/${c}:${TEKTON_VERSION}" >/dev/null 2>&1
-    rm -rf "${tmp}"
+    binary_image tekton ko-app "${c}" "${tekton_bin}/${c}" "${TEKTON_VERSION}"
   done
 fi
 
@@ -154,73 +151,8 @@ daemon kube-scheduler kube-scheduler --kubeconfig="${KUBECONFIG}" \
   --leader-elect=false --bind-address=127.0.0.1 --profiling=false
 
 # --- node: containerd, kubelet, kube-proxy, CoreDNS ----------------------------------------------
-mkdir -p "${RUN}/etc/cni"
-cat >"${RUN}/etc/cni/10-gantry.conflist" <<EOF
-{"cniVersion": "0.4.0", "name": "gantry", "plugins": [
-  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "${POD_CIDR}"}]], "routes": [{"dst": "0.0.0.0/0"}],
-            "dataDir": "${VARLIB}/cni"}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-EOF
-cat >"${RUN}/etc/containerd.toml" <<EOF
-version = 2
-root = "${VARLIB}/containerd"
-state = "${SOCK_DIR}/containerd"
-[grpc]
-  address = "${SOCK_DIR}/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${REGISTRY}/gantry/pause:1"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${RUN}/etc/cni"
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${REGISTRY}"]
-    endpoint = ["http://${REGISTRY}"]
-EOF
-daemon containerd containerd --config "${RUN}/etc/containerd.toml"
-wait_for containerd 30 test -S "${SOCK_DIR}/containerd.sock"
-
-cat >"${RUN}/etc/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupDriver: cgroupfs
-containerRuntimeEndpoint: unix://${SOCK_DIR}/containerd.sock
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: "${pki}/ca.crt"}
-authorization: {mode: Webhook}
-tlsCertFile: "${pki}/kubelet.crt"
-tlsPrivateKeyFile: "${pki}/kubelet.key"
-clusterDNS: ["${NODE_IP}"]
-clusterDomain: cluster.local
-resolvConf: "${RUN}/etc/resolv.conf"
-failSwapOn: false
-serializeImagePulls: false
-maxPods: 110
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-imageGCHighThresholdPercent: 100
-EOF
-daemon kubelet kubelet --config="${RUN}/etc/kubelet.yaml" --kubeconfig="${KUBECONFIG}" \
-  --root-dir="${VARLIB}/kubelet" --node-ip="${NODE_IP}" --hostname-override="${NODE_NAME}" --v=1
-
-cat >"${RUN}/etc/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: "${KUBECONFIG}"}
-mode: iptables
-clusterCIDR: "10.244.0.0/16"
-hostnameOverride: "${NODE_NAME}"
-conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-EOF
-daemon kube-proxy kube-proxy --config="${RUN}/etc/kube-proxy.yaml"
+node_daemons "" "${NETNS}" "${NODE_NAME}" "${NODE_IP}" "${POD_CIDR}" "${RUN}/etc" "${VARLIB}" "${SOCK_DIR}" / \
+  "${RUN}/etc/resolv.conf" "http://${REGISTRY}"
 
 cat >"${RUN}/etc/Corefile" <<EOF
 .:53 {
