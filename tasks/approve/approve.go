@@ -26,6 +26,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -55,6 +56,7 @@ type Candidate struct {
 type Approver struct {
 	wf        versioned.Interface
 	kube      kubernetes.Interface
+	dyn       dynamic.Interface // Tekton PipelineRuns (approve --tekton); nil: not read
 	log       *slog.Logger
 	now       func() time.Time
 	transport http.RoundTripper
@@ -62,6 +64,9 @@ type Approver struct {
 
 // Option configures an Approver.
 type Option func(*Approver)
+
+// WithDynamic sets the client that reads Tekton PipelineRuns: a decision names its run's UID.
+func WithDynamic(d dynamic.Interface) Option { return func(a *Approver) { a.dyn = d } }
 
 // WithLogger sets the logger (default: silent).
 func WithLogger(l *slog.Logger) Option { return func(a *Approver) { a.log = l } }

@@ -23,9 +23,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -568,5 +570,32 @@ func TestWaitBindsTheDecisionToTheRunUID(t *testing.T) {
 	var audit Verdict
 	if err != nil || json.Unmarshal(b, &audit) != nil || audit.Decision != Approved || audit.Candidate.ModelVersion != "v1" || len(audit.Approvers) != 1 {
 		t.Errorf("audit record %s (%v)", b, err)
+	}
+}
+
+// approve --tekton names the PipelineRun's UID in the decision; a run that does not exist is bad
+// input and nothing is written.
+func TestRecordNamesThePipelineRunUID(t *testing.T) {
+	t.Parallel()
+	pr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+		"metadata": map[string]any{"name": "pr-9", "namespace": ns, "uid": "uid-9"}}}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{PipelineRunsResource: "PipelineRunList"}, pr)
+	kc := whoami("alice")
+	apiCalls.Attach(kc, dyn)
+	g := NewApprover(nil, kc, WithDynamic(dyn))
+	ctx := context.Background()
+	if _, err := g.Record(ctx, DecideOptions{Namespace: ns, Run: "pr-9", Decision: "approve"}); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, DecisionConfigMap("pr-9"), metav1.GetOptions{})
+	if err != nil || cm.Data["runUID"] != "uid-9" || cm.Data["decidedBy"] != "alice" {
+		t.Errorf("decision %+v (%v): want runUID uid-9 decided by alice", cm, err)
+	}
+	_, err = g.Record(ctx, DecideOptions{Namespace: ns, Run: "no-such-run", Decision: "approve"})
+	if exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("a decision on a run that does not exist: %v, want bad input", err)
+	}
+	if _, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, DecisionConfigMap("no-such-run"), metav1.GetOptions{}); err == nil {
+		t.Errorf("a decision was written for a run that does not exist")
 	}
 }

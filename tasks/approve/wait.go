@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -61,16 +61,18 @@ func (g *Approver) Record(ctx context.Context, o DecideOptions) (string, error) 
 	return who, kube.Classify("recording decision", err)
 }
 
+// PipelineRunsResource is Tekton's PipelineRun.
+var PipelineRunsResource = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+
 // pipelineRunUID is the UID of the Tekton PipelineRun ns/name, which the decision binds to. A
-// run that does not exist is bad input; an approver who may not read PipelineRuns (or a client
-// without a REST client, as in tests) records no UID: the wait then relies on the decision being
+// run that does not exist is bad input; an approver who may not read PipelineRuns (or an
+// Approver without a dynamic client) records no UID: the wait then relies on the decision being
 // newer than the wait.
 func (g *Approver) pipelineRunUID(ctx context.Context, ns, name string) (string, error) {
-	rc := g.kube.Discovery().RESTClient()
-	if rc == nil || reflect.ValueOf(rc).IsNil() {
+	if g.dyn == nil {
 		return "", nil
 	}
-	raw, err := rc.Get().AbsPath("/apis/tekton.dev/v1/namespaces", ns, "pipelineruns", name).DoRaw(ctx)
+	pr, err := g.dyn.Resource(PipelineRunsResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", exitcode.Invalidf("no Tekton PipelineRun %s in namespace %s", name, ns)
@@ -80,11 +82,7 @@ func (g *Approver) pipelineRunUID(ctx context.Context, ns, name string) (string,
 	case err != nil:
 		return "", kube.Classify("getting PipelineRun "+name, err)
 	}
-	var pr metav1.PartialObjectMetadata
-	if err := json.Unmarshal(raw, &pr); err != nil {
-		return "", fmt.Errorf("decoding PipelineRun %s: %w", name, err)
-	}
-	return string(pr.UID), nil
+	return string(pr.GetUID()), nil
 }
 
 // WaitOptions describe a wait for a Tekton run's decision.

@@ -12,6 +12,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
@@ -120,6 +121,15 @@ func New(newClients ClientsFunc) *cli.App {
 			}
 			decision.Namespace = ns
 			if tekton {
+				cfg, _, err := kube.Config(k.Kubeconfig, k.Namespace)
+				if err != nil {
+					return err
+				}
+				dyn, err := dynamic.NewForConfig(cfg)
+				if err != nil {
+					return err
+				}
+				approve.WithDynamic(dyn)(a)
 				who, err := a.Record(c.Context, decision)
 				if err != nil {
 					return err
