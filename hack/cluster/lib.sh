@@ -74,12 +74,13 @@ stop_daemon() {
   rm -f "${f}"
 }
 
-# node_daemons PREFIX NETNS NAME IP POD_CIDR ETC VARLIB SOCK CGROUP_ROOT RESOLV MIRROR: writes a
-# node's CNI, containerd, kubelet and kube-proxy configuration under ETC and starts the three
+# node_daemons PREFIX NETNS NAME IP POD_CIDR ETC VARLIB SOCK CGROUP_ROOT RESOLV MIRROR LOGS: writes
+# a node's CNI, containerd, kubelet and kube-proxy configuration under ETC and starts the three
 # daemons (named PREFIX{containerd,kubelet,kube-proxy}) in NETNS. up.sh starts the first node
-# with it, node.sh the workers.
+# with it, node.sh the workers. LOGS is the kubelet's pod log directory: each node needs its own
+# (a kubelet removes the log directories of pods it does not know, another node's among them).
 node_daemons() {
-  local prefix=$1 netns=$2 name=$3 ip=$4 cidr=$5 etc=$6 varlib=$7 sock=$8 cgroot=$9 resolv=${10} mirror=${11}
+  local prefix=$1 netns=$2 name=$3 ip=$4 cidr=$5 etc=$6 varlib=$7 sock=$8 cgroot=$9 resolv=${10} mirror=${11} logs=${12}
   mkdir -p "${etc}/cni" "${varlib}" "${sock}"
   cat >"${etc}/cni/10-gantry.conflist" <<EOF
 {"cniVersion": "0.4.0", "name": "gantry", "plugins": [
@@ -117,6 +118,7 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
 cgroupRoot: ${cgroot}
+podLogsDir: ${logs}
 containerRuntimeEndpoint: unix://${sock}/containerd.sock
 authentication:
   anonymous: {enabled: false}

@@ -79,7 +79,7 @@ done
 
 # --- containerd, kubelet, kube-proxy (as the first node's, lib.sh) --------------------------------
 node_daemons "node-${n}-" "${ns}" "${name}" "${ip}" "10.244.$((n - 1)).0/24" "${root}/etc" "${varlib}" "${sock}" "/${name}" \
-  "${root}/etc/resolv.conf" "http://${NODE_IP}:${REGISTRY#*:}"
+  "${root}/etc/resolv.conf" "http://${NODE_IP}:${REGISTRY#*:}" "${varlib}/pod-logs"
 
 wait_for "node ${name}" 90 k get node "${name}"
 k wait --for=condition=Ready "node/${name}" --timeout=120s >/dev/null

@@ -152,7 +152,7 @@ daemon kube-scheduler kube-scheduler --kubeconfig="${KUBECONFIG}" \
 
 # --- node: containerd, kubelet, kube-proxy, CoreDNS ----------------------------------------------
 node_daemons "" "${NETNS}" "${NODE_NAME}" "${NODE_IP}" "${POD_CIDR}" "${RUN}/etc" "${VARLIB}" "${SOCK_DIR}" / \
-  "${RUN}/etc/resolv.conf" "http://${REGISTRY}"
+  "${RUN}/etc/resolv.conf" "http://${REGISTRY}" /var/log/pods
 
 cat >"${RUN}/etc/Corefile" <<EOF
 .:53 {

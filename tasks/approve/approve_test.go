@@ -599,3 +599,30 @@ func TestRecordNamesThePipelineRunUID(t *testing.T) {
 		t.Errorf("a decision was written for a run that does not exist")
 	}
 }
+
+// A person may approve as soon as the request reaches them, before the wait's process starts: a
+// decision naming this run's UID counts however old it is; one naming no UID and older than the
+// wait does not (it may be an earlier run's of the same name).
+func TestWaitCountsAnEarlierDecisionOnlyWhenItNamesTheRun(t *testing.T) {
+	t.Parallel()
+	earlier := metav1.NewTime(time.Now().Add(-time.Minute))
+	kc := whoami("alice")
+	for run, uid := range map[string]string{"pr-5": "uid-5", "pr-6": ""} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap(run), Namespace: ns, CreationTimestamp: earlier},
+			Data: map[string]string{"decision": Approved, "decidedBy": "alice", "runUID": uid}}
+		if err := kc.Tracker().Add(cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apiCalls.Attach(kc)
+	g := NewApprover(nil, kc)
+	ctx := context.Background()
+	v, err := g.Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-5", RunUID: "uid-5", Timeout: 5 * time.Second})
+	if err != nil || v.Decision != Approved {
+		t.Errorf("a decision naming this run, made before the wait: %+v %v, want approved", v, err)
+	}
+	v, err = g.Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-6", RunUID: "uid-6", Timeout: 300 * time.Millisecond})
+	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
+		t.Errorf("a decision naming no run, made before the wait: %+v %v, want a timeout", v, err)
+	}
+}

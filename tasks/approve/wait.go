@@ -133,8 +133,8 @@ func (g *Approver) Wait(ctx context.Context, s objstore.Store, o WaitOptions) (*
 		if !ok || cm.Name != name || ev.Type == watch.Deleted {
 			return false, nil
 		}
-		// A decision made before this wait began belongs to an earlier run of the same name: it
-		// never counts (the admission policy lets only approvers create one, in their own name).
+		// Only approvers can create a decision, in their own name (the admission policy). One on
+		// another run of the same name never counts.
 		if uid := cm.Data["runUID"]; uid != "" && o.RunUID != "" && uid != o.RunUID {
 			if !warned {
 				g.log.Warn("ignoring a decision on another run of the same name", "configmap", name, "decision-run-uid", uid, "run-uid", o.RunUID)
@@ -142,7 +142,12 @@ func (g *Approver) Wait(ctx context.Context, s objstore.Store, o WaitOptions) (*
 			}
 			return false, nil
 		}
-		if cm.CreationTimestamp.Time.Before(since) {
+		// One that names this run's UID counts whenever it was made: a person may approve as soon
+		// as the request reaches them, before this wait's process has started (seen in e2e under
+		// load). One that names no UID (its approver could not read PipelineRuns) counts only if
+		// it is not older than this wait: an older one may be an earlier run's of the same name.
+		bound := o.RunUID != "" && cm.Data["runUID"] == o.RunUID
+		if !bound && cm.CreationTimestamp.Time.Before(since) {
 			if !warned {
 				g.log.Warn("ignoring a decision older than this wait (an earlier run's); delete it to decide again", "configmap", name, "created", cm.CreationTimestamp.Time)
 				warned = true
