@@ -173,6 +173,8 @@ daemon coredns coredns -conf "${RUN}/etc/Corefile"
 wait_for "node ${NODE_NAME}" 90 k get node "${NODE_NAME}"
 k wait --for=condition=Ready "node/${NODE_NAME}" --timeout=120s >/dev/null
 wait_for coredns 60 in_node curl -fs http://127.0.0.1:18181/ready
+# Workers join before anything waits for a rollout: a cluster started again has pods bound to them.
+for ((i = 2; i <= nodes; i++)); do hack/cluster/node.sh "${i}"; done
 
 # --- MinIO (a node daemon behind the Service minio.gantry-system) ---------------------------------
 if [[ ! -f "${RUN}/etc/minio.env" ]]; then
@@ -284,8 +286,6 @@ k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=1
 k -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-resolvers --timeout=180s >/dev/null
 # The webhook answers admission only once it has written its certificate into its configurations.
 wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
-
-for ((i = 2; i <= nodes; i++)); do hack/cluster/node.sh "${i}"; done
 
 log "up in $((SECONDS - t0))s: ${nodes} node(s) Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), Tekton ${TEKTON_VERSION}, MinIO http://minio.gantry-system.svc:9000"
 log "use it: hack/cluster/exec.sh kubectl get pods -A   |   next: hack/cluster/gantry.sh NAMESPACE"
