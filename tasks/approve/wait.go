@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -62,7 +61,7 @@ func (g *Approver) Record(ctx context.Context, o DecideOptions) (string, error) 
 }
 
 // PipelineRunsResource is Tekton's PipelineRun.
-var PipelineRunsResource = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+var PipelineRunsResource = kube.PipelineRunsResource
 
 // pipelineRunUID is the UID of the Tekton PipelineRun ns/name, which the decision binds to. A
 // run that does not exist is bad input; an approver who may not read PipelineRuns (or an

@@ -11,10 +11,10 @@ import (
 	"k8s.io/client-go/dynamic"
 )
 
-// WorkflowsResource is Argo's Workflow resource; PipelineRunsResource is Tekton's PipelineRun.
+// WorkflowsResource and PipelineRunsResource: the runs the launcher's Job belongs to.
 var (
-	WorkflowsResource    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
-	PipelineRunsResource = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+	WorkflowsResource    = kube.WorkflowsResource
+	PipelineRunsResource = kube.PipelineRunsResource
 )
 
 // getRun finds the run ns/name: an Argo Workflow, else a Tekton PipelineRun. nil, nil: neither
