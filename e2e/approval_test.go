@@ -14,6 +14,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/argoproj/argo-workflows/v3/util/file"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -295,6 +296,36 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: w.Name, Timeout: time.Hour})
 	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.normal(alice) {
 		t.Errorf("verify after alice: %+v, %v", v, err)
+	}
+
+	// A run past Argo's MAX_WORKFLOW_SIZE keeps its nodes compressed (status.compressedNodes),
+	// where CEL cannot see the approval node: changing them is an approver's act. mallory's
+	// forged "approved" is refused; alice's decision is admitted and verified.
+	big := f.waitingRun("policy-big", nil)
+	b, _ := json.Marshal(big.Status.Nodes)
+	big.Status.CompressedNodes, big.Status.Nodes = file.CompressEncodeString(string(b)), nil
+	if big, err = argoWF.ArgoprojV1alpha1().Workflows(f.ns).Update(ctx, big, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var forged wfv1.Nodes
+	json.Unmarshal(b, &forged)
+	for id, n := range forged {
+		n.Phase, n.Outputs.Parameters[0].Value = wfv1.NodeSucceeded, wfv1.AnyStringPtr(approve.Approved)
+		forged[id] = n
+	}
+	fb, _ := json.Marshal(forged)
+	forbidden(t, "mallory: a forged approval in compressed node status", patchAs(ctx, mwf, f.ns, big.Name, map[string]any{"status": map[string]any{
+		"compressedNodes": file.CompressEncodeString(string(fb))}}), "compressed or offloaded node status")
+	_, err = ma.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: big.Name, Decision: "approve"})
+	forbidden(t, "mallory: approver approve on a compressed run", err, "only approvers")
+	if d, err := aa.Decide(ctx, approve.DecideOptions{Namespace: f.ns, Run: big.Name, Decision: "approve", Reason: "e2e"}); err != nil || !d.Resumed {
+		t.Fatalf("alice approves the compressed run: %+v, %v", d, err)
+	}
+	if got, _ := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(ctx, big.Name, metav1.GetOptions{}); got.Status.CompressedNodes == "" || len(got.Status.Nodes) != 0 {
+		t.Errorf("after alice's decision the run's nodes are no longer compressed: %d plain nodes", len(got.Status.Nodes))
+	}
+	if v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: big.Name, Timeout: time.Hour}); err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.normal(alice) {
+		t.Errorf("verify of the compressed run after alice: %+v, %v", v, err)
 	}
 }
 

@@ -136,8 +136,17 @@ maxPods: 110
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100
 EOF
-  DAEMON_NETNS="${netns}" daemon "${prefix}kubelet" kubelet --config="${etc}/kubelet.yaml" --kubeconfig="${KUBECONFIG}" \
-    --root-dir="${varlib}/kubelet" --node-ip="${ip}" --hostname-override="${name}" --v=1
+  # The kubelet exits when containerd's CRI is not initialized yet ("server is not initialized
+  # yet": containerd answers on its socket a moment before it recovers its state). It is started
+  # again until its healthz answers: a restarted worker once kept a dead kubelet behind a Node
+  # that etcd still called Ready.
+  # shellcheck disable=SC2317 # invoked through wait_for
+  kubelet_up() {
+    DAEMON_NETNS="${netns}" daemon "${prefix}kubelet" kubelet --config="${etc}/kubelet.yaml" --kubeconfig="${KUBECONFIG}" \
+      --root-dir="${varlib}/kubelet" --node-ip="${ip}" --hostname-override="${name}" --v=1
+    nsenter --net="/run/netns/${netns}" -- curl -fs http://127.0.0.1:10248/healthz
+  }
+  wait_for "${prefix}kubelet" 90 kubelet_up
   cat >"${etc}/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration

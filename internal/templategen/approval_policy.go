@@ -58,6 +58,11 @@ func ApprovalPolicy() []any {
 				// Approval nodes this request adds, changes or removes.
 				v("touched", "variables.newNodes.filter(k, "+approvalNode("variables.newNodes")+" && (!(k in variables.oldNodes) || variables.oldNodes[k] != variables.newNodes[k])) + "+
 					"variables.oldNodes.filter(k, "+approvalNode("variables.oldNodes")+" && !(k in variables.newNodes))"),
+				// Node status kept elsewhere than status.nodes (Argo compresses it past
+				// MAX_WORKFLOW_SIZE, or offloads it to its database): CEL cannot look inside, so
+				// changing it at all is an approver's act (or the controller's).
+				v("elsewhere", "has(object.status) ? [has(object.status.compressedNodes) ? object.status.compressedNodes : '', has(object.status.offloadNodeStatusVersion) ? object.status.offloadNodeStatusVersion : ''] : ['', '']"),
+				v("oldElsewhere", "variables.update && has(oldObject.status) ? [has(oldObject.status.compressedNodes) ? oldObject.status.compressedNodes : '', has(oldObject.status.offloadNodeStatusVersion) ? oldObject.status.offloadNodeStatusVersion : ''] : ['', '']"),
 				// Decision and reason annotations this update adds, changes or removes.
 				v("changedKeys", "!variables.update ? [] : variables.newAnn.filter(k, "+gantryKey+" && (!(k in variables.oldAnn) || variables.oldAnn[k] != variables.newAnn[k])) + "+
 					"variables.oldAnn.filter(k, "+gantryKey+" && !(k in variables.newAnn))"),
@@ -65,6 +70,9 @@ func ApprovalPolicy() []any {
 			Validations: []admissionv1.Validation{
 				{Expression: "size(variables.touched) == 0 || variables.approver",
 					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on workflows, Role " + ApproverRole + ") may resume or change the approval node of a gantry run; ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "variables.elsewhere == variables.oldElsewhere || variables.approver",
+					MessageExpression: "'only approvers may change the compressed or offloaded node status of a gantry run (it holds the approval node); ' + request.userInfo.username + ' may not'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 				{Expression: "size(variables.changedKeys) == 0 || variables.approver",
 					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on workflows) may write gantry decisions; ' + request.userInfo.username + ' may not'",

@@ -166,6 +166,7 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error
 		return nil, exitcode.Invalidf("--reason is required to reject")
 	}
 	wfs := g.wf.ArgoprojV1alpha1().Workflows(o.Namespace)
+	compressed := false
 	waiting := func() (*wfv1.Workflow, string, wfv1.NodeStatus, approvalPolicy, error) {
 		var pol approvalPolicy
 		wf, err := wfs.Get(ctx, o.Run, metav1.GetOptions{})
@@ -174,6 +175,9 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error
 		}
 		if err != nil {
 			return nil, "", wfv1.NodeStatus{}, pol, kube.Classify("getting run "+o.Run, err)
+		}
+		if compressed, err = hydrate(wf); err != nil {
+			return nil, "", wfv1.NodeStatus{}, pol, err
 		}
 		id, node, ok := activeApproval(wf, o.Node)
 		if !ok {
@@ -234,6 +238,9 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error
 				node.Message += ": " + o.Reason
 			}
 			wf.Status.Nodes.Set(id, node)
+		}
+		if err := dehydrate(wf, compressed); err != nil {
+			return err
 		}
 		_, err = wfs.Update(ctx, wf, metav1.UpdateOptions{})
 		return err
@@ -336,6 +343,9 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	}
 	if err != nil {
 		return nil, kube.Classify("getting run "+o.Run, err)
+	}
+	if _, err := hydrate(wf); err != nil {
+		return nil, err
 	}
 	nodeID, node, ok := approvalNode(wf, o.Node)
 	if !ok {
@@ -456,6 +466,10 @@ func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error)
 	}
 	var out []Waiting
 	for _, wf := range l.Items {
+		if _, err := hydrate(&wf); err != nil {
+			g.log.Warn("run skipped: its node status cannot be read here", "namespace", wf.Namespace, "run", wf.Name, "err", err)
+			continue
+		}
 		id, n, ok := activeApproval(&wf, node)
 		if !ok {
 			continue
