@@ -9,6 +9,9 @@
 #   production history (nothing lost).
 #   hack/bench/load.sh 5 20                  # M=5 models, R=20 runs, on the cluster as it is
 #   NODES=2 hack/bench/load.sh 10 40         # brings up a second node first
+#   PARALLELISM=6 hack/bench/load.sh 10 40   # at most 6 runs at a time in the namespace (Argo's
+#                                            # workflows.argoproj.io/parallelism-limit label)
+#   UNSCHEDULABLE_TIMEOUT=30m …              # the training's patience for a full cluster (10m)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=../cluster/lib.sh
@@ -23,6 +26,11 @@ out="${BENCH_OUT:-_output/bench/load-${models}-${runs}}"
 rm -rf "${out}" && mkdir -p "${out}" _output/bin
 hack/cluster/up.sh --nodes "${NODES:-1}"
 SKIP_IMAGES="${SKIP_IMAGES:-}" hack/cluster/gantry.sh "${ns}"
+if [[ -n "${PARALLELISM:-}" ]]; then
+  k label namespace "${ns}" --overwrite "workflows.argoproj.io/parallelism-limit=${PARALLELISM}" >/dev/null
+else
+  k label namespace "${ns}" "workflows.argoproj.io/parallelism-limit-" >/dev/null
+fi
 go build -o _output/bin/approver ./cmd/approver
 argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
 
@@ -60,7 +68,7 @@ t0=$(date +%s)
 for ((i = 0; i < runs; i++)); do
   argo submit --from workflowtemplate/ml-pipeline -o name -p "model-name=load-$((i % models))" \
     -p hyperparameters=epochs=1,learning-rate=0.001,batch-size=128 -p min-accuracy=0.7 -p smoke-min-accuracy=0.7 \
-    -p max-p99-ms=10000 -p max-accuracy-drop=0.05 >>"${out}/runs.txt"
+    -p max-p99-ms=10000 -p max-accuracy-drop=0.05 -p "unschedulable-timeout=${UNSCHEDULABLE_TIMEOUT:-10m}" >>"${out}/runs.txt"
 done
 
 # Approve whatever waits, until every run has ended.
@@ -95,10 +103,10 @@ for ((m = 0; m < models; m++)); do
 done
 
 python3 - "${out}" "${models}" "${runs}" "${t0}" "${t1}" "$((api1 - api0))" "$((pods1 - pods0))" "$((s31 - s30))" \
-  "$(echo "${cpu1} - ${cpu0}" | bc)" "${rss}" "${NODES:-1}" <<'PY'
+  "$(echo "${cpu1} - ${cpu0}" | bc)" "${rss}" "${NODES:-1}" "${PARALLELISM:-}" <<'PY'
 import json, sys, glob, re
 from datetime import datetime
-out, models, runs, t0, t1, api, pods, s3, cpu, rss, nodes = sys.argv[1:]
+out, models, runs, t0, t1, api, pods, s3, cpu, rss, nodes, parallelism = sys.argv[1:]
 models, runs, t0, t1 = int(models), int(runs), int(t0), int(t1)
 ts = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").timestamp()
 wfs = json.load(open(f"{out}/workflows.json"))["items"]
@@ -121,14 +129,16 @@ for w in wfs:
         failed = [n for n in nodes_ if n["phase"] in ("Failed", "Error") and n.get("type") == "Pod"]
         first = min(failed, key=lambda n: n.get("finishedAt") or "9") if failed else None
         # Grouped by step and reason, numbers blanked: "canary(0): … p99 #ms vs max #ms".
-        msg = re.sub(r"[0-9][0-9.]*", "#", (first.get("message") or "").split("): ", 1)[-1])[:80] if first else ""
+        msg = re.sub(r"sha256:[0-9a-f]+", "DIGEST", (first.get("message") or "").split("): ", 1)[-1]) if first else ""
+        msg = re.sub(r"[0-9][0-9.]*", "#", re.sub(r"\bpod \S+", "pod …", msg))[:80]
         reason = f"{first['displayName']}: {msg}" if first else (st.get("message") or "no reason")
         key = f"{phase} at {reason}"
     ended[key] = ended.get(key, 0) + 1
 lat.sort()
 pct = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")
 wall = t1 - t0
-print(f"\nload: {runs} runs over {models} models on {nodes} node(s), all submitted at once; wall {wall} s")
+cap = f", at most {parallelism} at a time" if parallelism else ""
+print(f"\nload: {runs} runs over {models} models on {nodes} node(s), all submitted at once{cap}; wall {wall} s")
 print(f"  throughput        {runs / wall * 3600:.0f} runs/hour ({len(lat)} promoted)")
 print(f"  submit→promoted   p50 {pct(0.5):.0f} s, p95 {pct(0.95):.0f} s")
 print(f"  per run           {int(pods) / runs:.1f} pods, {int(api) / runs:.0f} API requests, {int(s3) / runs:.0f} object-store requests")

@@ -29,6 +29,7 @@ func PipelineParams() []PipelineParam {
 		flag("model-name", "fashion-mnist", "model-publisher", "publish", "model-name"),
 		{"train-image", Image("fashion-trainer"), "training image; the push trigger sets it to the pushed digest"},
 		flag("hyperparameters", "epochs=10,learning-rate=0.001,batch-size=128", "train-launcher", "train", "hyperparameters"),
+		flag("unschedulable-timeout", "10m", "train-launcher", "train", "unschedulable-timeout"),
 		flag("dataset-uri", "s3://datasets/fashion-mnist/", "canary-evaluator", "evaluate", "dataset-uri"),
 		{"bucket", "models", "bucket holding training outputs, the model registry and reports"},
 		flag("s3-endpoint", "http://minio.gantry-system.svc:9000", "model-publisher", "publish", "s3-endpoint"),
@@ -102,7 +103,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	tasks := []wfv1.DAGTask{
 		{Name: "train", TemplateRef: ref("train-launcher", "train"), Arguments: with(runsS3,
 			"image", wp("train-image"), "dataset-uri", wp("dataset-uri"), "output-uri", runDir+"/model/",
-			"hyperparameters", wp("hyperparameters"))},
+			"hyperparameters", wp("hyperparameters"), "unschedulable-timeout", wp("unschedulable-timeout"))},
 		{Name: "publish", Depends: "train", TemplateRef: ref("model-publisher", "publish"), Arguments: with(s3,
 			"source-uri", tp("train", "model-uri"), "registry-uri", registry, "model-name", wp("model-name"),
 			"training-image-digest", wp("train-image"), "oci-ref", wp("oci-ref"), "registry-secret", wp("registry-secret"))},

@@ -133,7 +133,7 @@ func rawTasks() []Task {
 		{Binary: "train-launcher", Template: "train", Description: "Run one training Job to completion (re-attaching after restarts) and verify its model.",
 			Params: []Param{runName, req("image"), req("dataset-uri"), req("output-uri"),
 				{Name: "hyperparameters", Flag: "hyperparameter", Default: ptr.To(""), Env: "GANTRY_HYPERPARAMETER"},
-				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), def("env-from-secret"), set("scoped-credentials", "true"), def("sts-endpoint"), def("sts-role-arn"),
+				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), def("unschedulable-timeout"), def("env-from-secret"), set("scoped-credentials", "true"), def("sts-endpoint"), def("sts-role-arn"),
 				set("service-account", rbac.TrainingAccount), s3Endpoint, runsSecret},
 			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
 		{Binary: "train-launcher", Template: "trigger", Subcommand: []string{"trigger"}, Description: "Start one pipeline run per pushed training-image digest (from a notification, or --catch-up).",

@@ -191,7 +191,7 @@ func TektonPipeline() obj {
 			"s3-secret", pp("s3-secret"), "server-s3-secret", pp("server-s3-secret"), "s3-endpoint", pp("s3-endpoint")}, extra...)...))
 	}
 	train := task("train", "train-launcher", nil, with(runsS3, "run-name", run, "image", pp("train-image"), "dataset-uri", pp("dataset-uri"),
-		"output-uri", runDir+"/model/", "hyperparameters", pp("hyperparameters")))
+		"output-uri", runDir+"/model/", "hyperparameters", pp("hyperparameters"), "unschedulable-timeout", pp("unschedulable-timeout")))
 	// A killed or evicted launcher pod fails its TaskRun; the retry re-attaches to the same Job
 	// (named after the run). Tekton retries whatever the exit code: bad input (exit 2) is tried
 	// again too, and fails again at once.
