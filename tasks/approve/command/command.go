@@ -30,6 +30,26 @@ type ClientsFunc = kube.ArgoClientsFunc
 // RealClients are the in-cluster / kubeconfig clients.
 var RealClients ClientsFunc = kube.ArgoClients
 
+// DynamicFunc builds the dynamic client `approve|reject --tekton` reads the PipelineRun with.
+type DynamicFunc func(kubeconfig, namespace string) (dynamic.Interface, error)
+
+// RealDynamic is the in-cluster / kubeconfig dynamic client.
+func RealDynamic(kubeconfig, namespace string) (dynamic.Interface, error) {
+	cfg, _, err := kube.Config(kubeconfig, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return dynamic.NewForConfig(cfg)
+}
+
+// Option configures the app (tests hand in fakes).
+type Option func(*options)
+
+type options struct{ newDynamic DynamicFunc }
+
+// WithDynamic sets how the Tekton decision's dynamic client is built (default: RealDynamic).
+func WithDynamic(f DynamicFunc) Option { return func(o *options) { o.newDynamic = f } }
+
 // suspendDuration binds a timeout in the format of Argo's suspend duration (seconds, or a Go
 // duration like 24h), so the suspend and verify read one parameter the same way.
 type suspendDuration struct{ p *time.Duration }
@@ -76,9 +96,13 @@ func candidateFlags(c *approve.Candidate) []cli.Flag {
 }
 
 // New returns the approver app; newClients nil: RealClients.
-func New(newClients ClientsFunc) *cli.App {
+func New(newClients ClientsFunc, opts ...Option) *cli.App {
 	if newClients == nil {
 		newClients = RealClients
+	}
+	o := options{newDynamic: RealDynamic}
+	for _, f := range opts {
+		f(&o)
 	}
 	var (
 		common   taskcli.Common
@@ -121,11 +145,7 @@ func New(newClients ClientsFunc) *cli.App {
 			}
 			decision.Namespace = ns
 			if tekton {
-				cfg, _, err := kube.Config(k.Kubeconfig, k.Namespace)
-				if err != nil {
-					return err
-				}
-				dyn, err := dynamic.NewForConfig(cfg)
+				dyn, err := o.newDynamic(k.Kubeconfig, k.Namespace)
 				if err != nil {
 					return err
 				}

@@ -9,11 +9,21 @@ import (
 
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	argofake "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned/fake"
+	"github.com/urfave/cli/v2"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/approve"
 )
 
 func TestBadInputExit2(t *testing.T) {
@@ -55,5 +65,37 @@ func TestTimeoutTakesTheSuspendsFormat(t *testing.T) {
 		if err := (suspendDuration{&d}).Set(bad); err == nil {
 			t.Errorf("%q accepted as %v", bad, d)
 		}
+	}
+}
+
+// approve|reject --tekton record the decision object for the PipelineRun the dynamic client
+// reads (its UID), in the caller's name; a run that does not exist is bad input.
+func TestTektonDecisionThroughTheCommand(t *testing.T) {
+	t.Parallel()
+	pr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+		"metadata": map[string]any{"name": "pr-1", "namespace": "ml", "uid": "uid-1"}}}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{approve.PipelineRunsResource: "PipelineRunList"}, pr)
+	kc := fake.NewClientset()
+	kc.PrependReactor("create", "selfsubjectreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, &authnv1.SelfSubjectReview{Status: authnv1.SelfSubjectReviewStatus{UserInfo: authnv1.UserInfo{Username: "alice"}}}, nil
+	})
+	app := func() *cli.App {
+		return New(func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
+			return argofake.NewSimpleClientset(), kc, "ml", nil
+		}, WithDynamic(func(string, string) (dynamic.Interface, error) { return dyn, nil }))
+	}
+	var out, errb bytes.Buffer
+	if code := taskcli.Run(context.Background(), app(), []string{"approver", "reject", "pr-1", "--tekton", "--reason", "drift"}, &out, &errb); code != 0 {
+		t.Fatalf("reject --tekton: exit %d: %s", code, errb.String())
+	}
+	if got := strings.TrimSpace(out.String()); got != "pr-1 rejected by alice" {
+		t.Errorf("output %q", got)
+	}
+	cm, err := kc.CoreV1().ConfigMaps("ml").Get(context.Background(), approve.DecisionConfigMap("pr-1"), metav1.GetOptions{})
+	if err != nil || cm.Data["decision"] != approve.Rejected || cm.Data["runUID"] != "uid-1" || cm.Data["decidedBy"] != "alice" {
+		t.Errorf("decision object %+v (%v): want rejected, run uid-1, by alice", cm, err)
+	}
+	if code := taskcli.Run(context.Background(), app(), []string{"approver", "approve", "pr-404", "--tekton"}, &out, &errb); code != exitcode.BadInput {
+		t.Errorf("approve --tekton of a run that does not exist: exit %d, want 2", code)
 	}
 }
