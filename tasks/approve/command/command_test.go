@@ -70,8 +70,8 @@ func TestTimeoutTakesTheSuspendsFormat(t *testing.T) {
 
 // approve|reject --tekton record the decision object for the PipelineRun the dynamic client
 // reads (its UID), in the caller's name; a run that does not exist is bad input.
+// Not parallel: two urfave/cli apps running at once race on the package's global help flag.
 func TestTektonDecisionThroughTheCommand(t *testing.T) {
-	t.Parallel()
 	pr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
 		"metadata": map[string]any{"name": "pr-1", "namespace": "ml", "uid": "uid-1"}}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{approve.PipelineRunsResource: "PipelineRunList"}, pr)
