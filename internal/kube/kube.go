@@ -12,6 +12,7 @@ import (
 
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -107,6 +108,19 @@ func Clientset(kubeconfig, namespace string) (kubernetes.Interface, string, erro
 	}
 	c, err := kubernetes.NewForConfig(cfg)
 	return c, ns, err
+}
+
+// DynamicFunc builds a dynamic client from Config's rules (tests hand in fakes).
+type DynamicFunc func(kubeconfig, namespace string) (dynamic.Interface, error)
+
+// Dynamic is the in-cluster / kubeconfig dynamic client (Tekton's and Argo's runs, read as
+// unstructured objects).
+func Dynamic(kubeconfig, namespace string) (dynamic.Interface, error) {
+	cfg, _, err := Config(kubeconfig, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return dynamic.NewForConfig(cfg)
 }
 
 // ArgoClientsFunc builds the Argo and Kubernetes clients and returns the namespace to use (tests

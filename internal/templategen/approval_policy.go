@@ -37,6 +37,10 @@ func ApprovalPolicy() []any {
 	approvalNode := func(nodes string) string {
 		return nodes + "[k].type == 'Suspend' && has(" + nodes + "[k].displayName) && " + nodes + "[k].displayName == 'approval'"
 	}
+	elsewhere := func(obj string) string {
+		field := func(f string) string { return "has(" + obj + ".status." + f + ") ? " + obj + ".status." + f + " : ''" }
+		return "has(" + obj + ".status) ? [" + field("compressedNodes") + ", " + field("offloadNodeStatusVersion") + "] : ['', '']"
+	}
 	gantryKey := "(k.startsWith('decision.gantry.dev/') || k.startsWith('reason.gantry.dev/'))"
 	policy := newPolicy(approvalPolicyName, admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
 		admissionv1.ValidatingAdmissionPolicySpec{
@@ -61,8 +65,8 @@ func ApprovalPolicy() []any {
 				// Node status kept elsewhere than status.nodes (Argo compresses it past
 				// MAX_WORKFLOW_SIZE, or offloads it to its database): CEL cannot look inside, so
 				// changing it at all is an approver's act (or the controller's).
-				v("elsewhere", "has(object.status) ? [has(object.status.compressedNodes) ? object.status.compressedNodes : '', has(object.status.offloadNodeStatusVersion) ? object.status.offloadNodeStatusVersion : ''] : ['', '']"),
-				v("oldElsewhere", "variables.update && has(oldObject.status) ? [has(oldObject.status.compressedNodes) ? oldObject.status.compressedNodes : '', has(oldObject.status.offloadNodeStatusVersion) ? oldObject.status.offloadNodeStatusVersion : ''] : ['', '']"),
+				v("elsewhere", elsewhere("object")),
+				v("oldElsewhere", "variables.update && "+elsewhere("oldObject")),
 				// Decision and reason annotations this update adds, changes or removes.
 				v("changedKeys", "!variables.update ? [] : variables.newAnn.filter(k, "+gantryKey+" && (!(k in variables.oldAnn) || variables.oldAnn[k] != variables.newAnn[k])) + "+
 					"variables.oldAnn.filter(k, "+gantryKey+" && !(k in variables.newAnn))"),

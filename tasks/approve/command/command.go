@@ -12,7 +12,6 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
@@ -30,25 +29,14 @@ type ClientsFunc = kube.ArgoClientsFunc
 // RealClients are the in-cluster / kubeconfig clients.
 var RealClients ClientsFunc = kube.ArgoClients
 
-// DynamicFunc builds the dynamic client `approve|reject --tekton` reads the PipelineRun with.
-type DynamicFunc func(kubeconfig, namespace string) (dynamic.Interface, error)
-
-// RealDynamic is the in-cluster / kubeconfig dynamic client.
-func RealDynamic(kubeconfig, namespace string) (dynamic.Interface, error) {
-	cfg, _, err := kube.Config(kubeconfig, namespace)
-	if err != nil {
-		return nil, err
-	}
-	return dynamic.NewForConfig(cfg)
-}
-
 // Option configures the app (tests hand in fakes).
 type Option func(*options)
 
-type options struct{ newDynamic DynamicFunc }
+type options struct{ newDynamic kube.DynamicFunc }
 
-// WithDynamic sets how the Tekton decision's dynamic client is built (default: RealDynamic).
-func WithDynamic(f DynamicFunc) Option { return func(o *options) { o.newDynamic = f } }
+// WithDynamic sets how the dynamic client `approve|reject --tekton` reads the PipelineRun with is
+// built (default: kube.Dynamic).
+func WithDynamic(f kube.DynamicFunc) Option { return func(o *options) { o.newDynamic = f } }
 
 // suspendDuration binds a timeout in the format of Argo's suspend duration (seconds, or a Go
 // duration like 24h), so the suspend and verify read one parameter the same way.
@@ -100,7 +88,7 @@ func New(newClients ClientsFunc, opts ...Option) *cli.App {
 	if newClients == nil {
 		newClients = RealClients
 	}
-	o := options{newDynamic: RealDynamic}
+	o := options{newDynamic: kube.Dynamic}
 	for _, f := range opts {
 		f(&o)
 	}

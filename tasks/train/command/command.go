@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
@@ -27,20 +26,14 @@ type Clients struct {
 	Kube func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
 	// Dynamic reads the Argo run behind --delete-on-cancel (nil in tests with a fake clientset
 	// leaves the lookup out; tasks/train covers it with a fake dynamic client).
-	Dynamic func(kubeconfig, namespace string) (dynamic.Interface, error)
+	Dynamic kube.DynamicFunc
 	// Trigger builds the clients of the trigger subcommand (nil: the real ones).
 	Trigger triggercmd.ClientsFunc
 }
 
 // RealClients are the in-cluster / kubeconfig clients.
 func RealClients() Clients {
-	return Clients{Kube: kube.Clientset, Dynamic: func(kubeconfig, namespace string) (dynamic.Interface, error) {
-		cfg, _, err := kube.Config(kubeconfig, namespace)
-		if err != nil {
-			return nil, err
-		}
-		return dynamic.NewForConfig(cfg)
-	}}
+	return Clients{Kube: kube.Clientset, Dynamic: kube.Dynamic}
 }
 
 // New returns the train-launcher app.
