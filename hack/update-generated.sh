@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf templates
 go run ./cmd/gen-templates --out templates --readmes .
+hack/readme-components.sh
 echo "templates/ and the task README flag tables regenerated"

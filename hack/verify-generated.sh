@@ -25,6 +25,7 @@ while IFS= read -r f; do
     status=1
   fi
 done < <(git grep -l -E 'Code generated .*DO NOT EDIT' -- ':!*.go' ':!hack/verify-generated.sh' || true)
+hack/readme-components.sh --check || status=1
 if ((status)); then
   echo "generated files are stale: run hack/update-generated.sh" >&2
   exit 1

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Builds the binaries of the offline single-node cluster from the Go module proxy, into
+# Builds the binaries of the offline local cluster from the Go module proxy, into
 # $GANTRY_CLUSTER/bin (default ~/.cache/gantry/cluster/bin); idempotent per version.
-#   Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl)
-#   Argo Workflows (workflow-controller, argoexec, the argo CLI)
-#   etcd (a version that supports watch progress requests)
-#   Tekton Pipelines (controller, webhook, resolvers, entrypoint, nop, workingdirinit, sidecarlogresults)
-#   CoreDNS (Service names for pods: the pipeline addresses MinIO and model servers by name)
-# Build-only Go modules live in temp dirs: nothing here enters gantry's go.mod.
+#   hack/cluster/build.sh demo     what `make demo` needs (the components marked "demo" below)
+#   hack/cluster/build.sh extras   the rest (Tekton, the distribution registry)
+#   hack/cluster/build.sh all      both (the e2e suite)
+#   hack/cluster/build.sh k8s|etcd|argo|coredns|registry|tekton
+#   hack/cluster/build.sh --list   the component table (the README's copy is checked against it)
+#   hack/cluster/build.sh --check [demo|extras|all]   exit 1 unless every binary is there
+# Independent components build in two lanes at once (module downloads and linking leave a core
+# idle in a single lane); every component takes a lock, so a build started in the background
+# (demo.sh starts `extras` at low priority) and a later `up.sh` never build the same thing twice.
+# Each component's wall time is appended to ${root}/build-times.tsv.
+# Build-only Go modules live in temp dirs: nothing here enters gantry's go.mod. All of them share
+# the one Go build cache (`go env GOCACHE`) and module cache.
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.32.2}"
 ARGO_VERSION="${ARGO_VERSION:-v3.7.18}"
@@ -23,15 +29,54 @@ root="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
 bin="${root}/bin"
 mkdir -p "${bin}"
 
-build_k8s() {
-  local stamp="${bin}/.k8s-${K8S_VERSION}"
+# The component table: NAME|SET|VERSION|BINARIES|WHAT FOR. SET is demo (make demo needs it) or
+# extras (the e2e suite, Tekton users). `--list` prints it; hack/verify.sh holds the README to it.
+components() {
+  cat <<EOF
+k8s|demo|${K8S_VERSION}|kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl|Kubernetes: control plane, node, kubectl
+etcd|demo|${ETCD_VERSION}|etcd|the API server's store
+coredns|demo|${COREDNS_VERSION}|coredns|Service names for pods (MinIO, model servers)
+argo|demo|${ARGO_VERSION}|workflow-controller argoexec argo|Argo Workflows: controller, executor, CLI and Argo Server
+registry|extras|${DISTRIBUTION_VERSION}|registry|distribution registry with push notifications (the push-trigger e2e)
+tekton|extras|${TEKTON_VERSION}|tekton-${TEKTON_VERSION}/controller tekton-${TEKTON_VERSION}/webhook tekton-${TEKTON_VERSION}/resolvers tekton-${TEKTON_VERSION}/entrypoint tekton-${TEKTON_VERSION}/nop tekton-${TEKTON_VERSION}/workingdirinit tekton-${TEKTON_VERSION}/sidecarlogresults|Tekton Pipelines: controller, webhook, resolvers, injected images
+EOF
+}
+field() { components | awk -F'|' -v n="$1" -v f="$2" '$1 == n {print $f}'; }
+members() { components | awk -F'|' -v s="$1" 's == "all" || $2 == s {print $1}'; }
+
+# timed NAME FN: runs FN under NAME's lock unless NAME's stamp exists; records its wall time.
+timed() {
+  local name=$1 fn=$2 version stamp t0=${SECONDS}
+  version=$(field "${name}" 3)
+  stamp="${bin}/.${name}-${version}"
   [[ -f "${stamp}" ]] && return 0
-  local mod t0=${SECONDS}; mod=$(mktemp -d)
-  local staging="v0.${K8S_VERSION#v1.}"
-  echo "cluster/build: kubernetes ${K8S_VERSION} (staging ${staging}); ≈16 min cold on 2 cores" >&2
+  exec {lock}>"${bin}/.lock-${name}"
+  flock "${lock}"
+  if [[ ! -f "${stamp}" ]]; then # a concurrent build may have finished it while we waited
+    echo "cluster/build: ${name} ${version} (started)" >&2
+    "${fn}"
+    touch "${stamp}"
+    printf '%s\t%s\t%d\t%s\n' "${name}" "${version}" "$((SECONDS - t0))" "$(date -u +%FT%TZ)" >>"${root}/build-times.tsv"
+    echo "cluster/build: ${name} ${version} built in $((SECONDS - t0))s" >&2
+  fi
+  flock -u "${lock}"
+  exec {lock}>&-
+}
+
+# in_module NAME: a throw-away module directory for NAME (printed); removed by the caller.
+in_module() { local d; d=$(mktemp -d); (cd "${d}" && go mod init "gantry.local/$1-build" >/dev/null 2>&1); echo "${d}"; }
+tools_go() { # IMPORT...: a tools.go that imports each package (so `go mod tidy` resolves them)
+  printf '//go:build tools\n\npackage tools\n\nimport (\n'
+  printf '\t_ "%s"\n' "$@"
+  printf ')\n'
+}
+
+build_k8s() {
+  local mod; mod=$(in_module k8s)
+  local staging="v0.${K8S_VERSION#v1.}" c pkgs=()
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do pkgs+=("k8s.io/kubernetes/cmd/${c}"); done
   (
     cd "${mod}"
-    go mod init gantry.local/k8s-build >/dev/null 2>&1
     go mod edit -require="k8s.io/kubernetes@${K8S_VERSION}"
     # kubernetes' go.mod replaces its staging modules with ./staging/...: pin them to the release instead.
     go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" >/dev/null
@@ -39,147 +84,75 @@ build_k8s() {
     grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging' "${gomod}" | awk '{print $1}' | grep -v sample- | while read -r m; do
       go mod edit -replace="${m}=${m}@${staging}"
     done
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
+    tools_go "${pkgs[@]}" >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
-      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION}" \
-        -o "${bin}/${c}" "k8s.io/kubernetes/cmd/${c}"
-      echo "cluster/build: built ${c} ($((SECONDS - t0))s since this component started)" >&2
-    done
+    # One `go build` for the six: their shared packages compile once and the links run side by side.
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION}" \
+      -o "${bin}/" "${pkgs[@]}"
   )
   rm -rf "${mod}"
-  touch "${stamp}"
 }
 
+# Argo's controller, executor and CLI (which is also the Argo Server's image), in one module and
+# one `go build`. The module zip lacks the UI (ui/dist/app, embedded by the CLI): a placeholder
+# page stands in, so the local Argo Server serves its API but no UI. It also lacks
+# workflow/executor/osspecific's Linux signal file (argoexec then fails with "undefined:
+# Setpgid"): the Darwin one, which is plain POSIX, stands in.
 build_argo() {
-  local stamp="${bin}/.argo-${ARGO_VERSION}"
-  [[ -f "${stamp}" ]] && return 0
-  local mod t0=${SECONDS}; mod=$(mktemp -d)
-  echo "cluster/build: argo workflows ${ARGO_VERSION}" >&2
+  local mod; mod=$(in_module argo)
   (
     cd "${mod}"
-    go mod init gantry.local/argo-build >/dev/null 2>&1
     go mod edit -require="github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
     go mod edit -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5
-    # The module zip lacks workflow/executor/osspecific's Linux signal file (argoexec then fails with
-    # "undefined: Setpgid"); build from a local copy where the Darwin one, which is plain POSIX, stands in.
     go mod download -json "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}" >/dev/null
     local src; src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
     cp -r "${src}" argo-src && chmod -R u+w argo-src
     if [[ ! -f argo-src/workflow/executor/osspecific/signal_linux.go ]]; then
       cp argo-src/workflow/executor/osspecific/signal_darwin.go argo-src/workflow/executor/osspecific/signal_linux.go
     fi
-    go mod edit -replace=github.com/argoproj/argo-workflows/v3=./argo-src
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "github.com/argoproj/argo-workflows/v3/cmd/argoexec"
-	_ "github.com/argoproj/argo-workflows/v3/cmd/workflow-controller"
-)
-GO
-    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-    for c in workflow-controller argoexec; do
-      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/${c}" "github.com/argoproj/argo-workflows/v3/cmd/${c}"
-      echo "cluster/build: built ${c} ($((SECONDS - t0))s since this component started)" >&2
-    done
-  )
-  rm -rf "${mod}"
-  touch "${stamp}"
-}
-
-# The argo CLI embeds the UI (ui/dist/app), which the module zip does not carry: a placeholder
-# page stands in (the CLI never serves it). ≈13 min cold.
-build_argo_cli() {
-  local stamp="${bin}/.argo-cli-${ARGO_VERSION}"
-  [[ -f "${stamp}" ]] && return 0
-  local mod t0=${SECONDS}; mod=$(mktemp -d)
-  echo "cluster/build: argo CLI ${ARGO_VERSION}" >&2
-  (
-    cd "${mod}"
-    go mod init gantry.local/argo-cli-build >/dev/null 2>&1
-    go mod edit -require="github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
-    go mod edit -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5
-    go mod download -json "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}" >/dev/null
-    local src; src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
-    cp -r "${src}" argo-src && chmod -R u+w argo-src
     mkdir -p argo-src/ui/dist/app
     echo '<!doctype html><title>argo</title>' >argo-src/ui/dist/app/index.html
     go mod edit -replace=github.com/argoproj/argo-workflows/v3=./argo-src
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "github.com/argoproj/argo-workflows/v3/cmd/argo"
-GO
+    local m=github.com/argoproj/argo-workflows/v3/cmd
+    tools_go "${m}/argoexec" "${m}/workflow-controller" "${m}/argo" >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
       -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=${ARGO_VERSION}" \
-      -o "${bin}/argo" github.com/argoproj/argo-workflows/v3/cmd/argo
-    echo "cluster/build: built argo ($((SECONDS - t0))s)" >&2
+      -o "${bin}/" "${m}/workflow-controller" "${m}/argoexec" "${m}/argo"
   )
   rm -rf "${mod}"
-  touch "${stamp}"
 }
 
 # Tekton is built inside its own module (its go.mod and go.sum pin what it was released with);
 # the binaries land in ${bin}/tekton-${TEKTON_VERSION}/, its release manifests in .../config.
 build_tekton() {
-  local out="${bin}/tekton-${TEKTON_VERSION}" stamp="${bin}/.tekton-${TEKTON_VERSION}"
-  [[ -f "${stamp}" ]] && return 0
-  local mod t0=${SECONDS}; mod=$(mktemp -d)
-  echo "cluster/build: tekton pipelines ${TEKTON_VERSION}" >&2
+  local out="${bin}/tekton-${TEKTON_VERSION}" mod; mod=$(mktemp -d)
   (
     cd "${mod}"
     go mod download -json "github.com/tektoncd/pipeline@${TEKTON_VERSION}" >/dev/null
     cp -r "$(go env GOMODCACHE)/github.com/tektoncd/pipeline@${TEKTON_VERSION}" src && chmod -R u+w src
     cd src
     rm -rf "${out}" && mkdir -p "${out}"
-    for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do
-      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${out}/${c}" "./cmd/${c}"
-      echo "cluster/build: built tekton ${c} ($((SECONDS - t0))s since this component started)" >&2
-    done
+    local c pkgs=()
+    for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do pkgs+=("./cmd/${c}"); done
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${out}/" "${pkgs[@]}"
     cp -r config "${out}/config"
   )
   rm -rf "${mod}"
-  touch "${stamp}"
 }
 
 # build_module NAME MODULE VERSION IMPORT PKG: builds PKG of MODULE@VERSION (its tools.go imports
-# IMPORT) into ${bin}/NAME, in a throw-away module; once per version.
+# IMPORT) into ${bin}/NAME, in a throw-away module.
 build_module() {
-  local name=$1 module=$2 version=$3 import=$4 pkg=$5
-  local stamp="${bin}/.${name}-${version}"
-  [[ -f "${stamp}" ]] && return 0
-  local mod t0=${SECONDS}; mod=$(mktemp -d)
-  echo "cluster/build: ${name} ${version}" >&2
+  local name=$1 module=$2 version=$3 import=$4 pkg=$5 mod; mod=$(in_module "${name}")
   (
     cd "${mod}"
-    go mod init "gantry.local/${name}-build" >/dev/null 2>&1
     go mod edit -require="${module}@${version}"
-    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "${import}" >tools.go
+    tools_go "${import}" >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/${name}" "${pkg}"
-    echo "cluster/build: built ${name} ($((SECONDS - t0))s)" >&2
   )
   rm -rf "${mod}"
-  touch "${stamp}"
 }
 build_coredns() { build_module coredns github.com/coredns/coredns "${COREDNS_VERSION}" github.com/coredns/coredns github.com/coredns/coredns; }
 build_etcd() { build_module etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}" go.etcd.io/etcd/server/v3/etcdmain go.etcd.io/etcd/server/v3; }
@@ -188,14 +161,45 @@ build_registry() {
   build_module registry github.com/distribution/distribution/v3 "${DISTRIBUTION_VERSION}" "${cmd}" "${cmd}"
 }
 
+# check SET: every binary of SET's components is there.
+check() {
+  local n b missing=0
+  for n in $(members "$1"); do
+    for b in $(field "${n}" 4); do
+      [[ -x "${bin}/${b}" ]] || { echo "cluster/build: ${n}: ${bin}/${b} missing" >&2; missing=1; }
+    done
+  done
+  return "${missing}"
+}
+
+# lanes NAME...: builds NAMEs in two lanes — the biggest (k8s, then tekton) in one, the others in
+# the other — and fails when either lane fails.
+lanes() {
+  local a=() b=() n pa pb rc=0
+  for n in "$@"; do case "${n}" in k8s | tekton) a+=("${n}") ;; *) b+=("${n}") ;; esac; done
+  (for n in "${a[@]}"; do timed "${n}" "build_${n}"; done) &
+  pa=$!
+  (for n in "${b[@]}"; do timed "${n}" "build_${n}"; done) &
+  pb=$!
+  wait "${pa}" || rc=1
+  wait "${pb}" || rc=1
+  return "${rc}"
+}
+
+t0=${SECONDS}
 case "${1:-all}" in
-  k8s) build_k8s ;;
-  argo) build_argo; build_argo_cli ;;
-  coredns) build_coredns ;;
-  registry) build_registry ;;
-  tekton) build_tekton ;;
-  etcd) build_etcd ;;
-  all) build_k8s; build_etcd; build_argo; build_coredns; build_argo_cli; build_registry; build_tekton ;;
-  *) echo "usage: $0 [k8s|etcd|argo|coredns|registry|tekton|all]" >&2; exit 2 ;;
+  --list)
+    echo "| component | set | version | binaries | for |"
+    echo "|---|---|---|---|---|"
+    components | awk -F'|' '{b=$4; gsub(/tekton-[^\/ ]*\//, "", b); printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, b, $5}'
+    exit 0 ;;
+  --check) check "${2:-all}"; exit $? ;;
+  demo | extras | all) mapfile -t todo < <(members "$1") ;;
+  k8s | etcd | argo | coredns | registry | tekton) todo=("$1") ;;
+  *) echo "usage: $0 [demo|extras|all|k8s|etcd|argo|coredns|registry|tekton|--list|--check [SET]]" >&2; exit 2 ;;
 esac
-ls -la "${bin}"
+lanes "${todo[@]}"
+for n in "${todo[@]}"; do
+  for b in $(field "${n}" 4); do [[ -x "${bin}/${b}" ]] || { echo "cluster/build: ${n}: ${bin}/${b} was not built" >&2; exit 1; }; done
+done
+echo "cluster/build: ${todo[*]} ready ($((SECONDS - t0))s)" >&2

@@ -6,12 +6,16 @@
 # (Kubernetes, Argo, CoreDNS: ≈30 min cold on 2 cores, cached in ~/.cache/gantry/cluster).
 #   hack/cluster/up.sh       then   hack/cluster/exec.sh kubectl get nodes
 #   hack/cluster/up.sh --nodes 2   adds worker nodes (hack/cluster/node.sh), each in its own namespace
+#   hack/cluster/up.sh --no-tekton builds and installs only what `make demo` needs (no Tekton, no
+#                                  distribution registry); a later up.sh without it adds them
 set -euo pipefail
-nodes=1
+nodes=1 tekton=true
 while (($#)); do
   case "$1" in
     --nodes) nodes=${2:?--nodes N}; shift 2 ;;
-    *) echo "usage: $0 [--nodes N]" >&2; exit 2 ;;
+    --no-tekton) tekton=false; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--nodes N] [--no-tekton]" >&2; exit 2 ;;
   esac
 done
 if ! [[ "${nodes}" =~ ^[0-9]+$ ]] || ((nodes < 1 || nodes > 20)); then echo "up.sh: --nodes ${nodes}: want 1..20" >&2; exit 2; fi
@@ -31,8 +35,13 @@ if ((${#pkgs[@]})); then
   log "installing ${pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-hack/cluster/build.sh all >/dev/null
+# The cluster's binaries and the tools (MinIO, ko, crane) build side by side: the two builds
+# leave each other's idle moments (downloads, links) to the other.
+set_=demo; ${tekton} && set_=all
+hack/cluster/build.sh "${set_}" &
+build_pid=$!
 tools=$(hack/install-tools.sh --images | tail -n 1)
+wait "${build_pid}" || die "hack/cluster/build.sh ${set_} failed"
 export PATH="${tools}:${PATH}"
 mkdir -p "${RUN}"/{pki,pids,logs,bin,etc,registry,minio} "${VARLIB}" "${SOCK_DIR}"
 CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/pause" ./hack/cluster/pause
@@ -117,7 +126,8 @@ fi
 # Tekton's images, as ko lays them out (/ko-app/NAME): the controller runs the entrypoint, the
 # working-dir and the sidecar-log-results helpers by that path in every TaskRun pod.
 tekton_bin="${CLUSTER_BIN}/tekton-${TEKTON_VERSION}"
-if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/tekton/webhook:${TEKTON_VERSION}" >/dev/null 2>&1; then
+# Pushed whenever built (a cluster that had Tekton still runs its pods), installed with Tekton.
+if [[ -x "${tekton_bin}/webhook" ]] && { ${fresh_registry} || ! in_node crane digest "${REGISTRY}/tekton/webhook:${TEKTON_VERSION}" >/dev/null 2>&1; }; then
   log "Tekton images → ${REGISTRY}/tekton"
   base=${base:-$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)}
   for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do
@@ -258,34 +268,38 @@ k -n argo rollout status deploy/workflow-controller --timeout=180s >/dev/null
 k -n argo rollout status deploy/argo-server --timeout=180s >/dev/null
 
 # --- Tekton Pipelines: its own release manifests, its images from this registry -------------------
-# Left out: the events controller (CloudEvents sinks) and the webhook's HPA (no metrics API here).
-# Steps that use `script` need the shell image (a busybox by digest from cgr.dev): not reachable
-# offline, and gantry's Tasks have none.
-tk="${RUN}/tekton"
-rm -rf "${tk}" && mkdir -p "${tk}" && cp -r "${tekton_bin}/config/." "${tk}/" && chmod -R u+w "${tk}"
-rm -f "${tk}/events.yaml" "${tk}/webhook-hpa.yaml" "${tk}/config-leader-election-events.yaml"
-find "${tk}" -name '*.yaml' -exec sed -i -E "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#${REGISTRY}/tekton/\\1:${TEKTON_VERSION}#g" {} +
-# The resolvers' image is Tekton's tini-git base (an init that reaps git's children): the git
-# resolver needs the network anyway; the cluster and bundle resolvers run without tini.
-sed -i -e '/- \/sbin\/tini/d' -e '/^        - --$/d' "${tk}/resolvers/resolvers-deployment.yaml"
-printf 'apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: probe, namespace: default}\nspec: {steps: [{name: s, image: probe, command: [probe]}]}\n' >"${tk}/probe.yaml.txt"
-tekton_apply() { k apply --server-side --force-conflicts --field-manager=gantry-cluster "$@" >/dev/null; }
-# A cluster started again (its etcd kept) still has Tekton's webhook configurations, which
-# validate Tekton's own ConfigMaps: wait for the webhook's pod to answer before applying them.
-if k -n tekton-pipelines get deploy tekton-pipelines-webhook >/dev/null 2>&1; then
+install_tekton() {
+  # Left out: the events controller (CloudEvents sinks) and the webhook's HPA (no metrics API here).
+  # Steps that use `script` need the shell image (a busybox by digest from cgr.dev): not reachable
+  # offline, and gantry's Tasks have none.
+  tk="${RUN}/tekton"
+  rm -rf "${tk}" && mkdir -p "${tk}" && cp -r "${tekton_bin}/config/." "${tk}/" && chmod -R u+w "${tk}"
+  rm -f "${tk}/events.yaml" "${tk}/webhook-hpa.yaml" "${tk}/config-leader-election-events.yaml"
+  find "${tk}" -name '*.yaml' -exec sed -i -E "s#ko://github.com/tektoncd/pipeline/cmd/([a-z]+)#${REGISTRY}/tekton/\\1:${TEKTON_VERSION}#g" {} +
+  # The resolvers' image is Tekton's tini-git base (an init that reaps git's children): the git
+  # resolver needs the network anyway; the cluster and bundle resolvers run without tini.
+  sed -i -e '/- \/sbin\/tini/d' -e '/^        - --$/d' "${tk}/resolvers/resolvers-deployment.yaml"
+  printf 'apiVersion: tekton.dev/v1\nkind: Task\nmetadata: {name: probe, namespace: default}\nspec: {steps: [{name: s, image: probe, command: [probe]}]}\n' >"${tk}/probe.yaml.txt"
+  tekton_apply() { k apply --server-side --force-conflicts --field-manager=gantry-cluster "$@" >/dev/null; }
+  # A cluster started again (its etcd kept) still has Tekton's webhook configurations, which
+  # validate Tekton's own ConfigMaps: wait for the webhook's pod to answer before applying them.
+  if k -n tekton-pipelines get deploy tekton-pipelines-webhook >/dev/null 2>&1; then
+    k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
+    wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
+  fi
+  tekton_apply -f "${tk}/100-namespace" -f "${tk}/resolvers/100-namespace.yaml"
+  tekton_apply -f "${tk}/300-crds"
+  k wait --for=condition=Established crd --all --timeout=60s >/dev/null
+  mapfile -t files < <(find "${tk}" "${tk}/resolvers" -maxdepth 1 -name '*.yaml' ! -name '100-namespace.yaml' | sort)
+  tekton_apply "${files[@]/#/--filename=}"
+  k -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeout=180s >/dev/null
   k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
+  k -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-resolvers --timeout=180s >/dev/null
+  # The webhook answers admission only once it has written its certificate into its configurations.
   wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
-fi
-tekton_apply -f "${tk}/100-namespace" -f "${tk}/resolvers/100-namespace.yaml"
-tekton_apply -f "${tk}/300-crds"
-k wait --for=condition=Established crd --all --timeout=60s >/dev/null
-mapfile -t files < <(find "${tk}" "${tk}/resolvers" -maxdepth 1 -name '*.yaml' ! -name '100-namespace.yaml' | sort)
-tekton_apply "${files[@]/#/--filename=}"
-k -n tekton-pipelines rollout status deploy/tekton-pipelines-controller --timeout=180s >/dev/null
-k -n tekton-pipelines rollout status deploy/tekton-pipelines-webhook --timeout=180s >/dev/null
-k -n tekton-pipelines-resolvers rollout status deploy/tekton-pipelines-remote-resolvers --timeout=180s >/dev/null
-# The webhook answers admission only once it has written its certificate into its configurations.
-wait_for "tekton webhook" 120 k create --dry-run=server -f "${tk}/probe.yaml.txt"
+}
+if ${tekton}; then install_tekton; fi
 
-log "up in $((SECONDS - t0))s: ${nodes} node(s) Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746), Tekton ${TEKTON_VERSION}, MinIO http://minio.gantry-system.svc:9000"
+with_tekton=""; ${tekton} && with_tekton=", Tekton ${TEKTON_VERSION}"
+log "up in $((SECONDS - t0))s: ${nodes} node(s) Ready, Argo ${ARGO_VERSION} (controller, server http://argo-server.argo.svc:2746)${with_tekton}, MinIO http://minio.gantry-system.svc:9000"
 log "use it: hack/cluster/exec.sh kubectl get pods -A   |   next: hack/cluster/gantry.sh NAMESPACE"
