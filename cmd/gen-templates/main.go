@@ -15,22 +15,27 @@ import (
 func main() { taskcli.Main(newApp()) }
 
 func newApp() *cli.App {
-	var out, readmes string
+	var out, readmes, trainRepo string
 	return &cli.App{
 		Name:            "gen-templates",
 		HideHelpCommand: true,
 		Usage:           "write gantry's generated templates and README flag tables",
-		UsageText:       "gen-templates [--out DIR] [--readmes ROOT]",
+		UsageText:       "gen-templates [--out DIR] [--readmes ROOT] [--train-repository HOST/PATH]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: "templates", Destination: &out, Usage: "directory the templates are written to (created; files in it are overwritten)"},
 			&cli.StringFlag{Name: "readmes", Destination: &readmes,
 				Usage: "repository root whose tasks/<task>/README.md flag tables are regenerated in place (empty: leave them)"},
+			&cli.StringFlag{Name: "train-repository", Value: templategen.DefaultTrainRepository, Destination: &trainRepo,
+				Usage: "the training image whose pushes start runs (push trigger), HOST/PATH as the nodes pull it"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return exitcode.Invalidf("unexpected argument %q (the output directory is --out DIR)", c.Args().First())
 			}
-			if err := templategen.WriteTemplates(out); err != nil {
+			if _, _, err := templategen.SplitRepository(trainRepo); err != nil {
+				return exitcode.Invalidf("--train-repository: %v", err)
+			}
+			if err := templategen.WriteTemplates(out, templategen.Options{TrainRepository: trainRepo}); err != nil {
 				return err
 			}
 			if readmes != "" {

@@ -154,7 +154,42 @@ build_module() {
   )
   rm -rf "${mod}"
 }
-build_coredns() { build_module coredns github.com/coredns/coredns "${COREDNS_VERSION}" github.com/coredns/coredns github.com/coredns/coredns; }
+# CoreDNS with only the plugins the cluster's Corefile uses (up.sh: bind, ready, health, errors,
+# cache, kubernetes), built the way CoreDNS documents for a custom set: a main that imports
+# coremain and those plugins and sets dnsserver.Directives (their order as in CoreDNS's
+# plugin.cfg). The stock binary compiles every plugin, the cloud providers' SDKs among them.
+build_coredns() {
+  local mod; mod=$(in_module coredns)
+  (
+    cd "${mod}"
+    go mod edit -require="github.com/coredns/coredns@${COREDNS_VERSION}"
+    cat >main.go <<'GO'
+// CoreDNS with the plugins of the local cluster's Corefile (hack/cluster/up.sh).
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "${bin}/coredns" .
+  )
+  rm -rf "${mod}"
+}
 build_etcd() { build_module etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}" go.etcd.io/etcd/server/v3/etcdmain go.etcd.io/etcd/server/v3; }
 build_registry() {
   local cmd=github.com/distribution/distribution/v3/cmd/registry

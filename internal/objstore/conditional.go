@@ -163,3 +163,36 @@ func (r *Router) PutIf(ctx context.Context, uri string, b []byte, version string
 
 // IsConflict reports whether err is a PutIf conflict.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// ErrNoConditionalWrites is returned by ProbeConditional for a store that accepts a conditional
+// write it should have refused.
+var ErrNoConditionalWrites = errors.New("the store ignores conditional writes (If-None-Match)")
+
+// ProbeConditional checks, with a throw-away object at uri, that the store honours conditional
+// writes: a second create-only write of one object must conflict. A store that ignores the
+// header (some S3 gateways and older servers do) would let concurrent read-modify-writes lose
+// entries without a sign; callers refuse to work on it. The object is removed afterwards when
+// the store can delete.
+func ProbeConditional(ctx context.Context, s Store, uri string) error {
+	c, ok := s.(Conditional)
+	if !ok {
+		return fmt.Errorf("%w: the store has no conditional writes at all", ErrNoConditionalWrites)
+	}
+	if d, ok := s.(interface {
+		Delete(context.Context, string) error
+	}); ok {
+		defer func() { _ = d.Delete(context.WithoutCancel(ctx), uri) }()
+	}
+	if err := c.PutIf(ctx, uri, []byte("probe\n"), ""); err != nil {
+		return fmt.Errorf("probing conditional writes at %s: %w", uri, err)
+	}
+	err := c.PutIf(ctx, uri, []byte("probe again\n"), "")
+	switch {
+	case errors.Is(err, ErrConflict):
+		return nil
+	case err == nil:
+		return fmt.Errorf("%w: a second create-only write of %s succeeded", ErrNoConditionalWrites, uri)
+	default:
+		return fmt.Errorf("probing conditional writes at %s: %w", uri, err)
+	}
+}

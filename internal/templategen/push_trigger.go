@@ -17,8 +17,11 @@ import (
 // CronWorkflow that runs the same trigger with --catch-up for notifications that never arrived.
 const (
 	// TrainImageRepository is the repository (as the registry names it) whose pushes start runs;
-	// gen-templates --train-repository changes it.
+	// gen-templates --train-repository changes it (DefaultTrainRepository is it with its host).
 	TrainImageRepository = "gantry/fashion-trainer"
+	// DefaultTrainRepository is the training image as the nodes pull it: the local cluster's
+	// registry and TrainImageRepository.
+	DefaultTrainRepository = "127.0.0.1:5000/" + TrainImageRepository
 	// TriggerTemplate is the WorkflowTemplate the binding and the catch-up submit.
 	TriggerTemplate = "gantry-trigger"
 	// NotifierAccount is the ServiceAccount whose token the registry sends with its notifications.
@@ -51,6 +54,24 @@ func PushMatch(repository string) string {
 // CronWorkflow and the notifier's account: RBAC to call the events API, and an admission policy
 // that lets it create nothing but gantry-trigger runs.
 func PushTrigger(repository string) []any {
+	return PushTriggerAt("127.0.0.1:5000", repository)
+}
+
+// SplitRepository splits an image repository as nodes pull it (HOST[:PORT]/PATH) into its
+// registry host and the repository path the registry's notifications name.
+func SplitRepository(full string) (host, path string, err error) {
+	host, path, ok := strings.Cut(full, "/")
+	if !ok || path == "" || !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return "", "", fmt.Errorf("train repository %q: want HOST/PATH, e.g. registry.example.com/ml/trainer (the host as nodes pull from it)", full)
+	}
+	if strings.ContainsAny(path, "@: ") || strings.HasSuffix(path, "/") || path != strings.ToLower(path) {
+		return "", "", fmt.Errorf("train repository %q: %q is not a repository path (lower case, no tag or digest)", full, path)
+	}
+	return host, path, nil
+}
+
+// PushTriggerAt is PushTrigger for a repository on registry host (as nodes pull from it).
+func PushTriggerAt(host, repository string) []any {
 	match := PushMatch(repository)
 	binding := &wfv1.WorkflowEventBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "WorkflowEventBinding"},
@@ -90,7 +111,7 @@ func PushTrigger(repository string) []any {
 			Arguments: wfv1.Arguments{Parameters: []wfv1.Parameter{
 				param("digests", "", desc("digests")),
 				param("catch-up", "false", desc("catch-up")),
-				param("repository", "127.0.0.1:5000/"+repository, desc("repository")),
+				param("repository", host+"/"+repository, desc("repository")),
 				param("catch-up-repository", "", desc("catch-up-repository")),
 				param("template", "ml-pipeline", desc("template")),
 				param("registry-secret", RegistrySecret, desc("registry-secret")),

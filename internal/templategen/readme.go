@@ -13,8 +13,8 @@ import (
 )
 
 // WriteTemplates writes every generated template file under dir.
-func WriteTemplates(dir string) error {
-	files, err := Files()
+func WriteTemplates(dir string, o Options) error {
+	files, err := FilesFor(o)
 	if err != nil {
 		return err
 	}

@@ -75,8 +75,25 @@ func ToYAML(objs ...any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Files renders every generated file by its path under templates/.
-func Files() (map[string][]byte, error) {
+// Options are what a user sets at generation time.
+type Options struct {
+	// TrainRepository is the training image whose pushes start runs, HOST/PATH as nodes pull it
+	// (empty: DefaultTrainRepository).
+	TrainRepository string
+}
+
+// Files renders every generated file by its path under templates/, with the default options.
+func Files() (map[string][]byte, error) { return FilesFor(Options{}) }
+
+// FilesFor renders every generated file with the given options.
+func FilesFor(o Options) (map[string][]byte, error) {
+	if o.TrainRepository == "" {
+		o.TrainRepository = DefaultTrainRepository
+	}
+	host, path, err := SplitRepository(o.TrainRepository)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]byte{}
 	add := func(name string, objs ...any) error {
 		b, err := ToYAML(objs...)
@@ -101,7 +118,7 @@ func Files() (map[string][]byte, error) {
 		return nil, err
 	}
 	out["RBAC.md"] = rbacDoc()
-	if err := add("push-trigger.yaml", PushTrigger(TrainImageRepository)...); err != nil {
+	if err := add("push-trigger.yaml", PushTriggerAt(host, path)...); err != nil {
 		return nil, err
 	}
 	for _, t := range TektonTasks() {

@@ -184,24 +184,14 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 		return nil, exitcode.Invalidf("--model-digest %s does not match the manifest of %s (%s)", o.ModelDigest, o.ModelURI, m.Digest)
 	}
 	o.ModelDigest, o.ModelVersion = m.Digest, m.Version
-	if o.ExpectLive != "" {
-		if err := d.checkLive(ctx, o); err != nil {
-			return nil, err
-		}
-	}
 	return d.apply(ctx, o, false)
 }
 
-// checkLive refuses to replace anything but the model the canary compared against.
-func (d *Deployer) checkLive(ctx context.Context, o DeployOptions) error {
-	name := o.name()
+// checkLive refuses to replace anything but the model the canary compared against (cur: the
+// Deployment as read, nil when there is none).
+func checkLive(o DeployOptions, cur *appsv1.Deployment) error {
 	live := "none"
-	cur, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return kube.Classify("getting deployment "+name, err)
-	default:
+	if cur != nil {
 		live = cur.Annotations[AnnModelDigest]
 	}
 	if live == o.ExpectLive || live == o.ModelDigest {
@@ -218,6 +208,7 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*
 	cur, err := deps.Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		cur = nil
 	case err != nil:
 		return nil, kube.Classify("getting deployment "+name, err)
 	case cur.Annotations[AnnModelURI] == o.ModelURI: // re-apply of the same model keeps the recorded previous one
@@ -225,14 +216,30 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*
 	default:
 		prevURI, prevDigest = cur.Annotations[AnnModelURI], cur.Annotations[AnnModelDigest]
 	}
-	if _, err := deps.Apply(ctx, deploymentConfig(o, name, prevURI, prevDigest), metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+	// The compare-and-swap: the model the canary compared against is checked on the object read
+	// here, and the apply carries that read's resourceVersion, so a release that changed the
+	// Deployment in between makes this apply conflict instead of being overwritten.
+	cfg := deploymentConfig(o, name, prevURI, prevDigest)
+	if o.ExpectLive != "" {
+		if err := checkLive(o, cur); err != nil {
+			return nil, err
+		}
+	}
+	if cur != nil {
+		cfg.WithResourceVersion(cur.ResourceVersion)
+	}
+	applied, err := deps.Apply(ctx, cfg, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+	switch {
+	case apierrors.IsConflict(err):
+		return nil, exitcode.Retryable(fmt.Errorf("deployment %s changed while this step applied %s (another release?); the retry decides again: %w", name, o.ModelDigest, err))
+	case err != nil:
 		return nil, kube.Classify("applying deployment "+name, err)
 	}
 	if _, err := d.client.CoreV1().Services(o.Namespace).Apply(ctx, serviceConfig(o, name), metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
 		return nil, kube.Classify("applying service "+name, err)
 	}
 	d.log.Info("applied", "deployment", name, "model", o.ModelURI, "previous", prevURI)
-	if err := d.waitRollout(ctx, o.Namespace, name, o.RolloutTimeout); err != nil {
+	if err := d.waitRollout(ctx, o.Namespace, name, o.RolloutTimeout, applied.Generation, o.ModelDigest); err != nil {
 		return nil, err
 	}
 	changed, err := appendHistory(ctx, d.store, o, d.now().UTC(), rollback)
@@ -293,24 +300,34 @@ func serviceConfig(o DeployOptions, name string) *coreac.ServiceApplyConfigurati
 			WithPorts(coreac.ServicePort().WithName("http").WithPort(serverPort).WithTargetPort(intstr.FromString("http"))))
 }
 
-// rolledOut reports whether the Deployment's current generation is fully available.
-func rolledOut(dep *appsv1.Deployment) (bool, error) {
+// rolledOut reports whether the rollout this step applied — generation gen serving digest — is
+// fully available. A status the deployment controller wrote for an older generation says nothing
+// about this rollout (its ProgressDeadlineExceeded belongs to the rollout before: a rollback right
+// after a timed-out promote must not fail on it). A Deployment whose pods no longer serve digest
+// was changed by another writer: this rollout will never finish, and another's must not count.
+func rolledOut(dep *appsv1.Deployment, gen int64, digest string) (bool, error) {
 	want := int32(1)
 	if dep.Spec.Replicas != nil {
 		want = *dep.Spec.Replicas
+	}
+	if now := dep.Spec.Template.Annotations[AnnModelDigest]; digest != "" && now != digest {
+		return false, exitcode.With(exitcode.Failed, fmt.Errorf("deployment %s was changed by another release during this rollout: it now serves %s, this step applied %s",
+			dep.Name, orNone(now), digest))
+	}
+	if dep.Status.ObservedGeneration < max(gen, dep.Generation) {
+		return false, nil
 	}
 	for _, c := range dep.Status.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
 			return false, fmt.Errorf("deployment %s exceeded its progress deadline: %s", dep.Name, c.Message)
 		}
 	}
-	return dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == want &&
-		dep.Status.AvailableReplicas == want && dep.Status.Replicas == want, nil
+	return dep.Status.UpdatedReplicas == want && dep.Status.AvailableReplicas == want && dep.Status.Replicas == want, nil
 }
 
 // waitRollout watches the Deployment until its rollout completes, and fails
 // fast with an explanation when its pods cannot start.
-func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout time.Duration) error {
+func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout time.Duration, gen int64, digest string) error {
 	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	defer cancelTimeout()
 	// A pod that cannot start changes nothing in the Deployment's status, so no watch event
@@ -368,7 +385,7 @@ func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout tim
 			return false, fmt.Errorf("deployment %s was deleted during the rollout", name)
 		}
 		latest.Store(dep)
-		done, err := rolledOut(dep)
+		done, err := rolledOut(dep, gen, digest)
 		if err != nil {
 			return false, d.explain(ctx, ns, dep, err)
 		}
@@ -548,25 +565,47 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 			return &Deployed{Unchanged: true, Outcome: fmt.Sprintf("nothing to roll back: nothing is live in %s", o.Environment)}, nil
 		}
 		// The first model of the environment failed: there is nothing to return to, so nothing
-		// stays live rather than the model that failed.
+		// stays live rather than the model that failed. Intent first: the history says so before
+		// the server goes, so a retry after any crash finishes the removal and never finds the
+		// failed model recorded as live.
 		d.log.Info("no earlier model: removing the environment's server", "environment", o.Environment, "from", cur.ModelURI)
-		if err := d.Teardown(ctx, o); err != nil {
-			return nil, err
-		}
 		gone := o
 		gone.ModelURI, gone.ModelDigest, gone.ModelVersion = "", "", ""
-		if _, err := appendHistory(ctx, d.store, gone, d.now().UTC(), true); err != nil {
+		if _, err := appendHistoryIf(ctx, d.store, gone, d.now().UTC(), true, stillCurrent(o.Environment, cur)); err != nil {
+			return nil, err
+		}
+		if err := d.Teardown(ctx, o); err != nil {
 			return nil, err
 		}
 		return &Deployed{PreviousModelURI: cur.ModelURI, Outcome: fmt.Sprintf("removed the %s server: %s was its first model, nothing earlier to return to", o.Environment, cur.Version)}, nil
 	}
 	d.log.Info("rolling back", "environment", o.Environment, "to", prev.ModelURI, "version", prev.Version)
 	o.ModelURI, o.ModelDigest, o.ModelVersion = prev.ModelURI, prev.Digest, prev.Version
+	// Intent first: the rollback is in the history before the Deployment changes. A retry after
+	// any crash (the history written, the apply not; the apply done, the step killed) reads a
+	// history whose last entry is this rollback and applies its outcome again; it can never see
+	// its own rollback as an unfinished deploy and put the failed model back.
+	if _, err := appendHistoryIf(ctx, d.store, o, d.now().UTC(), true, stillCurrent(o.Environment, cur)); err != nil {
+		return nil, err
+	}
 	res, err := d.apply(ctx, o, true)
 	if res != nil {
 		res.Outcome = fmt.Sprintf("rolled back to %s (%s) from %s", prev.Version, prev.Digest, cur.Version)
 	}
 	return res, err
+}
+
+// stillCurrent guards a rollback's history entry: the model it rolls back from must still be the
+// environment's current one (another release recorded since would otherwise be rolled back
+// without anyone deciding so).
+func stillCurrent(env string, from HistoryEntry) func(*History) error {
+	return func(h *History) error {
+		if cur, ok := h.current(); !ok || cur.ModelURI != from.ModelURI {
+			return exitcode.With(exitcode.Failed, fmt.Errorf("%s changed while rolling back from %s (now %s): not rolling back a release nobody decided to undo",
+				env, from.Version, orNone(cur.Version)))
+		}
+		return nil
+	}
 }
 
 func orNone(s string) string {

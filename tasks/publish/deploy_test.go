@@ -13,10 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/objstore"
 )
 
 // kubelet marks every Deployment rolled out once it is applied, like the
@@ -537,3 +540,154 @@ func TestHistoryIsPerNamespace(t *testing.T) {
 		t.Errorf("ml's production after other's rollback: %v", err)
 	}
 }
+
+// failingStore fails the history's conditional writes while failPuts > 0 (a transient store error
+// at the worst moment).
+type failingStore struct {
+	objstore.Store
+	failPuts int
+}
+
+func (s *failingStore) ReadVersion(ctx context.Context, uri string, limit int64) ([]byte, string, error) {
+	return s.Store.(objstore.Conditional).ReadVersion(ctx, uri, limit)
+}
+
+func (s *failingStore) PutIf(ctx context.Context, uri string, b []byte, version string) error {
+	if s.failPuts > 0 && strings.Contains(uri, "/environments/") {
+		s.failPuts--
+		return fmt.Errorf("injected: connection reset writing %s", uri)
+	}
+	return s.Store.(objstore.Conditional).PutIf(ctx, uri, b, version)
+}
+
+// A rollback interrupted at each of its side effects — the history write failing, the
+// Deployment write or delete failing after the history is written — and then retried (as Argo's
+// retry or an operator's argo retry does) leaves production on the model live before the failed
+// one, the history saying so, and a later rollback never returning to the failed model. (Before:
+// a retry after the history write failed saw its own rollback as an unfinished deploy and put
+// the failed model back; after a first-deploy teardown it left the failed model recorded as live.)
+func TestRollbackRetriedAfterACrashAtEachSideEffect(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first bool   // the failed model is the environment's first
+		fail  string // "history", or the API verb that fails once: "patch" (apply), "delete"
+	}{
+		{"history write fails", false, "history"},
+		{"apply fails after the history is written", false, "patch"},
+		{"first deploy: history write fails", true, "history"},
+		{"first deploy: delete fails after the history is written", true, "delete"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			fs := &failingStore{Store: e.store}
+			c, _ := e.cluster(t, true)
+			d := NewDeployer(c, fs)
+			var v [2]*Published
+			for i := range v {
+				p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				v[i] = p
+			}
+			deploy := func(p *Published, run string) {
+				o := e.deployOpts("production")
+				o.ModelURI, o.Run = p.URI, run
+				if _, err := d.Deploy(e.ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !tc.first {
+				deploy(v[0], "run-good")
+			}
+			deploy(v[1], "run-bad")
+			switch tc.fail {
+			case "history":
+				fs.failPuts = 1
+			default:
+				failed := false
+				c.PrependReactor(tc.fail, "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					// the Deployment's own write: not the fake kubelet's status patches
+					if p, ok := a.(k8stesting.PatchAction); failed || a.GetSubresource() != "" || ok && p.GetPatchType() != types.ApplyPatchType {
+						return false, nil, nil
+					}
+					failed = true
+					return true, nil, apierrors.NewInternalError(fmt.Errorf("injected"))
+				})
+			}
+			o := e.deployOpts("production")
+			o.Run, o.UndoRun = "run-bad", "run-bad"
+			if _, err := d.Rollback(e.ctx, o); err == nil {
+				t.Fatalf("the injected failure (%s) did not fail the rollback", tc.fail)
+			}
+			if _, err := d.Rollback(e.ctx, o); err != nil { // the retry
+				t.Fatalf("retried rollback: %v", err)
+			}
+			want := v[0].URI
+			if tc.first {
+				want = "nothing"
+			}
+			serving := func() string {
+				dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					return "nothing"
+				}
+				return dep.Annotations[AnnModelURI]
+			}
+			h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := "nothing"
+			if cur, ok := h.current(); ok {
+				head = cur.ModelURI
+			}
+			if serving() != want || head != want {
+				t.Errorf("after the retry: serving %s, history's head %s; want %s (the failed model is %s)", serving(), head, want, v[1].URI)
+			}
+			// An operator's later rollback never returns to the failed model.
+			o.UndoRun = ""
+			o.Run = "operator"
+			if _, err := d.Rollback(e.ctx, o); err != nil {
+				t.Fatal(err)
+			}
+			if s := serving(); s == v[1].URI {
+				t.Errorf("a later rollback returned to the failed model %s", s)
+			}
+		})
+	}
+}
+
+// The rollout wait judges the rollout this step applied: a status written for an older
+// generation — a ProgressDeadlineExceeded left by a timed-out promote — is neither done nor a
+// failure (a rollback right after it used to fail at once), and a Deployment whose pods were
+// switched to another model by a concurrent release is never counted as this step's rollout.
+func TestRolledOutJudgesOnlyThisStepsRollout(t *testing.T) {
+	dep := func(gen, observed int64, digest string, cond ...appsv1.DeploymentCondition) *appsv1.Deployment {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "m-production", Generation: gen},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr32(1), Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnModelDigest: digest}}}},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: observed, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, Conditions: cond}}
+		return d
+	}
+	deadline := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "timed out"}
+	for _, tc := range []struct {
+		name    string
+		d       *appsv1.Deployment
+		gen     int64
+		done    bool
+		errLike string
+	}{
+		{"the old rollout's deadline, our generation not yet observed", dep(5, 4, "sha256:a", deadline), 5, false, ""},
+		{"our generation observed and available", dep(5, 5, "sha256:a"), 5, true, ""},
+		{"our generation observed and past its deadline", dep(5, 5, "sha256:a", deadline), 5, false, "progress deadline"},
+		{"a later generation (someone scaled) not yet observed", dep(6, 5, "sha256:a"), 5, false, ""},
+		{"pods switched to another model", dep(6, 6, "sha256:b"), 5, false, "changed by another release"},
+	} {
+		done, err := rolledOut(tc.d, tc.gen, "sha256:a")
+		if done != tc.done || (tc.errLike == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.errLike)) {
+			t.Errorf("%s: done=%v err=%v; want done=%v err like %q", tc.name, done, err, tc.done, tc.errLike)
+		}
+	}
+}
+
+func ptr32(i int32) *int32 { return &i }

@@ -2,9 +2,13 @@ package publish
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -106,10 +110,19 @@ func (h *History) previous() (HistoryEntry, bool) {
 // compare-and-swap on the history object (S3 If-Match / If-None-Match), retried on conflict, so
 // concurrent deploys never lose an entry.
 func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time, rollback bool) (bool, error) {
+	return appendHistoryIf(ctx, s, o, now, rollback, nil)
+}
+
+// appendHistoryIf is appendHistory whose write holds only while guard accepts the history it
+// would append to (checked on every read, so a write that conflicted and re-read decides again).
+func appendHistoryIf(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time, rollback bool, guard func(*History) error) (bool, error) {
 	uri := historyURI(o.RegistryURI, o.ModelName, o.Namespace, o.Environment)
 	c, ok := s.(objstore.Conditional)
 	if !ok {
 		return false, fmt.Errorf("writing %s history: the store has no conditional writes", o.Environment)
+	}
+	if err := checkConditional(ctx, s, o.RegistryURI, o.ModelName); err != nil {
+		return false, err
 	}
 	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 1, Steps: 12, Cap: 2 * time.Second}
 	var changed bool
@@ -125,6 +138,11 @@ func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now t
 			changed = false
 			return nil
 		}
+		if guard != nil {
+			if err := guard(h); err != nil {
+				return err
+			}
+		}
 		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback})
 		b, _ := json.MarshalIndent(h, "", "  ")
 		changed = true
@@ -137,4 +155,36 @@ func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now t
 		return false, fmt.Errorf("writing %s history: %w", o.Environment, err)
 	}
 	return changed, nil
+}
+
+// conditionalOK remembers the stores (and registries in them) seen to honour conditional writes.
+var conditionalOK sync.Map
+
+type probed struct {
+	store    any
+	registry string
+}
+
+// checkConditional refuses a store that ignores conditional writes (objstore.ProbeConditional),
+// once per registry and process: the history and the version claims rely on them, and without
+// them concurrent writers would lose entries silently.
+func checkConditional(ctx context.Context, s objstore.Store, registry, model string) error {
+	key, cacheable := probed{s, registry}, reflect.TypeOf(s).Comparable()
+	if _, ok := conditionalOK.Load(key); cacheable && ok {
+		return nil
+	}
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	probe := modelDir(registry, model).Join(claimsDir, ".probe-"+hex.EncodeToString(r[:])).String()
+	err := objstore.ProbeConditional(ctx, s, probe)
+	switch {
+	case errors.Is(err, objstore.ErrNoConditionalWrites):
+		return exitcode.Invalidf("the model registry %s cannot be used: %v; gantry needs S3 conditional writes (If-Match/If-None-Match: MinIO, AWS S3 since 2024) to keep histories and versions without lost updates", registry, err)
+	case err != nil:
+		return exitcode.Retryable(err)
+	}
+	if cacheable {
+		conditionalOK.Store(key, true)
+	}
+	return nil
 }

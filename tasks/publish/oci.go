@@ -49,6 +49,26 @@ type OCIFile struct {
 	Open func() (io.ReadCloser, error)
 }
 
+// PushChecker is an OCI pusher that can tell, before anything is written anywhere, whether it
+// may push to ref (Publish asks it first).
+type PushChecker interface {
+	CheckPush(ctx context.Context, ref string) error
+}
+
+// CheckPush writes the OCI empty config blob (2 bytes, part of every artifact gantry pushes) to
+// ref's repository: the registry's answer to a real write, with the credentials the push uses.
+func (r RemotePusher) CheckPush(ctx context.Context, ref string) error {
+	repo, err := name.NewRepository(ref)
+	if err != nil {
+		return exitcode.Invalidf("--oci-ref %q: %v", ref, err)
+	}
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, r.Options...)
+	if err := remote.WriteLayer(repo, static.NewLayer(emptyConfig, "application/vnd.oci.empty.v1+json"), opts...); err != nil {
+		return pushError(fmt.Errorf("checking that %s accepts pushes: %w", repo, err))
+	}
+	return nil
+}
+
 // RemotePusher pushes with go-containerregistry using the default keychain.
 type RemotePusher struct {
 	Options []remote.Option

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,9 +164,21 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	// The registry's credentials are checked before anything is written: a push that can never
+	// succeed must not leave a committed version behind it (and a retry that fails the same way).
+	if o.OCIRef != "" {
+		if pc, ok := p.oci.(PushChecker); ok {
+			if err := pc.CheckPush(ctx, o.OCIRef); err != nil {
+				return nil, err
+			}
+		}
+	}
 	hc, ok := p.store.(objstore.HashCopier)
 	if !ok {
 		return nil, fmt.Errorf("publishing: the store cannot copy with checksums")
+	}
+	if err := checkConditional(ctx, p.store, o.RegistryURI, o.ModelName); err != nil {
+		return nil, err
 	}
 	srcDir, _ := objstore.Parse(o.SourceURI)
 	src, etags, err := p.listSource(ctx, srcDir)
@@ -198,6 +211,9 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		p.log.Info("model already published with the same content", "version", version, "digest", digest)
 		out := &Published{Manifest: *existing, URI: dir.String(), Reused: true}
 		return out, p.pushOCI(ctx, o, out)
+	}
+	if err := p.claim(ctx, o, version, digest); err != nil {
+		return nil, err
 	}
 	for _, f := range files {
 		// Verify what landed before committing to it: the copy's checksum is the one the digest
@@ -376,6 +392,51 @@ func (p *Publisher) pushOCI(ctx context.Context, o PublishOptions, out *Publishe
 	return nil
 }
 
+// claimsDir holds one create-only claim per version being published (<model>/.claims/<version>.json).
+const claimsDir = ".claims"
+
+// claim reserves version for this content before any file is copied into it: a create-only
+// write (If-None-Match) of the claim, holding the digest. A second publish of the same content
+// (a retry, an interrupted publish completed) finds its own claim and goes on; one of other
+// content under the same explicit --version is refused before it could overwrite a file of the
+// first — the manifest, written last, could otherwise commit a mix of the two.
+func (p *Publisher) claim(ctx context.Context, o PublishOptions, version, digest string) error {
+	c, ok := p.store.(objstore.Conditional)
+	if !ok {
+		return fmt.Errorf("publishing: the store has no conditional writes")
+	}
+	if err := checkConditional(ctx, p.store, o.RegistryURI, o.ModelName); err != nil {
+		return err
+	}
+	uri := modelDir(o.RegistryURI, o.ModelName).Join(claimsDir, version+".json").String()
+	type claimed struct {
+		Digest string    `json:"digest"`
+		Run    string    `json:"run,omitempty"`
+		Time   time.Time `json:"time"`
+	}
+	b, _ := json.Marshal(claimed{Digest: digest, Run: o.Run, Time: p.now().UTC()})
+	err := c.PutIf(ctx, uri, b, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, objstore.ErrConflict) {
+		return fmt.Errorf("claiming version %s: %w", version, err)
+	}
+	cur, _, err := c.ReadVersion(ctx, uri, 1<<20)
+	if err != nil {
+		return fmt.Errorf("reading the claim of version %s: %w", version, err)
+	}
+	var other claimed
+	if err := json.Unmarshal(cur, &other); err != nil {
+		return fmt.Errorf("the claim of version %s is corrupt: %w", version, err)
+	}
+	if other.Digest == digest {
+		return nil
+	}
+	return exitcode.Invalidf("version %s of %s is taken by other content (%s, claimed by %s at %s); this content is %s: versions are immutable, choose another --version",
+		version, o.ModelName, other.Digest, orNone(other.Run), other.Time.Format(time.RFC3339), digest)
+}
+
 // pickVersion returns the version to write, or the existing manifest when
 // the same content is already published.
 func (p *Publisher) pickVersion(ctx context.Context, o PublishOptions, digest string, read manifestCache) (string, *manifest.Manifest, error) {
@@ -430,7 +491,7 @@ func (p *Publisher) versions(ctx context.Context, registry, model string, read m
 	for _, i := range list {
 		rel := strings.TrimPrefix(i.URI, dir.String())
 		v, rest, ok := strings.Cut(rel, "/")
-		if !ok || v == "environments" || v == ".staging" {
+		if !ok || v == "environments" || v == ".staging" || v == claimsDir {
 			continue
 		}
 		vi := out[v]

@@ -131,9 +131,15 @@ func TestInterruptedPublishIsInvisibleAndARerunCompletesIt(t *testing.T) {
 	if err == nil {
 		t.Fatal("publish without a manifest succeeded")
 	}
-	files, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/")
-	if len(files) != 3 {
-		t.Fatalf("want the 3 copied files without a manifest, got %d", len(files))
+	all, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/")
+	var files []objstore.Info
+	for _, f := range all {
+		if !strings.Contains(f.URI, "/"+claimsDir+"/") { // the version's claim (claim) stays with it
+			files = append(files, f)
+		}
+	}
+	if len(files) != 3 || len(all) != 4 {
+		t.Fatalf("want the 3 copied files and the version's claim, without a manifest, got %d objects", len(all))
 	}
 	partial := strings.Split(strings.TrimPrefix(files[0].URI, "s3://models/fashion-mnist/"), "/")[0]
 	if _, err := ReadManifest(e.ctx, e.store, "s3://models/fashion-mnist/"+partial+"/"); !objstore.IsNotExist(err) {
@@ -262,6 +268,10 @@ func TestOCIPushUsesTheMountedDockerConfig(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	if _, err := e.publisher().Publish(e.ctx, o); err == nil || exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "registry-secret") {
 		t.Fatalf("push without credentials: %v (exit %d), want bad input naming the registry-secret: no retry fixes it", err, exitcode.Of(err))
+	}
+	// Refused before anything was written: no version (not even a claim) is left behind.
+	if l, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/"); len(l) != 0 {
+		t.Errorf("the publish refused by the registry left %d objects, e.g. %s", len(l), l[0].URI)
 	}
 	dir := t.TempDir()
 	auth := base64.StdEncoding.EncodeToString([]byte("pusher:s3cret"))
@@ -551,4 +561,81 @@ func TestORASPullsTheArtifact(t *testing.T) {
 			t.Errorf("%s: oras wrote %q (%v), the version holds %q", f.Path, got, err, want)
 		}
 	}
+}
+
+// Two publishes of different content under one explicit --version: the second is refused before
+// it copies a byte (it would otherwise overwrite the first's files under its manifest), and the
+// first version still verifies.
+func TestExplicitVersionIsClaimedBeforeAnyCopy(t *testing.T) {
+	e := newEnv(t)
+	a := PublishOptions{SourceURI: e.trainerOutput("run-a", "weights-a"), RegistryURI: "s3://models", ModelName: "fashion-mnist", Version: "v1", Run: "run-a"}
+	b := a
+	b.SourceURI, b.Run = e.trainerOutput("run-b", "weights-b"), "run-b"
+	// A claims v1 and dies before its manifest (simulated: the claim alone, as Publish writes it).
+	pa := e.publisher()
+	files, _, err := pa.hashSource(e.ctx, e.store, a, mustParse(t, a.SourceURI), mustList(t, e, a.SourceURI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pa.claim(e.ctx, a, "v1", manifest.Digest(files)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.publisher().Publish(e.ctx, b)
+	if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "taken by other content") || !strings.Contains(err.Error(), "run-a") {
+		t.Fatalf("publish of other content under a claimed version: %v, want bad input naming the claim", err)
+	}
+	if l, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/v1/"); len(l) != 0 {
+		t.Errorf("the refused publish wrote %d objects into v1", len(l))
+	}
+	// A completes (its retry finds its own claim), and v1 is A's content.
+	p, err := e.publisher().Publish(e.ctx, a)
+	if err != nil {
+		t.Fatalf("the claim holder's retry: %v", err)
+	}
+	if m, err := Verify(e.ctx, e.store, p.URI); err != nil || m.Workflow != "run-a" {
+		t.Errorf("v1 after both: %+v %v", m, err)
+	}
+}
+
+// ignoringStore accepts every conditional write: a store that ignores If-None-Match.
+type ignoringStore struct{ *objstore.Router }
+
+func (s ignoringStore) PutIf(ctx context.Context, uri string, b []byte, _ string) error {
+	return objstore.PutBytes(ctx, s.Router, uri, b)
+}
+
+// A store that ignores conditional writes is refused (bad input: no retry makes it honour them)
+// before anything is published or recorded.
+func TestStoreIgnoringConditionalWritesIsRefused(t *testing.T) {
+	e := newEnv(t)
+	s := ignoringStore{e.store}
+	_, err := NewPublisher(s).Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("run-a", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "conditional writes") {
+		t.Fatalf("publish on a store ignoring If-None-Match: %v, want bad input", err)
+	}
+	if l, _ := e.store.List(e.ctx, "s3://models/fashion-mnist/"); len(l) != 0 {
+		var names []string
+		for _, i := range l {
+			names = append(names, i.URI)
+		}
+		t.Errorf("the refused publish left objects: %v", names)
+	}
+}
+
+func mustParse(t *testing.T, uri string) objstore.URI {
+	t.Helper()
+	u, err := objstore.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func mustList(t *testing.T, e *env, uri string) []manifest.File {
+	t.Helper()
+	files, _, err := e.publisher().listSource(e.ctx, mustParse(t, uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

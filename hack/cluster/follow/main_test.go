@@ -144,7 +144,7 @@ func TestUntil(t *testing.T) {
 func TestBadArguments(t *testing.T) {
 	var bad badArgs
 	for _, args := range [][]string{
-		{"run"},                                    // no deadline
+		{"run"}, // no deadline
 		{"--deadline", "1", "--until", "x", "run"}, // unknown until
 		{"--deadline", "1"},                        // no run
 		{"--deadline", "soon", "run"},              // not a number
