@@ -21,7 +21,7 @@ func TestTrainRepositoryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(b)
-	for _, want := range []string{`.target.repository == \"ml/trainer\"`, "value: registry.example.com:5000/ml/trainer"} {
+	for _, want := range []string{`.target.repository == "ml/trainer"`, "value: registry.example.com:5000/ml/trainer"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("push-trigger.yaml lacks %q", want)
 		}

@@ -84,8 +84,10 @@ EOF
   k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-release.yaml >/dev/null
   # The Tekton catalog and ml-pipeline (Tekton's webhook validates them on the way in), where
   # Tekton is installed (up.sh --no-tekton leaves it out).
+  kinds=workflowtemplates
   if k get crd pipelines.tekton.dev >/dev/null 2>&1; then
     k -n "${ns}" apply --server-side --force-conflicts --field-manager=gantry -f _output/gantry-tekton-release.yaml >/dev/null
+    kinds+=,pipelines.tekton.dev
   fi
-  log "gantry installed in namespace ${ns}: $(k -n "${ns}" get workflowtemplates,pipelines.tekton.dev -o name | tr '\n' ' ')"
+  log "gantry installed in namespace ${ns}: $(k -n "${ns}" get "${kinds}" -o name | tr '\n' ' ')"
 done
