@@ -665,7 +665,7 @@ func TestRollbackRetriedAfterACrashAtEachSideEffect(t *testing.T) {
 func TestRolledOutJudgesOnlyThisStepsRollout(t *testing.T) {
 	dep := func(gen, observed int64, digest string, cond ...appsv1.DeploymentCondition) *appsv1.Deployment {
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "m-production", Generation: gen},
-			Spec: appsv1.DeploymentSpec{Replicas: ptr32(1), Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnModelDigest: digest}}}},
+			Spec:   appsv1.DeploymentSpec{Replicas: ptr32(1), Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnModelDigest: digest}}}},
 			Status: appsv1.DeploymentStatus{ObservedGeneration: observed, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, Conditions: cond}}
 		return d
 	}
