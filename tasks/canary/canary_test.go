@@ -328,6 +328,12 @@ func TestBaselineDigestIsWhatProductionServed(t *testing.T) {
 	if got := evaluate(t, o).Values()["baseline-digest"]; got != "sha256:production" {
 		t.Errorf("baseline-digest %q, want what production serves", got)
 	}
+	// A production that does not say what it serves (here: gone) is "unknown", which promote
+	// refuses — never "", which once meant "don't check".
+	ts.Close()
+	if got := evaluate(t, o).Values()["baseline-digest"]; got != UnknownBaseline {
+		t.Errorf("unreachable production: baseline-digest %q, want %q", got, UnknownBaseline)
+	}
 }
 
 // The report says why nothing was compared — no production model yet, or a baseline that

@@ -179,7 +179,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, o Options) (*Report, error) {
 		e.log.Info("scoring baseline on the same samples", "endpoint", o.BaselineEndpoint)
 		// Which model production serves now: promote replaces only that one (compare-and-swap).
 		// An unreachable baseline is judged by its scores below (a required one fails the canary).
-		baseDigest, _ := servedDigest(ctx, client, o.BaselineEndpoint, o.BaselineModel)
+		baseDigest, err := servedDigest(ctx, client, o.BaselineEndpoint, o.BaselineModel)
+		if err != nil || baseDigest == "" {
+			// Unknown is said, never left empty: promote refuses it (its compare-and-swap fails
+			// closed) where an empty value once meant "don't check".
+			e.log.Info("could not tell which model the baseline serves", "endpoint", o.BaselineEndpoint, "err", err)
+			baseDigest = UnknownBaseline
+		}
 		bw := e.negotiate(ctx, client, o.BaselineEndpoint, o.BaselineModel, o.Protocol)
 		b := e.score(ctx, newPredictor(client, strings.TrimRight(o.BaselineEndpoint, "/"), o.BaselineModel, bw), data, sample, o)
 		b.Wire = bw.format
@@ -427,10 +433,14 @@ func (r *Report) Values() map[string]string {
 		reason = reason[:1000]
 	}
 	// What production served when the canary compared against it: promote refuses to replace
-	// anything else ("none": there was no production; "": it did not say).
+	// anything else ("none": there was no production; "unknown": it did not say, and promote
+	// refuses that too).
 	baseDigest := NoBaseline
 	if r.Baseline != nil {
 		baseDigest = r.Baseline.ModelDigest
+		if baseDigest == "" {
+			baseDigest = UnknownBaseline
+		}
 	}
 	return map[string]string{
 		"verdict": r.Verdict, "accuracy": fmt.Sprintf("%.4f", r.Candidate.Accuracy), "baseline-accuracy": base,
@@ -447,3 +457,7 @@ func (r *Report) Compared() bool { return r.Baseline != nil && r.Baseline.Answer
 
 // NoBaseline is the baseline-digest result when there was no production to compare against.
 const NoBaseline = "none"
+
+// UnknownBaseline is the baseline-digest result when a baseline was given but which model it
+// serves could not be told (no answer, no digest in its metadata): promote refuses it.
+const UnknownBaseline = "unknown"

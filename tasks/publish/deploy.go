@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -98,8 +99,21 @@ func (o *DeployOptions) Validate() error {
 			return fmt.Errorf("--model-uri: %w", err)
 		}
 	}
+	switch {
+	case o.ExpectLive == "", o.ExpectLive == "none", digestRE.MatchString(o.ExpectLive):
+	case o.ExpectLive == UnknownLive:
+		return exitcode.Invalidf("--expect-live-digest %s: the canary could not tell which model %s served when it compared (the server did not answer or did not say); not replacing it without a compare-and-swap: run the pipeline again", UnknownLive, o.Environment)
+	default:
+		return exitcode.Invalidf("--expect-live-digest %q: want sha256:<64 hex> or \"none\"", o.ExpectLive)
+	}
 	return nil
 }
+
+// UnknownLive is the canary's baseline-digest when production's model could not be told: deploy
+// refuses it (fail closed) instead of skipping the compare-and-swap.
+const UnknownLive = "unknown"
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // Name of the Deployment and Service serving a model in an environment. Production is one per
 // model. Staging is one per run when the run is known ("<model>-stg-<8 hex of the run's

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/publish"
@@ -95,7 +96,19 @@ func New(newKube KubeFunc) *cli.App {
 	}
 	roll := func(deploy bool) cli.ActionFunc {
 		return func(c *cli.Context) error {
-			d, err := deployer(c, do.Validate)
+			validate := do.Validate
+			if deploy {
+				// Production is replaced only by compare-and-swap: a deploy that does not say which
+				// model it replaces (the canary's baseline-digest, "none" for a first model) is
+				// refused, never taken as "don't check" — an empty value is what a lost result gives.
+				validate = func() error {
+					if do.Environment == "production" && do.ExpectLive == "" {
+						return exitcode.Invalidf("--environment production needs --expect-live-digest: the digest production serves now (the canary's baseline-digest), or \"none\" where nothing is served; production is only replaced by compare-and-swap")
+					}
+					return do.Validate()
+				}
+			}
+			d, err := deployer(c, validate)
 			if err != nil {
 				return err
 			}
@@ -157,7 +170,7 @@ func New(newKube KubeFunc) *cli.App {
 					"Results: endpoint, previous-model-uri, model-uri, production-endpoint.",
 				Flags: taskcli.Flags(serveFlags(&do), []cli.Flag{
 					&cli.StringFlag{Name: "expect-live-digest", Destination: &do.ExpectLive,
-						Usage: "deploy only over the model with this digest (\"none\": only where nothing is served): the canary's baseline-digest, so an older approval never replaces a newer production (empty: not checked)"},
+						Usage: "deploy only over the model with this digest (\"none\": only where nothing is served): the canary's baseline-digest, so an older approval never replaces a newer production (required for production; empty: not checked, staging only)"},
 					&cli.StringFlag{Name: "model-uri", Destination: &do.ModelURI, Usage: "published version prefix (from publish's model-uri)"},
 					&cli.StringFlag{Name: "model-digest", Destination: &do.ModelDigest, Usage: "expected model digest (from publish's model-digest)"},
 				}, storeFlags, kubeFlags, common.Flags()),

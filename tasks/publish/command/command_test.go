@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/kubernetes"
@@ -51,6 +52,22 @@ func TestPublishFromFilesystemAndBadInput(t *testing.T) {
 	} {
 		if code, _, stderr := run(args...); code != exitcode.BadInput {
 			t.Errorf("%s: exit %d (%s), want 2", name, code, stderr)
+		}
+	}
+	// Production is replaced only by compare-and-swap: no baseline digest, or the canary's
+	// "unknown", is refused before anything is touched, never taken as "don't check".
+	prod := []string{"deploy", "--environment=production", "--model-uri=file:///x/", "--server-image=s", "--registry-uri=file:///r"}
+	for _, tc := range []struct{ extra, says string }{
+		{"", "needs --expect-live-digest"},
+		{"--expect-live-digest=unknown", "could not tell which model"},
+		{"--expect-live-digest=latest", "want sha256:"},
+	} {
+		args := prod
+		if tc.extra != "" {
+			args = append(append([]string{}, prod...), tc.extra)
+		}
+		if code, _, stderr := run(args...); code != exitcode.BadInput || !strings.Contains(stderr, tc.says) {
+			t.Errorf("production deploy %q: exit %d (%s), want 2 saying %q", tc.extra, code, stderr, tc.says)
 		}
 	}
 }
