@@ -55,10 +55,10 @@ main() {
   # run's own 7-day deadline.
   deadline=$((EPOCHSECONDS + ${DEMO_TIMEOUT:-1800}))
   echo "run: ${run} (the demo waits for it until $(date -d "@${deadline}" +%T))"
-  follow_run "${run}" approval || fail "${run}"
+  follow_run "${run}" "approval" || fail "${run}"
   step "approval requested: argo resume ${run}"
   approve "${run}"
-  follow_run "${run}" done || fail "${run}"
+  follow_run "${run}" "done" || fail "${run}"
   answers
   report
   echo

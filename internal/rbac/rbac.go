@@ -46,6 +46,8 @@ var (
 			Why: "server-side apply (patch; create when new) the environment's Deployment and watch its rollout"},
 		{Group: "", Resources: []string{"services"}, Verbs: []string{"create", "patch"}, Why: "server-side apply (patch; create when new) the environment's Service"},
 		{Group: "", Resources: []string{"pods"}, Verbs: []string{"list"}, Why: "a failed rollout's pod states, for its reason"},
+		{Group: "coordination.k8s.io", Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"},
+			Why: "the model's release lock (Lease gantry-release-<model>): promote and rollback hold it while they change production"},
 		podLogs,
 	}
 	teardownRules = []Rule{

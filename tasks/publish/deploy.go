@@ -198,7 +198,13 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 		return nil, exitcode.Invalidf("--model-digest %s does not match the manifest of %s (%s)", o.ModelDigest, o.ModelURI, m.Digest)
 	}
 	o.ModelDigest, o.ModelVersion = m.Digest, m.Version
-	return d.apply(ctx, o, false)
+	var res *Deployed
+	err = d.locked(ctx, o, func(ctx context.Context) error {
+		var err error
+		res, err = d.apply(ctx, o, false)
+		return err
+	})
+	return res, err
 }
 
 // checkLive refuses to replace anything but the model the canary compared against (cur: the
@@ -506,6 +512,17 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	if o.Environment != "production" {
 		return nil, exitcode.Invalidf("--environment %s: only production rolls back (staging is one server per run: deploy again or tear it down)", o.Environment)
 	}
+	var res *Deployed
+	err := d.locked(ctx, o, func(ctx context.Context) error {
+		var err error
+		res, err = d.rollback(ctx, o)
+		return err
+	})
+	return res, err
+}
+
+// rollback is Rollback under the release lock.
+func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, error) {
 	name := o.name()
 	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {

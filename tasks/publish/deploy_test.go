@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/google/go-cmp/cmp"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -691,3 +694,113 @@ func TestRolledOutJudgesOnlyThisStepsRollout(t *testing.T) {
 }
 
 func ptr32(i int32) *int32 { return &i }
+
+// fastLocks makes the release lock's lease short for tests.
+func fastLocks(d *Deployer) *Deployer {
+	d.lockTiming = lockTiming{LeaseDuration: time.Second, RenewDeadline: 800 * time.Millisecond, RetryPeriod: 100 * time.Millisecond}
+	return d
+}
+
+// Releases of one model started at once — as from Argo, Tekton and a person at the CLI, each
+// its own Deployer (process) on one API server and one registry, every one compared by its
+// canary against the same production — are serialised by the release lock: in every round
+// exactly one replaces production, the others are refused by the compare-and-swap with its
+// reason, production serves the history's head, and the history gains one entry per round.
+func TestConcurrentReleasesAreLinearisable(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.cluster(t, true)
+	const writers, rounds = 3, 20
+	var deployers [writers]*Deployer
+	for i := range deployers {
+		deployers[i] = fastLocks(NewDeployer(c, e.store))
+	}
+	serving := func() string {
+		dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return "none"
+		}
+		return dep.Annotations[AnnModelDigest]
+	}
+	entries := 0
+	pub := e.publisher() // one publisher: it reads each committed manifest once
+	for round := range rounds {
+		base := serving()
+		var cands [writers]*Published
+		for i := range cands {
+			p, err := pub.Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d-%d", round, i), fmt.Sprintf("w%d-%d", round, i)),
+				RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cands[i] = p
+		}
+		errs := make([]error, writers)
+		var wg sync.WaitGroup
+		for _, i := range rand.Perm(writers) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := e.deployOpts("production")
+				o.ModelURI, o.Run, o.ExpectLive = cands[i].URI, fmt.Sprintf("run-%d-%d", round, i), base
+				_, errs[i] = deployers[i].Deploy(e.ctx, o)
+			}()
+		}
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && won >= 0:
+				t.Fatalf("round %d: writers %d and %d both replaced production %s", round, won, i, base)
+			case err == nil:
+				won = i
+			case exitcode.Of(err) != exitcode.Failed || !strings.Contains(err.Error(), "changed since the canary"):
+				t.Errorf("round %d: writer %d lost with %v (exit %d), want the compare-and-swap's refusal", round, i, err, exitcode.Of(err))
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: no writer replaced production: %v", round, errs)
+		}
+		h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries++
+		head, _ := h.current()
+		if len(h.Entries) != entries || head.Digest != cands[won].Manifest.Digest || serving() != head.Digest {
+			t.Fatalf("round %d: %d history entries (want %d), head %s, serving %s, winner %s", round, len(h.Entries), entries, head.Digest, serving(), cands[won].Manifest.Digest)
+		}
+	}
+	l, err := c.CoordinationV1().Leases("ml").Get(e.ctx, ReleaseLockName("fashion-mnist"), metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "" {
+		t.Errorf("the release lock after the last release: %+v %v, want released", l, err)
+	}
+}
+
+// A release holder that died (its Lease no longer renewed) blocks the next release for about
+// one lease duration, then the next one takes the lock over.
+func TestReleaseTakesOverACrashedHoldersLock(t *testing.T) {
+	e := newEnv(t)
+	c, d := e.cluster(t, true)
+	d = fastLocks(d)
+	p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("r1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, secs := "run-0/killed-pod/1", int32(d.lockTiming.LeaseDuration/time.Second)
+	now := metav1.NewMicroTime(time.Now())
+	if _, err := c.CoordinationV1().Leases("ml").Create(e.ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: ReleaseLockName("fashion-mnist"), Namespace: "ml"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &dead, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o := e.deployOpts("production")
+	o.ModelURI, o.ExpectLive = p.URI, "none"
+	start := time.Now()
+	if _, err := d.Deploy(e.ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	blocked := time.Since(start)
+	if blocked < d.lockTiming.LeaseDuration {
+		t.Errorf("the release went ahead after %s while a holder's %s lease was still valid", blocked, d.lockTiming.LeaseDuration)
+	}
+	t.Logf("a crashed holder blocked the next release for %s (lease duration %s)", blocked.Round(10*time.Millisecond), d.lockTiming.LeaseDuration)
+}

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -100,6 +101,36 @@ func (o *PublishOptions) Validate() error {
 type Publisher struct {
 	store objstore.Store
 	config
+	// manifests are the committed manifests this publisher has read, by model directory: they
+	// never change, so a long-lived publisher reads each once.
+	mu        sync.Mutex
+	manifests map[string]manifestCache
+}
+
+// cached returns a copy of the manifests known for the model directory dir.
+func (p *Publisher) cached(dir string) manifestCache {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := manifestCache{}
+	for k, v := range p.manifests[dir] {
+		out[k] = v
+	}
+	return out
+}
+
+// remember adds what a publish read to the manifests known for dir.
+func (p *Publisher) remember(dir string, read manifestCache) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.manifests == nil {
+		p.manifests = map[string]manifestCache{}
+	}
+	if p.manifests[dir] == nil {
+		p.manifests[dir] = manifestCache{}
+	}
+	for k, v := range read {
+		p.manifests[dir][k] = v
+	}
 }
 
 // config holds what the Options of this package set, for Publisher and Deployer alike.
@@ -109,10 +140,12 @@ type config struct {
 	oci OCIPusher
 	// podCheckEvery is how often a rollout looks at its pods between Deployment events.
 	podCheckEvery time.Duration
+	// lockTiming is the release lock's lease timing (lock.go).
+	lockTiming lockTiming
 }
 
 func newConfig(opts []Option) config {
-	c := config{log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}, podCheckEvery: 3 * time.Second}
+	c := config{log: slog.New(slog.DiscardHandler), now: time.Now, oci: RemotePusher{}, podCheckEvery: 3 * time.Second, lockTiming: DefaultLockTiming}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -185,7 +218,10 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 	if err != nil {
 		return nil, err
 	}
-	read := manifestCache{} // manifests are immutable: each is read once per publish
+	// manifests are immutable: each is read once per publish, and once per publisher
+	cacheKey := modelDir(o.RegistryURI, o.ModelName).String()
+	read := p.cached(cacheKey)
+	defer p.remember(cacheKey, read)
 	if m, version, ok, err := p.unchangedSource(ctx, o, etags, read); err != nil || ok {
 		if err != nil {
 			return nil, err
