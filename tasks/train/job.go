@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -73,11 +74,15 @@ func buildJob(o *Options) *batchv1.Job {
 	spec := batchv1.JobSpec{
 		BackoffLimit: ptr.To(int32(o.BackoffLimit)),
 		// A pod lost to a disruption (eviction, drain, preemption: DisruptionTarget) is replaced
-		// without counting against the backoff limit; a trainer that exits non-zero fails the Job
-		// at once, whatever the limit (its error is not going to go away by itself).
+		// without counting against the backoff limit; a trainer that exits 3 (a transient error,
+		// the house exit code: its store was unreachable) is retried by the Job within its
+		// backoff limit; a trainer that exits otherwise non-zero fails the Job at once, whatever
+		// the limit (its error is not going to go away by itself).
 		PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
 			{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
 				{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
+			{Action: batchv1.PodFailurePolicyActionCount, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+				ContainerName: ptr.To(ContainerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{exitcode.Transient}}},
 			{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 				ContainerName: ptr.To(ContainerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpNotIn, Values: []int32{0}}},
 		}},

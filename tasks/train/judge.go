@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"github.com/gantry-ml/gantry/internal/exitcode"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -13,6 +14,7 @@ type verdict struct {
 	done      bool
 	succeeded bool
 	reason    string    // why it failed, for people
+	transient bool      // it failed on a trainer's transient error (exit 3) after the Job's own retries
 	recheckAt time.Time // look again then even if nothing changes (unschedulable clock)
 }
 
@@ -42,10 +44,11 @@ func judge(job *batchv1.Job, pods []*corev1.Pod, now time.Time, unschedulable ti
 			if c.Reason == "DeadlineExceeded" {
 				reason += fmt.Sprintf(" (deadline %ds)", deref(job.Spec.ActiveDeadlineSeconds))
 			}
-			if why := podFailure(pods); why != "" {
+			why, code := podFailure(pods)
+			if why != "" {
 				reason += "; " + why
 			}
-			return verdict{done: true, reason: reason}
+			return verdict{done: true, reason: reason, transient: code == exitcode.Transient}
 		}
 	}
 	var v verdict
@@ -78,8 +81,8 @@ func judge(job *batchv1.Job, pods []*corev1.Pod, now time.Time, unschedulable ti
 	return v
 }
 
-// podFailure explains the most recent terminated trainer container.
-func podFailure(pods []*corev1.Pod) string {
+// podFailure explains the most recent terminated trainer container, with its exit code.
+func podFailure(pods []*corev1.Pod) (string, int32) {
 	var latest *corev1.ContainerStateTerminated
 	var name string
 	for _, p := range pods {
@@ -90,13 +93,13 @@ func podFailure(pods []*corev1.Pod) string {
 		}
 	}
 	if latest == nil {
-		return ""
+		return "", 0
 	}
 	s := fmt.Sprintf("pod %s exited with code %d (%s)", name, latest.ExitCode, latest.Reason)
 	if latest.Message != "" {
 		s += ": " + latest.Message
 	}
-	return s
+	return s, latest.ExitCode
 }
 
 func memLimit(p *corev1.Pod, container string) string {

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -183,6 +184,10 @@ func (l *Launcher) Run(ctx context.Context, o Options) (Result, error) {
 		if v.deleteJob {
 			l.deleteJob(ctx, &o, "failed fast")
 		}
+		if v.transient {
+			// Exit 3: the template's retry starts a launcher that replaces the failed Job.
+			return res, exitcode.Retryable(errors.New(v.reason))
+		}
 		return res, errors.New(v.reason)
 	}
 	res.Duration = v.duration
@@ -311,6 +316,7 @@ func ptrTo[T any](v T) *T { return &v }
 
 type outcome struct {
 	succeeded bool
+	transient bool
 	reason    string
 	deleteJob bool
 	duration  time.Duration
@@ -361,7 +367,8 @@ func (l *Launcher) wait(ctx context.Context, o *Options) (outcome, error) {
 		all, _ := podInf.Lister().Pods(o.Namespace).List(selector)
 		pods := make([]*corev1.Pod, 0, len(all))
 		for _, p := range all {
-			if selector.Matches(labels.Set(p.Labels)) {
+			// Judged by this Job's pods only: a replaced Job of the same name may leave pods behind.
+			if selector.Matches(labels.Set(p.Labels)) && ownedBy(p, job.UID) {
 				pods = append(pods, p)
 				logs.follow(ctx, p)
 			}
@@ -373,7 +380,7 @@ func (l *Launcher) wait(ctx context.Context, o *Options) (outcome, error) {
 		v := judge(job, pods, l.now(), o.UnschedulableTimeout)
 		if v.done {
 			logs.drain(5 * time.Second)
-			out := outcome{succeeded: v.succeeded, reason: v.reason, deleteJob: !v.succeeded && !jobFinished(job)}
+			out := outcome{succeeded: v.succeeded, transient: v.transient, reason: v.reason, deleteJob: !v.succeeded && !jobFinished(job)}
 			if job.Status.StartTime != nil && job.Status.CompletionTime != nil {
 				out.duration = job.Status.CompletionTime.Sub(job.Status.StartTime.Time)
 			}
@@ -487,4 +494,11 @@ func CompactMetrics(b []byte) (string, error) {
 		}
 		delete(keep, longest)
 	}
+}
+
+// ownedBy reports whether pod belongs to the Job with uid (pods the Job controller creates name
+// it as their controller; a pod naming no controller is not told apart).
+func ownedBy(pod *corev1.Pod, uid types.UID) bool {
+	ref := metav1.GetControllerOf(pod)
+	return ref == nil || ref.Kind != "Job" || ref.UID == uid
 }

@@ -605,22 +605,43 @@ func TestFailedJobIsReplacedByTheNextAttempt(t *testing.T) {
 	}
 }
 
-// Disruptions (eviction, drain, preemption) do not count against the backoff; a trainer that
-// exits non-zero fails the Job at once.
+// Disruptions (eviction, drain, preemption) do not count against the backoff; a trainer's
+// transient error (exit 3) is retried by the Job within its backoff limit; a trainer that exits
+// otherwise non-zero fails the Job at once.
 func TestJobSurvivesDisruptionsAndFailsFastOnItsOwnErrors(t *testing.T) {
 	t.Parallel()
 	o := Options{Namespace: ns, JobName: "run-1-train", Image: "registry.local/trainer@sha256:abc", Timeout: time.Hour}
 	p := buildJob(&o).Spec.PodFailurePolicy
-	if p == nil || len(p.Rules) != 2 {
+	if p == nil || len(p.Rules) != 3 {
 		t.Fatalf("podFailurePolicy %+v", p)
 	}
-	ignore, fail := p.Rules[0], p.Rules[1]
+	ignore, count, fail := p.Rules[0], p.Rules[1], p.Rules[2]
+	if count.Action != batchv1.PodFailurePolicyActionCount || count.OnExitCodes == nil || *count.OnExitCodes.ContainerName != ContainerName ||
+		count.OnExitCodes.Operator != batchv1.PodFailurePolicyOnExitCodesOpIn || len(count.OnExitCodes.Values) != 1 || count.OnExitCodes.Values[0] != exitcode.Transient {
+		t.Errorf("second rule %+v: want Count (retry within the backoff limit) on the trainer's exit 3", count)
+	}
 	if ignore.Action != batchv1.PodFailurePolicyActionIgnore || len(ignore.OnPodConditions) != 1 || ignore.OnPodConditions[0].Type != corev1.DisruptionTarget {
 		t.Errorf("first rule %+v: want Ignore on DisruptionTarget", ignore)
 	}
 	if fail.Action != batchv1.PodFailurePolicyActionFailJob || fail.OnExitCodes == nil || *fail.OnExitCodes.ContainerName != ContainerName ||
 		fail.OnExitCodes.Operator != batchv1.PodFailurePolicyOnExitCodesOpNotIn {
-		t.Errorf("second rule %+v: want FailJob on the trainer's non-zero exit", fail)
+		t.Errorf("third rule %+v: want FailJob on the trainer's other non-zero exits", fail)
+	}
+}
+
+// A Job that ran out of its retries on a trainer's transient error (exit 3) ends the launcher
+// with exit 3 too, so the template's retry replaces the Job (it was exit 1: never retried).
+func TestTransientTrainerFailureIsRetryable(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ch := f.start(context.Background(), f.opts())
+	f.watching()
+	f.addPod(corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: ContainerName,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: exitcode.Transient, Message: "s3: connection refused"}}}}}, corev1.PodSpec{})
+	f.setJobCondition(batchv1.JobFailed, "BackoffLimitExceeded", "")
+	r := awaitRun(t, ch)
+	if exitcode.Of(r.err) != exitcode.Transient || !strings.Contains(r.err.Error(), "exited with code 3") {
+		t.Errorf("err = %v (exit %d), want a transient failure (3) naming the trainer's exit", r.err, exitcode.Of(r.err))
 	}
 }
 
