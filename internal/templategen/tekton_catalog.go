@@ -226,6 +226,7 @@ func TektonPipeline() obj {
 	}
 	teardown := task("teardown-staging", "model-publisher-teardown", nil, kv("run-name", run, "environment", "staging", "model-name", pp("model-name")))
 	teardown["when"] = []obj{{"input": pp("keep-staging"), "operator": "notin", "values": []string{"true"}}}
+	teardown["retries"] = 2
 	// Every way the release can go wrong after promote rolls back: promote ran (it is not None)
 	// and the tasks failed. Promote runs only after everything before it succeeded, so the
 	// failure is promote's or smoke's. undo-run: only this run's deploy is undone, never a model
@@ -235,6 +236,10 @@ func TektonPipeline() obj {
 		"s3-secret", pp("s3-secret"), "server-s3-secret", pp("server-s3-secret"), "s3-endpoint", pp("s3-endpoint")))
 	rollback["when"] = []obj{{"input": "$(tasks.promote.status)", "operator": "notin", "values": []string{"None"}},
 		{"input": "$(tasks.status)", "operator": "in", "values": []string{"Failed"}}}
+	// One transient error must not leave a failed model serving: the rollback is idempotent at
+	// every crash point (its history entry is written first), so it is retried like train; so are
+	// the other finally tasks, which are idempotent too.
+	rollback["retries"] = 2
 	// The run record names the version when publish got that far. A finally task that reads a
 	// result which was never written is skipped, so a run that ended before publish records
 	// through a second task, without the version: exactly one of the two runs.
@@ -246,6 +251,7 @@ func TektonPipeline() obj {
 	record["when"] = []obj{{"input": "$(tasks.publish.status)", "operator": "in", "values": []string{"Succeeded"}}}
 	recordEarly := task("record-unpublished", "model-publisher-record", nil, recordArgs())
 	recordEarly["when"] = []obj{{"input": "$(tasks.publish.status)", "operator": "notin", "values": []string{"Succeeded"}}}
+	record["retries"], recordEarly["retries"] = 2, 2
 	return obj{
 		"apiVersion": "tekton.dev/v1", "kind": "Pipeline",
 		"metadata": obj{"name": "ml-pipeline", "labels": obj{"app.kubernetes.io/part-of": "gantry"},

@@ -536,3 +536,19 @@ func TestEveryStepRunsAsItsOwnLeastPrivilegedAccount(t *testing.T) {
 		}
 	}
 }
+
+// Every finally task of the Tekton pipeline is retried: a transient error in the rollback would
+// otherwise leave the failed model serving (its retry is safe: the rollback is idempotent).
+func TestTektonFinallyTasksAreRetried(t *testing.T) {
+	t.Parallel()
+	spec := TektonPipeline()["spec"].(obj)
+	finally := spec["finally"].([]obj)
+	if len(finally) == 0 {
+		t.Fatal("no finally tasks")
+	}
+	for _, f := range finally {
+		if r, _ := f["retries"].(int); r < 1 {
+			t.Errorf("finally task %v has no retries", f["name"])
+		}
+	}
+}
