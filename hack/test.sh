@@ -18,8 +18,10 @@ hack/verify.sh
 phase "Argo v4 validation"
 hack/verify-argo-v4.sh
 phase "go vet"
-go vet ./...
-go vet -tags e2e ./e2e
+# With -race, as the tests are built: vet's compile of every package is the tests' too (cold,
+# one compile of the dependencies instead of two).
+go vet -race ./...
+go vet -race -tags e2e ./e2e
 
 phase "go test"
 go test -race -count=1 -timeout 20m ./... 2>&1 | tee /tmp/gantry-test.log
