@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"github.com/google/go-cmp/cmp"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,14 +62,58 @@ func kubelet(t *testing.T, c *fake.Clientset, ns string) {
 }
 
 // cluster is a fake API server whose calls are recorded for the RBAC check, with the fake
-// kubelet rolling Deployments out when rollout is set, and a Deployer on it.
-func (e *env) cluster(t *testing.T, rollout bool) (*fake.Clientset, *Deployer) {
+// kubelet rolling Deployments out when rollout is set, and a Deployer on it. setup runs before
+// anything uses the clientset (its reactors must not change while the kubelet calls it).
+func (e *env) cluster(t *testing.T, rollout bool, setup ...func(*fake.Clientset)) (*fake.Clientset, *Deployer) {
 	c := fake.NewClientset()
-	apiCalls.Attach(c)
+	leasesWithResourceVersions(c)
+	for _, f := range setup {
+		f(c)
+	}
+	apiCalls.Attach(c) // first in the chain: it records every call, then lets the others answer
 	if rollout {
 		kubelet(t, c, "ml")
 	}
 	return c, NewDeployer(c, e.store)
+}
+
+// leasesWithResourceVersions makes the fake API server treat Leases as the real one does: every
+// write gets a new resourceVersion, and an update that carries another than the current one is a
+// Conflict. The fake's own tracker overwrites whatever it is given, so two electors could both
+// "acquire" one Lease — the release lock's mutual exclusion rests on this check.
+func leasesWithResourceVersions(c *fake.Clientset) {
+	var mu sync.Mutex
+	var rv int64
+	gvr := coordinationv1.SchemeGroupVersion.WithResource("leases")
+	c.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l := a.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease).DeepCopy()
+		rv++
+		l.ResourceVersion = strconv.FormatInt(rv, 10)
+		if err := c.Tracker().Create(gvr, l, l.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, l, nil
+	})
+	c.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease).DeepCopy()
+		cur, err := c.Tracker().Get(gvr, l.Namespace, l.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if now := cur.(*coordinationv1.Lease).ResourceVersion; now != l.ResourceVersion {
+			return true, nil, apierrors.NewConflict(gvr.GroupResource(), l.Name, fmt.Errorf("resourceVersion %q is not the current %q", l.ResourceVersion, now))
+		}
+		rv++
+		l.ResourceVersion = strconv.FormatInt(rv, 10)
+		if err := c.Tracker().Update(gvr, l, l.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, l, nil
+	})
 }
 
 func (e *env) deployOpts(env string) DeployOptions {
@@ -548,7 +594,7 @@ func TestHistoryIsPerNamespace(t *testing.T) {
 // at the worst moment).
 type failingStore struct {
 	objstore.Store
-	failPuts int
+	failPuts atomic.Int32
 }
 
 func (s *failingStore) ReadVersion(ctx context.Context, uri string, limit int64) ([]byte, string, error) {
@@ -556,8 +602,7 @@ func (s *failingStore) ReadVersion(ctx context.Context, uri string, limit int64)
 }
 
 func (s *failingStore) PutIf(ctx context.Context, uri string, b []byte, version string) error {
-	if s.failPuts > 0 && strings.Contains(uri, "/environments/") {
-		s.failPuts--
+	if strings.Contains(uri, "/environments/") && s.failPuts.Add(-1) >= 0 {
 		return fmt.Errorf("injected: connection reset writing %s", uri)
 	}
 	return s.Store.(objstore.Conditional).PutIf(ctx, uri, b, version)
@@ -583,7 +628,22 @@ func TestRollbackRetriedAfterACrashAtEachSideEffect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			fs := &failingStore{Store: e.store}
-			c, _ := e.cluster(t, true)
+			var armed, failed atomic.Bool
+			c, _ := e.cluster(t, true, func(c *fake.Clientset) {
+				if tc.fail == "history" {
+					return
+				}
+				c.PrependReactor(tc.fail, "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					// the Deployment's own write once armed: not the fake kubelet's status patches
+					if p, ok := a.(k8stesting.PatchAction); !armed.Load() || a.GetSubresource() != "" || ok && p.GetPatchType() != types.ApplyPatchType {
+						return false, nil, nil
+					}
+					if !failed.CompareAndSwap(false, true) {
+						return false, nil, nil
+					}
+					return true, nil, apierrors.NewInternalError(fmt.Errorf("injected"))
+				})
+			})
 			d := NewDeployer(c, fs)
 			var v [2]*Published
 			for i := range v {
@@ -604,19 +664,10 @@ func TestRollbackRetriedAfterACrashAtEachSideEffect(t *testing.T) {
 				deploy(v[0], "run-good")
 			}
 			deploy(v[1], "run-bad")
-			switch tc.fail {
-			case "history":
-				fs.failPuts = 1
-			default:
-				failed := false
-				c.PrependReactor(tc.fail, "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-					// the Deployment's own write: not the fake kubelet's status patches
-					if p, ok := a.(k8stesting.PatchAction); failed || a.GetSubresource() != "" || ok && p.GetPatchType() != types.ApplyPatchType {
-						return false, nil, nil
-					}
-					failed = true
-					return true, nil, apierrors.NewInternalError(fmt.Errorf("injected"))
-				})
+			if tc.fail == "history" {
+				fs.failPuts.Store(1)
+			} else {
+				armed.Store(true)
 			}
 			o := e.deployOpts("production")
 			o.Run, o.UndoRun = "run-bad", "run-bad"
