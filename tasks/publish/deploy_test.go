@@ -216,14 +216,7 @@ func TestDeployApplyTwiceIsNoOpAndRollbackRestores(t *testing.T) {
 func TestRollbackIsIdempotentAndNeverReturnsToTheBadModel(t *testing.T) {
 	e := newEnv(t)
 	c, d := e.cluster(t, true)
-	var v [3]*Published
-	for i := range v {
-		p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		v[i] = p
-	}
+	v := e.models(3)
 	serving := func() string {
 		dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -645,14 +638,7 @@ func TestRollbackRetriedAfterACrashAtEachSideEffect(t *testing.T) {
 				})
 			})
 			d := NewDeployer(c, fs)
-			var v [2]*Published
-			for i := range v {
-				p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				v[i] = p
-			}
+			v := e.models(2)
 			deploy := func(p *Published, run string) {
 				o := e.deployOpts("production")
 				o.ModelURI, o.Run = p.URI, run
@@ -854,4 +840,18 @@ func TestReleaseTakesOverACrashedHoldersLock(t *testing.T) {
 		t.Errorf("the release went ahead after %s while a holder's %s lease was still valid", blocked, d.lockTiming.LeaseDuration)
 	}
 	t.Logf("a crashed holder blocked the next release for %s (lease duration %s)", blocked.Round(10*time.Millisecond), d.lockTiming.LeaseDuration)
+}
+
+// models publishes n distinct versions of fashion-mnist.
+func (e *env) models(n int) []*Published {
+	e.t.Helper()
+	v := make([]*Published, n)
+	for i := range v {
+		p, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(fmt.Sprintf("r%d", i), fmt.Sprintf("w%d", i)), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		v[i] = p
+	}
+	return v
 }
