@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -62,7 +61,6 @@ func (d *Deployer) locked(ctx context.Context, o DeployOptions, fn func(context.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
-		once    sync.Once
 		started = make(chan struct{})
 		done    = make(chan struct{})
 		ferr    error
@@ -73,7 +71,7 @@ func (d *Deployer) locked(ctx context.Context, o DeployOptions, fn func(context.
 		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
-				once.Do(func() { close(started) })
+				close(started) // a LeaderElector calls it once per Run
 				d.log.Info("holding the release lock", "lease", name, "holder", id)
 				ferr = fn(lctx)
 				close(done)

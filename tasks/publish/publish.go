@@ -441,9 +441,7 @@ func (p *Publisher) claim(ctx context.Context, o PublishOptions, version, digest
 	if !ok {
 		return fmt.Errorf("publishing: the store has no conditional writes")
 	}
-	if err := checkConditional(ctx, p.store, o.RegistryURI, o.ModelName); err != nil {
-		return err
-	}
+	// Publish checked, before anything was written, that the store honours create-only writes.
 	uri := modelDir(o.RegistryURI, o.ModelName).Join(claimsDir, version+".json").String()
 	type claimed struct {
 		Digest string    `json:"digest"`
