@@ -377,7 +377,7 @@ func TestFourEyesOnARealRun(t *testing.T) {
 		t.Fatalf("alice submits: %v", err)
 	}
 	run := strings.TrimPrefix(out, "workflow.argoproj.io/")
-	f.waitRun(run, toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(run, toApproval, "approval waiting", awaitingApproval)
 
 	aa, _ := f.as(alice)
 	if _, err := aa.Decide(f.ctx, approve.DecideOptions{Namespace: f.ns, Run: run, Decision: "approve"}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(fmt.Sprint(err), "submitted") {

@@ -236,6 +236,14 @@ func nodeIs(display string, p wfv1.NodePhase) func(*wfv1.Workflow) bool {
 	}
 }
 
+// awaitingApproval: the approval node waits and the request step (the notification a person acts
+// on) has finished. Tests act as that person, after the request: a resume while the request's pod
+// starts races the controller's own updates of the run, and Argo's resume gives up after five
+// conflicts in ≈50 ms ("timed out waiting for the condition": seen once in CI).
+func awaitingApproval(w *wfv1.Workflow) bool {
+	return nodeIs("approval", wfv1.NodeRunning)(w) && nodeIs("request-approval(0)", wfv1.NodeSucceeded)(w)
+}
+
 // output is a node's output parameter ("" when absent).
 func output(w *wfv1.Workflow, display, param string) string {
 	n := w.Status.Nodes.FindByDisplayName(display)

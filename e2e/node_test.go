@@ -83,7 +83,7 @@ func TestRunSurvivesTheLossOfItsTrainingNode(t *testing.T) {
 	if _, err := kube.CoreV1().Nodes().Patch(f.ctx, secondNode, types.StrategicMergePatchType, []byte(taint), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitRun(run, nodeLossBound, "approval waiting after the node loss", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(run, nodeLossBound, "approval waiting after the node loss", awaitingApproval)
 	t.Logf("node loss → awaiting approval again: %s", time.Since(lost).Round(time.Second))
 	f.argo("resume", run)
 	w = f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))

@@ -48,7 +48,7 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	f.waitRun(run, toApproval, "training running", nodeIs("train(0)", wfv1.NodeRunning))
 	restartController(f)
 
-	f.waitRun(run, toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(run, toApproval, "approval waiting", awaitingApproval)
 	// Someone who may resume runs but is no approver cannot; an approver's plain argo resume
 	// (kube mode, their own credentials) approves.
 	f.people()
@@ -332,7 +332,7 @@ func TestRejectedRunIsNotPromoted(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	run := f.submit()
-	f.waitRun(run, toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(run, toApproval, "approval waiting", awaitingApproval)
 	f.sh(nil, filepath.Join(binDir, "approver"), "reject", run, "-n", f.ns, "--reason", "e2e: confusion matrix looks off")
 	w := f.waitRun(run, toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
 	if d := output(w, "verify-approval(0)", "decision"); d != "rejected" {
@@ -495,7 +495,7 @@ func TestArgoRetryResumesFromTheFailedStep(t *testing.T) {
 
 	f.sh(map[string]string{"SKIP_IMAGES": "1"}, "hack/cluster/gantry.sh", f.ns) // restores the Role
 	f.argo("retry", run)
-	w = f.waitRun(run, toApproval, "approval waiting after retry", nodeIs("approval", wfv1.NodeRunning))
+	w = f.waitRun(run, toApproval, "approval waiting after retry", awaitingApproval)
 	f.argo("terminate", run)
 	if n := w.Status.Nodes.FindByDisplayName("train(0)"); n == nil || n.ID != trainPod || n.Phase != wfv1.NodeSucceeded {
 		t.Errorf("training was not kept across the retry: %s", summary(w))
@@ -625,7 +625,7 @@ func TestTrainingRetriesAfterAFailureAndSurvivesAnEviction(t *testing.T) {
 		t.Fatalf("evicting %s: %v", pod.Name, err)
 	}
 	t.Logf("evicted %s", pod.Name)
-	f.waitRun(run, toApproval, "approval waiting after the retry and the eviction", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(run, toApproval, "approval waiting after the retry and the eviction", awaitingApproval)
 	f.argo("terminate", run)
 	j, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, job, metav1.GetOptions{})
 	if err != nil {

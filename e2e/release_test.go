@@ -121,7 +121,7 @@ func TestOverlappingRunsReleaseOnlyTheirOwnModel(t *testing.T) {
 	f.waitRun(weak, 3*toApproval, "the weak run failed its canary", phaseIs(wfv1.WorkflowFailed))
 	var ws []*wfv1.Workflow
 	for _, run := range runs[:2] {
-		ws = append(ws, f.waitRun(run, 3*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning)))
+		ws = append(ws, f.waitRun(run, 3*toApproval, "approval waiting", awaitingApproval))
 	}
 	// Both waiting runs still have their own staging server, serving their own model, after the
 	// weak run's exit handler tore its own down.
@@ -190,7 +190,7 @@ func TestFirstReleaseFailingItsSmokeTestLeavesNothingServing(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	run := f.submit(quick(3, "smoke-min-accuracy=0.99")...)
-	f.waitRun(run, 2*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(run, 2*toApproval, "approval waiting", awaitingApproval)
 	f.argo("resume", run)
 	w := f.waitRun(run, toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
 	if out := output(w, "rollback(0)", "outcome"); !strings.Contains(out, "removed the production server") {
@@ -215,14 +215,14 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	t.Parallel()
 	f := given(t)
 	first := f.submit(quick(4)...)
-	f.waitRun(first, 2*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+	f.waitRun(first, 2*toApproval, "approval waiting", awaitingApproval)
 	f.argo("resume", first)
 	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 	good := output(w1, "publish(0)", "model-digest")
 
 	second, third := f.submit(quick(5)...), f.submit(quick(6, "smoke-min-accuracy=0.99")...)
 	for _, run := range []string{second, third} {
-		w := f.waitRun(run, 3*toApproval, "approval waiting", nodeIs("approval", wfv1.NodeRunning))
+		w := f.waitRun(run, 3*toApproval, "approval waiting", awaitingApproval)
 		if output(w, "canary(0)", "baseline-digest") != good {
 			t.Fatalf("%s's canary compared against %q, want production's %s", run, output(w, "canary(0)", "baseline-digest"), good)
 		}
