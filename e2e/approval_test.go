@@ -202,7 +202,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	}
 	// ... nor can she write alice's decision, or the Argo Server's actor label, by hand.
 	forbidden(t, "mallory: a decision in alice's name", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		approve.DecisionPrefix + f.normal(alice): fmt.Sprintf("approved %s/%s %s", w.UID, node, f.user(alice))}}}), "only approvers")
+		approve.DecisionKey(f.user(alice)): fmt.Sprintf("approved %s/%s - %s", w.UID, node, f.user(alice))}}}), "only approvers")
 	forbidden(t, "mallory: the Argo Server's actor label", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"labels": map[string]string{
 		approve.ArgoActorLabel: f.normal(alice), approve.ArgoActionLabel: "Resume"}}}), "may only name you")
 	forbidden(t, "mallory: recorded as having resumed", patchAs(ctx, mwf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"labels": map[string]string{
@@ -211,9 +211,9 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	// alice: only in her own name, only for this run.
 	_, awf := f.as(alice)
 	forbidden(t, "alice: a decision in bob's name", patchAs(ctx, awf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		approve.DecisionPrefix + f.normal(bob): fmt.Sprintf("approved %s/%s %s", w.UID, node, f.user(bob))}}}), "your own name")
+		approve.DecisionKey(f.user(bob)): fmt.Sprintf("approved %s/%s - %s", w.UID, node, f.user(bob))}}}), "your own name")
 	forbidden(t, "alice: her decision bound to another run", patchAs(ctx, awf, f.ns, w.Name, map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		approve.DecisionPrefix + f.normal(alice): fmt.Sprintf("approved some-other-uid/%s %s", node, f.user(alice))}}}), "this run's UID")
+		approve.DecisionKey(f.user(alice)): fmt.Sprintf("approved some-other-uid/%s - %s", node, f.user(alice))}}}), "this run's UID")
 	// The submitter label is the creator's own name, or nothing.
 	forbidden(t, "alice: a run submitted 'by bob'", func() error {
 		_, err := awf.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "forged-submitter",
@@ -294,7 +294,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	}
 	store, _ := objstore.New(nil)
 	v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: w.Name, Timeout: time.Hour})
-	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.normal(alice) {
+	if err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.user(alice) {
 		t.Errorf("verify after alice: %+v, %v", v, err)
 	}
 
@@ -324,7 +324,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	if got, _ := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(ctx, big.Name, metav1.GetOptions{}); got.Status.CompressedNodes == "" || len(got.Status.Nodes) != 0 {
 		t.Errorf("after alice's decision the run's nodes are no longer compressed: %d plain nodes", len(got.Status.Nodes))
 	}
-	if v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: big.Name, Timeout: time.Hour}); err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.normal(alice) {
+	if v, err := step.Verify(ctx, store, approve.VerifyOptions{Namespace: f.ns, Run: big.Name, Timeout: time.Hour}); err != nil || v.Decision != approve.Approved || v.ApprovedBy != f.user(alice) {
 		t.Errorf("verify of the compressed run after alice: %+v, %v", v, err)
 	}
 }

@@ -271,8 +271,8 @@ func TestTektonApprovedRunIsPromoted(t *testing.T) {
 		t.Errorf("bob changed a decision already made")
 	}
 	_, trs = f.waitTekton(run, tektonToEnd, "run succeeded", runIs("True"))
-	if d, by := result(trs["approval"], "decision"), result(trs["approval"], "approved-by"); d != "approved" || by != f.normal(alice) {
-		t.Errorf("approval: decision %q by %q, want approved by %s", d, by, f.normal(alice))
+	if d, by := result(trs["approval"], "decision"), result(trs["approval"], "approved-by"); d != "approved" || by != f.user(alice) {
+		t.Errorf("approval: decision %q by %q, want approved by %s", d, by, f.user(alice))
 	}
 	dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
 	if err != nil {
@@ -293,7 +293,7 @@ func TestTektonApprovedRunIsPromoted(t *testing.T) {
 	}
 	audit := "s3://models/registry/fashion-mnist/approvals/" + version + "/" + run + ".json"
 	b, err := objstore.ReadAll(f.ctx, f.store("gantry-s3"), audit, 1<<20)
-	if err != nil || !strings.Contains(string(b), f.normal(alice)) {
+	if err != nil || !strings.Contains(string(b), f.user(alice)) {
 		t.Errorf("audit record %s: %s %v", audit, b, err)
 	}
 	// The run owns its training Job (deleting the PipelineRun collects it).

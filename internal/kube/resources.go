@@ -7,4 +7,5 @@ import "k8s.io/apimachinery/pkg/runtime/schema"
 var (
 	WorkflowsResource    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
 	PipelineRunsResource = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+	TaskRunsResource     = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}
 )

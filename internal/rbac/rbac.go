@@ -50,6 +50,16 @@ var (
 			Why: "the model's release lock (Lease gantry-release-<model>): promote and rollback hold it while they change production"},
 		podLogs,
 	}
+	// promoteRules are the release gate's reads (approve.AllowRelease): which pod, and so which
+	// run, this step is; that run's approvals; the Tekton run's decision.
+	promoteRules = []Rule{
+		{Group: "authentication.k8s.io", Resources: []string{"selfsubjectreviews"}, Verbs: []string{"create"},
+			Why: "release gate: which pod this step is (the API server reads it from the pod-bound token; open to every authenticated user by default)"},
+		{Group: "", Resources: []string{"pods"}, Verbs: []string{"get"}, Why: "release gate: its own pod's owner, the run it may promote for"},
+		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "release gate: the run's approval node and decisions"},
+		{Group: "tekton.dev", Resources: []string{"taskruns"}, Verbs: []string{"get"}, Why: "release gate (Tekton): its TaskRun's PipelineRun, the run it may promote for"},
+		{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"get"}, Why: "release gate (Tekton): the run's decision ConfigMap"},
+	}
 	teardownRules = []Rule{
 		{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"delete"}, Why: "delete the environment's Deployment"},
 		{Group: "", Resources: []string{"services"}, Verbs: []string{"delete"}, Why: "delete the environment's Service"},
@@ -74,7 +84,8 @@ func Accounts() []Account {
 			}},
 		{Name: "gantry-publish", Templates: []string{"model-publisher/publish"}, Executor: true, Why: "model-publisher publish: object storage only"},
 		{Name: "gantry-record", Templates: []string{"model-publisher/record"}, Executor: true, Why: "model-publisher record: object storage only"},
-		{Name: "gantry-deploy", Templates: []string{"model-publisher/deploy"}, Executor: true, Why: "model-publisher deploy", Rules: deployRules},
+		{Name: "gantry-deploy", Templates: []string{"model-publisher/deploy"}, Executor: true, Why: "model-publisher deploy",
+			Rules: append(append([]Rule{}, deployRules...), promoteRules...)},
 		// Rollback runs deploy's apply and, when there is no earlier model, teardown: it needs both.
 		{Name: "gantry-rollback", Templates: []string{"model-publisher/rollback"}, Executor: true, Why: "model-publisher rollback (deploy's apply, teardown's delete)",
 			Rules: append(append([]Rule{}, deployRules...), teardownRules...)},
@@ -128,6 +139,13 @@ func Grants(rules []Rule) map[string]bool {
 // ApproveVerb is the RBAC verb on workflows that the admission policy requires of whoever
 // completes an approval node or writes a decision. No API call uses it: it only names who may.
 const ApproveVerb = "approve"
+
+// OperateVerb is the RBAC verb on workflows that the admission policy requires of whoever, other
+// than the Argo controller, changes a gantry run's status (beyond its approval node), its spec
+// (beyond suspend and shutdown), or creates one with status: `argo retry`, `argo resubmit
+// --memoized`, `argo node set`. Whoever holds it can steer what the controller executes; it is
+// not needed to submit, stop, suspend or resume runs. No API call uses it.
+const OperateVerb = "operate"
 
 // ApproverRules are what a person needs to decide with `approver` or `argo resume` (the Role
 // gantry-approver, which an admin binds to approvers; `argo resume` needs get+update).

@@ -2,6 +2,7 @@ package templategen
 
 import (
 	"strconv"
+	"strings"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,12 +43,30 @@ func ApprovalPolicy() []any {
 		return "has(" + obj + ".status) ? [" + field("compressedNodes") + ", " + field("offloadNodeStatusVersion") + "] : ['', '']"
 	}
 	gantryKey := "(k.startsWith('decision.gantry.dev/') || k.startsWith('reason.gantry.dev/'))"
-	policy := newPolicy(approvalPolicyName, admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
+	u := "request.userInfo.username"
+	// A decision value "<decision> <binding> <digest> <user>" belongs to user (the rest of the
+	// value after three fields: a username may hold spaces); mine: the requester's own, for this run.
+	owned := func(val string) string {
+		return "(" + val + ".endsWith(' ' + " + u + ") && " + val + ".substring(0, size(" + val + ") - size(" + u + ") - 1).matches('^[^ ]+ [^ ]+ [^ ]+$'))"
+	}
+	mine := func(val string) string {
+		return "(" + owned(val) + " && " + val + ".substring(0, size(" + val + ") - size(" + u + ") - 1).matches('^(approved|rejected) ' + object.metadata.uid + '/[^ ]+ [^ ]+$'))"
+	}
+	// sameExcept: two maps are equal but for the keys in skip.
+	sameExcept := func(a, b, skip string) string {
+		return "(" + a + ".all(f, f in " + skip + " || (f in " + b + " && " + b + "[f] == " + a + "[f])) && " + b + ".all(f, f in " + skip + " || f in " + a + "))"
+	}
+	isApproval := func(nodes, k string) string {
+		return "(" + nodes + "[" + k + "].type == 'Suspend' && has(" + nodes + "[" + k + "].displayName) && " + nodes + "[" + k + "].displayName == 'approval')"
+	}
+	policy := newPolicy(approvalPolicyName, []admissionv1.Rule{{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}}, probeRule},
 		admissionv1.ValidatingAdmissionPolicySpec{
-			MatchConditions: []admissionv1.MatchCondition{{Name: "not-the-argo-controller", Expression: "request.userInfo.username != '" + ArgoControllerUser + "'"}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "not-the-argo-controller", Expression: "request.userInfo.username != '" + ArgoControllerUser + "'"},
+				{Name: "workflows-or-the-probe", Expression: "request.resource.resource == 'workflows' || object.metadata.name.startsWith('" + probePrefix(approvalPolicyName) + "')"}},
 			Variables: []admissionv1.Variable{
 				v("argoServer", "request.userInfo.username == '"+ArgoServerUser+"'"),
 				v("approver", "authorizer.group('argoproj.io').resource('workflows').namespace(request.namespace).name(request.name).check('"+rbac.ApproveVerb+"').allowed()"),
+				v("operator", "authorizer.group('argoproj.io').resource('workflows').namespace(request.namespace).name(request.name).check('"+rbac.OperateVerb+"').allowed()"),
 				// The requester's name in the form decisions are keyed by (approve.NormalIdentity).
 				v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
 				v("tail", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
@@ -68,10 +87,26 @@ func ApprovalPolicy() []any {
 				v("elsewhere", elsewhere("object")),
 				v("oldElsewhere", "variables.update && "+elsewhere("oldObject")),
 				// Decision and reason annotations this update adds, changes or removes.
+				// On create, decisions are inert: one copied by argo resubmit names the old run's UID.
 				v("changedKeys", "!variables.update ? [] : variables.newAnn.filter(k, "+gantryKey+" && (!(k in variables.oldAnn) || variables.oldAnn[k] != variables.newAnn[k])) + "+
 					"variables.oldAnn.filter(k, "+gantryKey+" && !(k in variables.newAnn))"),
+				v("newStatus", "has(object.status) ? object.status : {}"),
+				v("oldStatus", "variables.update && has(oldObject.status) ? oldObject.status : {}"),
+				v("newSpec", "has(object.spec) ? object.spec : {}"),
+				v("oldSpec", "variables.update && has(oldObject.spec) ? oldObject.spec : {}"),
+				// Status but the nodes, and compressedNodes (the rule above guards it), unchanged; every
+				// node but approval nodes unchanged, and no approval node added or removed.
+				v("otherStatusKept", sameExcept("variables.newStatus", "variables.oldStatus", "['nodes', 'compressedNodes']")+" && "+
+					"variables.newNodes.all(k, "+isApproval("variables.newNodes", "k")+" ? (k in variables.oldNodes && "+isApproval("variables.oldNodes", "k")+") : "+
+					"(k in variables.oldNodes && variables.oldNodes[k] == variables.newNodes[k])) && variables.oldNodes.all(k, k in variables.newNodes)"),
+				// An approval node's type, name, inputs (min-approvals, forbid-self-approval,
+				// approvers, timeout) and start are the controller's: a resume changes only its phase,
+				// message, finish and outputs.
+				v("approvalShapeKept", "variables.touched.all(k, !(k in variables.oldNodes) || !(k in variables.newNodes) || "+
+					sameExcept("variables.newNodes[k]", "variables.oldNodes[k]", "['phase', 'message', 'finishedAt', 'outputs']")+")"),
 			},
 			Validations: []admissionv1.Validation{
+				probeValidation(approvalPolicyName),
 				{Expression: "size(variables.touched) == 0 || variables.approver",
 					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on workflows, Role " + ApproverRole + ") may resume or change the approval node of a gantry run; ' + request.userInfo.username + ' may not'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
@@ -81,12 +116,15 @@ func ApprovalPolicy() []any {
 				{Expression: "size(variables.changedKeys) == 0 || variables.approver",
 					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on workflows) may write gantry decisions; ' + request.userInfo.username + ' may not'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: "variables.changedKeys.all(k, k == 'decision.gantry.dev/' + variables.me || k == 'reason.gantry.dev/' + variables.me)",
-					MessageExpression: "'a decision may only be recorded in your own name (decision.gantry.dev/' + variables.me + ')'",
+				{Expression: "variables.changedKeys.all(k, k.startsWith('reason.gantry.dev/') || ((!(k in variables.newAnn) || " + owned("variables.newAnn[k]") + ") && (!(k in variables.oldAnn) || " + owned("variables.oldAnn[k]") + ")))",
+					MessageExpression: "'a decision may only be recorded, changed or removed in your own name (its value ends in your username, ' + request.userInfo.username + ')'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: "!('decision.gantry.dev/' + variables.me in variables.changedKeys) || !('decision.gantry.dev/' + variables.me in variables.newAnn) || " +
-					"(variables.newAnn['decision.gantry.dev/' + variables.me].endsWith(' ' + request.userInfo.username) && variables.newAnn['decision.gantry.dev/' + variables.me].contains(' ' + object.metadata.uid + '/'))",
-					Message: "a decision must be \"<decision> <this run's UID>/<node ID> <your username>\"",
+				{Expression: "variables.changedKeys.all(k, k.startsWith('reason.gantry.dev/') || !(k in variables.newAnn) || " + mine("variables.newAnn[k]") + ")",
+					Message: "a decision must be \"<approved|rejected> <this run's UID>/<node ID> <model digest> <your username>\"",
+					Reason:  ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "variables.changedKeys.all(k, !k.startsWith('reason.gantry.dev/') || ('decision.gantry.dev/' + k.substring(18) in variables.newAnn ? " + owned("variables.newAnn['decision.gantry.dev/' + k.substring(18)]") +
+					" : ('decision.gantry.dev/' + k.substring(18) in variables.oldAnn && " + owned("variables.oldAnn['decision.gantry.dev/' + k.substring(18)]") + ")))",
+					Message: "a reason belongs to the decision under the same key: only its decider may write it",
 					Reason:  ptr.To(metav1.StatusReasonForbidden)},
 				// Argo writes its creator/actor labels from the client's credentials (kube mode: the
 				// certificate's CN or the token's subject) or, in the Argo Server, from the SSO claims.
@@ -107,19 +145,31 @@ func ApprovalPolicy() []any {
 				{Expression: "!('" + submitterLabel + "' in variables.newLabels) || (variables.update ? ('" + submitterLabel + "' in variables.oldLabels && variables.oldLabels['" + submitterLabel + "'] == variables.newLabels['" + submitterLabel + "']) : variables.newLabels['" + submitterLabel + "'] == variables.me)",
 					MessageExpression: "'" + submitterLabel + " must be your own name (' + variables.me + ') when the run is created, and never changes'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				// Only the controller writes what the controller executes.
+				{Expression: "!variables.update || variables.approvalShapeKept",
+					Message: "an approval node's type, name, inputs and start are the Argo controller's: a decision changes only its phase, message, finish and outputs",
+					Reason:  ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "variables.operator || (variables.update ? variables.otherStatusKept : variables.newStatus.all(f, variables.newStatus[f] == null))",
+					MessageExpression: "'only the Argo controller (or an operator: RBAC verb " + rbac.OperateVerb + " on workflows, for argo retry) may write the status of a gantry run other than its approval node; ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "!variables.update || variables.operator || " + sameExcept("variables.newSpec", "variables.oldSpec", "['suspend', 'shutdown']"),
+					MessageExpression: "'only an operator (RBAC verb " + rbac.OperateVerb + " on workflows) may change a gantry run\\'s spec once it is submitted (argo suspend, resume, stop and terminate change only spec.suspend and spec.shutdown); ' + request.userInfo.username + ' may not'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 			},
 		})
 	// Tekton has no suspend: a decision is a ConfigMap gantry-approval-<PipelineRun> that
 	// `approver approve|reject --tekton` creates and `approver wait` watches for. Only an
 	// approver of that PipelineRun may create it, only in their own name, and nobody may change it.
-	tektonPolicy := newPolicy(tektonPolicyName, admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+	tektonPolicy := newPolicy(tektonPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}, probeRule},
 		admissionv1.ValidatingAdmissionPolicySpec{
-			MatchConditions: []admissionv1.MatchCondition{{Name: "gantry-decision", Expression: "object.metadata.name.startsWith('" + TektonDecisionPrefix + "')"}},
+			MatchConditions: []admissionv1.MatchCondition{{Name: "gantry-decision", Expression: "(request.resource.resource == 'configmaps' && object.metadata.name.startsWith('" + TektonDecisionPrefix + "')) || " +
+				"(request.resource.resource == 'leases' && object.metadata.name.startsWith('" + probePrefix(tektonPolicyName) + "'))"}},
 			Variables: []admissionv1.Variable{
 				v("run", "object.metadata.name.substring("+strconv.Itoa(len(TektonDecisionPrefix))+")"),
 				v("approver", "authorizer.group('tekton.dev').resource('pipelineruns').namespace(request.namespace).name(variables.run).check('"+rbac.ApproveVerb+"').allowed()"),
 			},
 			Validations: []admissionv1.Validation{
+				probeValidation(tektonPolicyName),
 				{Expression: "request.operation == 'CREATE'", Message: "a gantry decision is immutable: it cannot be changed once made",
 					Reason: ptr.To(metav1.StatusReasonForbidden)},
 				{Expression: "variables.approver",
@@ -133,17 +183,34 @@ func ApprovalPolicy() []any {
 	return []any{policy, bindingFor(approvalPolicyName), tektonPolicy, bindingFor(tektonPolicyName)}
 }
 
-// newPolicy is a ValidatingAdmissionPolicy on CREATE and UPDATE of rule's resources that refuses
+// newPolicy is a ValidatingAdmissionPolicy on CREATE and UPDATE of rules' resources that refuses
 // when it cannot be evaluated, with spec's conditions, variables and validations.
-func newPolicy(name string, rule admissionv1.Rule, spec admissionv1.ValidatingAdmissionPolicySpec) *admissionv1.ValidatingAdmissionPolicy {
+func newPolicy(name string, rules []admissionv1.Rule, spec admissionv1.ValidatingAdmissionPolicySpec) *admissionv1.ValidatingAdmissionPolicy {
 	spec.FailurePolicy = ptr.To(admissionv1.Fail)
-	spec.MatchConstraints = &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
-		Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}, Rule: rule}}}}
+	spec.MatchConstraints = &admissionv1.MatchResources{}
+	for _, rule := range rules {
+		spec.MatchConstraints.ResourceRules = append(spec.MatchConstraints.ResourceRules, admissionv1.NamedRuleWithOperations{RuleWithOperations: admissionv1.RuleWithOperations{
+			Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}, Rule: rule}})
+	}
 	return &admissionv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
 		Spec:       spec,
 	}
+}
+
+// Fail closed: promote creates (dry run) a Lease named probePrefix(policy)-…, which the policy
+// refuses first of all, with a message naming itself. Admitted means the policy does not select
+// the namespace (or is gone), and promote refuses to deploy (approve.AllowRelease).
+var probeRule = admissionv1.Rule{APIGroups: []string{"coordination.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"leases"}}
+
+// probePrefix is approve.PolicyProbe (templategen does not import the task packages' internals).
+func probePrefix(policy string) string { return "gantry-policy-probe-" + strings.TrimPrefix(policy, "gantry-") }
+
+func probeValidation(policy string) admissionv1.Validation {
+	return admissionv1.Validation{Expression: "request.resource.resource != 'leases'",
+		Message: "gantry's approval policy " + policy + " is in force in this namespace (this Lease is promote's probe of it)",
+		Reason:  ptr.To(metav1.StatusReasonForbidden)}
 }
 
 // bindingFor denies what the policy refuses in namespaces labelled gantry.dev/approval-policy=enforce.

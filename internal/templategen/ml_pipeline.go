@@ -125,7 +125,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		// goes out alongside, one pod start-up sooner than after it. Decisions bind to the
 		// publish step's digest, not to the request; verify still needs both.
 		{Name: "approval", Depends: "canary", Template: "approval",
-			Arguments: args("timeout", wp("approval-timeout"), "min-approvals", wp("min-approvals"), "forbid-self-approval", wp("forbid-self-approval"))},
+			Arguments: args("timeout", wp("approval-timeout"), "min-approvals", wp("min-approvals"), "forbid-self-approval", wp("forbid-self-approval"), "approvers", wp("approvers"))},
 		{Name: "verify-approval", Depends: "approval && request-approval", TemplateRef: ref("approver", "verify"), Arguments: with(s3,
 			"timeout", wp("approval-timeout"), "approvers", wp("approvers"),
 			"audit-uri", "s3://"+wp("bucket")+"/registry/"+wp("model-name")+"/approvals/"+tp("publish", "model-version")+"/",
@@ -141,7 +141,8 @@ func Pipeline() *wfv1.WorkflowTemplate {
 		Name:    "approval",
 		Suspend: &wfv1.SuspendTemplate{Duration: "{{inputs.parameters.timeout}}"},
 		// The node's inputs are what `approver approve` and verify read the four-eyes rules from.
-		Inputs: wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "timeout"}, {Name: "min-approvals"}, {Name: "forbid-self-approval"}}},
+		// promote reads them from the node too: the controller writes them, and nobody else may.
+		Inputs: wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "timeout"}, {Name: "min-approvals"}, {Name: "forbid-self-approval"}, {Name: "approvers"}}},
 		Outputs: wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", Description: wfv1.AnyStringPtr("approved or rejected; plain `argo resume` approves"),
 			ValueFrom: &wfv1.ValueFrom{Supplied: &wfv1.SuppliedValueFrom{}, Default: wfv1.AnyStringPtr("approved")}}}},
 	}

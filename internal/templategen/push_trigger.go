@@ -156,7 +156,7 @@ func PushTriggerAt(host, repository string) []any {
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: NotifierAccount}, Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: NotifierAccount}}}
 	// RBAC cannot say "create only gantry-trigger runs": without this a leaked registry token could
 	// run any pod as any ServiceAccount of the namespace through a Workflow of its own.
-	policy := newPolicy(notifierPolicy, admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
+	policy := newPolicy(notifierPolicy, []admissionv1.Rule{{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}}},
 		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "the-registry-notifier",
 				Expression: "request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.endsWith(':" + NotifierAccount + "')"}},

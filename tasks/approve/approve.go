@@ -204,21 +204,20 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error
 		if err != nil {
 			return err
 		}
-		me := NormalIdentity(who)
-		if decision == Approved && pol.ForbidSelf && me == submitter(wf) {
+		if decision == Approved && pol.ForbidSelf && NormalIdentity(who) == submitter(wf) {
 			return exitcode.Invalidf("you (%s) submitted run %s and it forbids self-approval: another approver must decide", who, o.Run)
 		}
 		if wf.Annotations == nil {
 			wf.Annotations = map[string]string{}
 		}
 		digest := candidateDigest(wf)
-		wf.Annotations[DecisionPrefix+me] = decisionValue(decision, binding(wf, id), digest, who)
+		wf.Annotations[DecisionKey(who)] = decisionValue(decision, binding(wf, id), digest, who)
 		if o.Reason != "" {
-			wf.Annotations[ReasonPrefix+me] = o.Reason
+			wf.Annotations[ReasonKey(who)] = o.Reason
 		} else {
-			delete(wf.Annotations, ReasonPrefix+me)
+			delete(wf.Annotations, ReasonKey(who))
 		}
-		t := count(wf, id, node, pol, nil, "", digest)
+		t := count(wf, id, node, pol, countOptions{Digest: digest})
 		out = &Decided{By: who, Have: t.Have, Need: pol.MinApprovals}
 		if decision == Rejected || t.Have >= pol.MinApprovals {
 			out.Resumed = true
@@ -262,9 +261,11 @@ func (g *Approver) Decide(ctx context.Context, o DecideOptions) (*Decided, error
 // binding names one approval node of one run: "<workflow UID>/<node ID>".
 func binding(wf *wfv1.Workflow, nodeID string) string { return string(wf.UID) + "/" + nodeID }
 
-// NormalIdentity is the one form identities are compared and recorded in: the Argo Server's
-// (its actor label is the DNS-friendly form of the SSO subject, alice@example.com →
-// alice-example.com), applied to kube usernames and allow-list entries alike.
+// NormalIdentity is the form of a name in a label: Argo's actor label (the DNS-friendly form of
+// the SSO subject or kube username, alice@example.com → alice-example.com) and gantry's
+// submitted-by label. It is lossy (alice@example.com, alice:example.com and alice-example.com
+// share it): decisions and allow-lists use exact usernames; this form only tells whether a label
+// may name the same person.
 func NormalIdentity(s string) string {
 	v := nonLabel.ReplaceAllString(strings.TrimSpace(s), "-")
 	if len(v) > 63 {
@@ -289,8 +290,8 @@ type VerifyOptions struct {
 	Namespace string
 	Run       string
 	Node      string
-	Timeout   time.Duration // the suspend's duration: ending at it means it expired
-	Approvers []string      // allow-list; empty allows anyone
+	Timeout   time.Duration // the suspend's duration: ending at it means it expired (0: the node's timeout input)
+	Approvers []string      // allow-list of exact usernames; empty: the node's approvers input, else anyone
 	AuditURI  string        // prefix for <run>.json audit records
 	Candidate Candidate
 	// ModelDigest is the candidate's digest: decisions made on another candidate do not count
@@ -369,6 +370,9 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 		return nil, exitcode.Invalidf("run %s: %v", o.Run, err)
 	}
 	v.MinApprovals = pol.MinApprovals
+	if o.Timeout == 0 {
+		o.Timeout = pol.Timeout
+	}
 	// Expiry first: a node that ran for the whole suspend was resumed by the controller with the
 	// default output, whatever else the run carries.
 	switch {
@@ -384,7 +388,7 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 		if !known {
 			decided = Rejected
 		}
-		t := count(wf, nodeID, node, pol, o.Approvers, decided, o.ModelDigest)
+		t := count(wf, nodeID, node, pol, countOptions{Approvers: o.Approvers, Decided: decided, Digest: o.ModelDigest})
 		v.Decision, v.Reason = t.Decision, t.Reason
 		v.ApprovedBy = strings.Join(t.By, ",")
 		v.Approvers = t.By
@@ -408,16 +412,6 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	}
 	g.log.Info("approval verified", "run", o.Run, "decision", v.Decision, "by", v.ApprovedBy, "reason", v.Reason)
 	return v, nil
-}
-
-// allowed reports whether who is on the allow-list, both in NormalIdentity form.
-func allowed(list []string, who string) bool {
-	for _, x := range list {
-		if NormalIdentity(x) == who && who != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // Waiting is one run waiting for approval.
@@ -476,7 +470,7 @@ func (g *Approver) List(ctx context.Context, ns, node string) ([]Waiting, error)
 		}
 		w := Waiting{Namespace: wf.Namespace, Run: wf.Name, Since: n.StartedAt.Time, Candidate: candidateOf(&wf)}
 		pol, _ := policyOf(n)
-		w.Need, w.Have = pol.MinApprovals, count(&wf, id, n, pol, nil, "", candidateDigest(&wf)).By
+		w.Need, w.Have = pol.MinApprovals, count(&wf, id, n, pol, countOptions{Digest: candidateDigest(&wf)}).By
 		out = append(out, w)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })

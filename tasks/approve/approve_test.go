@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -95,16 +96,20 @@ func TestVerifyDecisions(t *testing.T) {
 		want, by  string
 		reasonHas string
 	}{
-		{name: "plain argo resume (by an approver, as the policy admits) approves", wf: finish(run("r1"), time.Hour, Approved, ""), want: Approved, by: AnonymousApprover},
+		{name: "a resume that names nobody is not an approval", wf: finish(run("r1"), time.Hour, Approved, ""), want: Rejected, reasonHas: "names nobody"},
 		{name: "supplied rejected rejects", wf: finish(run("r2"), time.Hour, Rejected, ""), want: Rejected},
 		{name: "expired suspend is a rejection", wf: finish(run("r3"), day, Approved, ""), want: Rejected, reasonHas: "timed out after 24h0m0s"},
 		{name: "unknown decision rejects", wf: finish(run("r4"), time.Hour, "maybe", ""), want: Rejected, reasonHas: `unknown decision "maybe"`},
-		{name: "anonymous resume with allow-list rejects", wf: finish(run("r5"), time.Hour, Approved, ""), approvers: []string{"alice"}, want: Rejected, reasonHas: "cannot be checked against the approvers list"},
-		{name: "argo server actor label identifies", wf: func() *wfv1.Workflow {
+		{name: "an argo resume is never matched against an allow-list (Argo's label form is lossy)", wf: func() *wfv1.Workflow {
+			wf := finish(run("r5"), time.Hour, Approved, "Resumed by: map[User:alice]")
+			wf.Labels = map[string]string{ArgoActorLabel: "alice", ArgoActionLabel: "Resume"}
+			return wf
+		}(), approvers: []string{"alice"}, want: Rejected, reasonHas: "cannot be matched exactly against the approvers list"},
+		{name: "an argo resume the API server named approves", wf: func() *wfv1.Workflow {
 			wf := finish(run("r6"), time.Hour, Approved, "Resumed by: map[User:alice]")
 			wf.Labels = map[string]string{ArgoActorLabel: "alice", ArgoActionLabel: "Resume"}
 			return wf
-		}(), approvers: []string{"alice"}, want: Approved, by: "alice"},
+		}(), want: Approved, by: "alice"},
 	} {
 		v := verify(t, tc.wf, VerifyOptions{Timeout: day, Approvers: tc.approvers})
 		if v.Decision != tc.want || (tc.by != "" && v.ApprovedBy != tc.by) || !strings.Contains(v.Reason, tc.reasonHas) {
@@ -133,8 +138,8 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 		t.Fatalf("Decide = %+v, %v", d, err)
 	}
 	got, _ := wfc.ArgoprojV1alpha1().Workflows(ns).Get(ctx, "r1", metav1.GetOptions{})
-	if want := "approved uid-r1/r1-1 sha256:abc alice@example.com"; got.Annotations[DecisionPrefix+"alice-example.com"] != want || got.Annotations[ReasonPrefix+"alice-example.com"] != "numbers look right" {
-		t.Errorf("annotations %v, want %s = %q", got.Annotations, DecisionPrefix+"alice-example.com", want)
+	if want := "approved uid-r1/r1-1 sha256:abc alice@example.com"; got.Annotations[DecisionKey("alice@example.com")] != want || got.Annotations[ReasonKey("alice@example.com")] != "numbers look right" {
+		t.Errorf("annotations %v, want %s = %q", got.Annotations, DecisionKey("alice@example.com"), want)
 	}
 	n := got.Status.Nodes["r1-1"]
 	if n.Phase != wfv1.NodeSucceeded || n.Outputs.Parameters[0].Value.String() != Approved || n.Outputs.Parameters[0].ValueFrom != nil {
@@ -147,7 +152,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Decision != Approved || v.ApprovedBy != "alice-example.com" || v.Reason != "numbers look right" {
+	if v.Decision != Approved || v.ApprovedBy != "alice@example.com" || v.Reason != "numbers look right" {
 		t.Errorf("verdict %+v", v)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "r1.json"))
@@ -156,7 +161,7 @@ func TestDecideRecordsIdentityThenVerifyAudits(t *testing.T) {
 	}
 	var audit Verdict
 	json.Unmarshal(b, &audit)
-	if audit.ApprovedBy != "alice-example.com" || audit.Reason != "numbers look right" || audit.Candidate.Accuracy != "0.8861" {
+	if audit.ApprovedBy != "alice@example.com" || audit.Reason != "numbers look right" || audit.Candidate.Accuracy != "0.8861" {
 		t.Errorf("audit record %s", b)
 	}
 	// Deciding again: the run no longer waits.
@@ -197,7 +202,7 @@ func bound(wf *wfv1.Workflow, decision, user, bindTo string) *wfv1.Workflow {
 	if wf.Annotations == nil {
 		wf.Annotations = map[string]string{}
 	}
-	wf.Annotations[DecisionPrefix+NormalIdentity(user)] = decisionValue(decision, bindTo, "sha256:candidate", user)
+	wf.Annotations[DecisionKey(user)] = decisionValue(decision, bindTo, "sha256:candidate", user)
 	return wf
 }
 
@@ -222,33 +227,37 @@ func TestForgedCopiedOrExpiredDecisionsNeverApprove(t *testing.T) {
 			wf := finish(run("f1"), time.Hour, Approved, "")
 			wf.Annotations = map[string]string{"gantry.dev/decision": Approved, "gantry.dev/decided-by": "alice@example.com"}
 			return wf
-		}(), Rejected, "cannot be checked against the approvers list"},
+		}(), Rejected, "names nobody"},
 		{"a decision copied from another run (argo resubmit) does not count", bound(finish(run("f2"), time.Hour, Approved, ""), Approved, "alice@example.com", "uid-original/f2-1"),
-			Rejected, "cannot be checked"},
+			Rejected, "names nobody"},
 		{"a decision bound to another node does not count", bound(finish(run("f3"), time.Hour, Approved, ""), Approved, "alice@example.com", "uid-f3/f3-0"),
-			Rejected, "cannot be checked"},
-		{"a decision keyed by one name but made by another does not count", func() *wfv1.Workflow {
+			Rejected, "names nobody"},
+		{"a decision under alice's key counts as whoever the value names (the policy binds the value to its writer)", func() *wfv1.Workflow {
 			wf := finish(run("f8"), time.Hour, Approved, "")
 			wf.UID = "uid-f8"
-			wf.Annotations = map[string]string{DecisionPrefix + "alice-example.com": decisionValue(Approved, "uid-f8/f8-1", "sha256:candidate", "mallory")}
+			wf.Annotations = map[string]string{DecisionKey("alice@example.com"): decisionValue(Approved, "uid-f8/f8-1", "sha256:candidate", "mallory")}
 			return wf
-		}(), Rejected, "cannot be checked"},
+		}(), Rejected, "mallory is not in the approvers list"},
+		{"names that share Argo's label form are different people", func() *wfv1.Workflow {
+			wf := bound(finish(run("f13"), time.Hour, Approved, ""), Approved, "alice:example.com", "")
+			return bound(wf, Approved, "alice-example.com", "")
+		}(), Rejected, "alice-example.com is not in the approvers list"},
 		{"expiry wins over a copied decision", bound(finish(run("f4"), day, Approved, ""), Approved, "alice@example.com", "uid-original/f4-1"),
 			Rejected, "timed out"},
 		{"expiry wins even over a bound one", bound(finish(run("f5"), day+time.Minute, Approved, ""), Approved, "alice@example.com", ""),
 			Rejected, "timed out"},
 		{"a bound decision by an approver approves", bound(finish(run("f6"), time.Hour, Approved, ""), Approved, "alice@example.com", ""),
 			Approved, ""},
-		{"the Argo Server's actor form matches the allow-list's email form", func() *wfv1.Workflow {
+		{"an argo resume (Argo's lossy label form) is never matched against an allow-list", func() *wfv1.Workflow {
 			wf := finish(run("f7"), time.Hour, Approved, "Resumed by: map[User:alice@example.com]")
 			wf.Labels = map[string]string{ArgoActorLabel: "alice-example.com", ArgoActionLabel: "Resume"}
 			return wf
-		}(), Approved, ""},
+		}(), Rejected, "cannot be matched exactly"},
 		{"an actor label without the Argo Server's resume message (copied by resubmit) does not count", func() *wfv1.Workflow {
 			wf := finish(run("f9"), time.Hour, Approved, "")
 			wf.Labels = map[string]string{ArgoActorLabel: "alice-example.com", ArgoActionLabel: "Resume"}
 			return wf
-		}(), Rejected, "cannot be checked"},
+		}(), Rejected, "names nobody"},
 		{"a bound rejection by anyone wins over approvals", bound(bound(finish(run("f10"), time.Hour, Approved, ""), Approved, "alice@example.com", ""), Rejected, "bob", ""),
 			Rejected, "rejected by bob"},
 		{"an approval node that finished before the run was created (memoized resubmit) does not count", func() *wfv1.Workflow {
@@ -261,8 +270,8 @@ func TestForgedCopiedOrExpiredDecisionsNeverApprove(t *testing.T) {
 		if v.Decision != tc.want || !strings.Contains(v.Reason, tc.reasonHas) {
 			t.Errorf("%s: %s (%q), want %s with %q", tc.name, v.Decision, v.Reason, tc.want, tc.reasonHas)
 		}
-		if v.Decision == Approved && v.ApprovedBy != "alice-example.com" {
-			t.Errorf("%s: approved by %q, want the normal form alice-example.com", tc.name, v.ApprovedBy)
+		if v.Decision == Approved && v.ApprovedBy != "alice@example.com" {
+			t.Errorf("%s: approved by %q, want the exact name alice@example.com", tc.name, v.ApprovedBy)
 		}
 	}
 }
@@ -624,5 +633,37 @@ func TestWaitCountsAnEarlierDecisionOnlyWhenItNamesTheRun(t *testing.T) {
 	v, err = g.Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-6", RunUID: "uid-6", Timeout: 300 * time.Millisecond})
 	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "timed out") {
 		t.Errorf("a decision naming no run, made before the wait: %+v %v, want a timeout", v, err)
+	}
+}
+
+// Identities are exact: names that share Argo's label form (or differ only past 63 characters)
+// get distinct keys, every key is a valid annotation name, and the value gives back the exact
+// name, spaces and all.
+func TestDecisionKeysAreInjectiveAndValuesRoundTrip(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 249)
+	names := []string{"alice@example.com", "alice-example.com", "alice:example.com", "alice/example.com", "alice.example.com",
+		"system:serviceaccount:ml:alice", "system-serviceaccount-ml-alice", "ålice@exämple.com", "алиса", "alice example", "alice  example",
+		long + "a", long + "b", "-alice-", "alice"}
+	keys := map[string]string{}
+	for _, n := range names {
+		k := DecisionKey(n)
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			t.Errorf("DecisionKey(%q) = %q is no valid annotation name: %v", n, k, errs)
+		}
+		if errs := validation.IsQualifiedName(ReasonKey(n)); len(errs) > 0 {
+			t.Errorf("ReasonKey(%q): %v", n, errs)
+		}
+		if other, ok := keys[k]; ok {
+			t.Errorf("%q and %q share the key %s", n, other, k)
+		}
+		keys[k] = n
+		r, ok := parseRecord(k, decisionValue(Approved, "uid/node", "sha256:abc", n))
+		if !ok || r.User != n || r.Decision != Approved || r.For != "uid/node" || r.Digest != "sha256:abc" {
+			t.Errorf("round trip of %q: %+v, %v", n, r, ok)
+		}
+	}
+	if NormalIdentity("alice@example.com") != NormalIdentity("alice:example.com") {
+		t.Errorf("the label form is expected to be lossy (that is why decisions do not use it)")
 	}
 }

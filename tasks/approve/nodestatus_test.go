@@ -61,8 +61,8 @@ func TestCompressedNodeStatusIsReadAndKeptCompressed(t *testing.T) {
 	if n := got.Status.Nodes["big-1"]; n.Phase != wfv1.NodeSucceeded || n.Outputs.Parameters[0].Value.String() != Approved || len(got.Status.Nodes) != 3 {
 		t.Errorf("approval node after the decision, as Argo decompresses it: %+v (%d nodes)", n, len(got.Status.Nodes))
 	}
-	if want := "approved uid-big/big-1 sha256:abc alice"; got.Annotations[DecisionPrefix+"alice"] != want {
-		t.Errorf("decision %q, want %q", got.Annotations[DecisionPrefix+"alice"], want)
+	if want := "approved uid-big/big-1 sha256:abc alice"; got.Annotations[DecisionKey("alice")] != want {
+		t.Errorf("decision %q, want %q", got.Annotations[DecisionKey("alice")], want)
 	}
 	store, _ := objstore.New(nil)
 	v, err := g.Verify(ctx, store, VerifyOptions{Namespace: ns, Run: "big", Timeout: 24 * time.Hour, ModelDigest: "sha256:abc"})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -62,6 +63,9 @@ func (g *Approver) Record(ctx context.Context, o DecideOptions) (string, error) 
 
 // PipelineRunsResource is Tekton's PipelineRun.
 var PipelineRunsResource = kube.PipelineRunsResource
+
+// TaskRunsResource is Tekton's TaskRun.
+var TaskRunsResource = kube.TaskRunsResource
 
 // pipelineRunUID is the UID of the Tekton PipelineRun ns/name, which the decision binds to. A
 // run that does not exist is bad input; an approver who may not read PipelineRuns (or an
@@ -167,11 +171,11 @@ func (g *Approver) Wait(ctx context.Context, s objstore.Store, o WaitOptions) (*
 		cm := ev.Object.(*corev1.ConfigMap)
 		var known bool
 		v.Decision, known = normalise(cm.Data["decision"])
-		v.ApprovedBy, v.Reason = NormalIdentity(cm.Data["decidedBy"]), cm.Data["reason"]
+		v.ApprovedBy, v.Reason = cm.Data["decidedBy"], cm.Data["reason"] // exact: the policy binds it to the creator
 		switch {
 		case !known:
 			v.Decision, v.Reason = Rejected, fmt.Sprintf("unknown decision %q", cm.Data["decision"])
-		case v.Decision == Approved && len(approvers) > 0 && !allowed(approvers, v.ApprovedBy):
+		case v.Decision == Approved && len(approvers) > 0 && !slices.Contains(approvers, v.ApprovedBy):
 			v.Decision, v.Reason = Rejected, fmt.Sprintf("%s is not in the approvers list", v.ApprovedBy)
 		}
 		if v.Decision == Approved {

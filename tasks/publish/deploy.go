@@ -31,6 +31,7 @@ import (
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/tasks/approve"
 )
 
 // Annotations and labels on served models.
@@ -173,6 +174,15 @@ type Deployer struct {
 	config
 }
 
+// ReleaseGate decides whether a production deploy may go ahead: approve.Approver's
+// AllowRelease (the run's approvals, bound to its UID and to this digest; the policy in force).
+type ReleaseGate interface {
+	AllowRelease(ctx context.Context, r approve.Release) error
+}
+
+// WithReleaseGate sets the gate production deploys must pass (without one, production is refused).
+func WithReleaseGate(g ReleaseGate) Option { return func(c *config) { c.gate = g } }
+
 // NewDeployer returns a Deployer applying to client and keeping history in store.
 func NewDeployer(client kubernetes.Interface, store objstore.Store, opts ...Option) *Deployer {
 	return &Deployer{client: client, store: store, config: newConfig(opts)}
@@ -198,6 +208,16 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 		return nil, exitcode.Invalidf("--model-digest %s does not match the manifest of %s (%s)", o.ModelDigest, o.ModelURI, m.Digest)
 	}
 	o.ModelDigest, o.ModelVersion = m.Digest, m.Version
+	if o.Environment == "production" {
+		// Approval is checked where it takes effect: here, whatever led to this call.
+		if d.gate == nil {
+			return nil, exitcode.Invalidf("no release gate: production is deployed only after the run's approvals are checked")
+		}
+		if err := d.gate.AllowRelease(ctx, approve.Release{Namespace: o.Namespace, Run: o.Run, Digest: m.Digest,
+			PublishedBy: m.Workflow, PublishedAt: m.Created}); err != nil {
+			return nil, err
+		}
+	}
 	var res *Deployed
 	err = d.locked(ctx, o, func(ctx context.Context) error {
 		var err error

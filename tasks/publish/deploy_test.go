@@ -74,7 +74,7 @@ func (e *env) cluster(t *testing.T, rollout bool, setup ...func(*fake.Clientset)
 	if rollout {
 		kubelet(t, c, "ml")
 	}
-	return c, NewDeployer(c, e.store)
+	return c, NewDeployer(c, e.store, WithReleaseGate(allowAll{}))
 }
 
 // leasesWithResourceVersions makes the fake API server treat Leases as the real one does: every
@@ -637,7 +637,7 @@ func TestRollbackRetriedAfterACrashAtEachSideEffect(t *testing.T) {
 					return true, nil, apierrors.NewInternalError(fmt.Errorf("injected"))
 				})
 			})
-			d := NewDeployer(c, fs)
+			d := NewDeployer(c, fs, WithReleaseGate(allowAll{}))
 			v := e.models(2)
 			deploy := func(p *Published, run string) {
 				o := e.deployOpts("production")
@@ -749,7 +749,7 @@ func TestConcurrentReleasesAreLinearisable(t *testing.T) {
 	const writers, rounds = 3, 20
 	var deployers [writers]*Deployer
 	for i := range deployers {
-		deployers[i] = fastLocks(NewDeployer(c, e.store))
+		deployers[i] = fastLocks(NewDeployer(c, e.store, WithReleaseGate(allowAll{})))
 	}
 	serving := func() string {
 		dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})

@@ -142,6 +142,8 @@ type config struct {
 	podCheckEvery time.Duration
 	// lockTiming is the release lock's lease timing (lock.go).
 	lockTiming lockTiming
+	// gate decides whether a production deploy may go ahead (nil: production is refused).
+	gate ReleaseGate
 }
 
 func newConfig(opts []Option) config {

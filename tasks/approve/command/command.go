@@ -68,7 +68,7 @@ func nodeFlag(p *string) cli.Flag {
 }
 
 func approversFlag(p *[]string) cli.Flag {
-	return &cli.GenericFlag{Name: "approvers", Value: taskcli.List(p), Usage: "comma-separated usernames allowed to approve (empty: anyone)"}
+	return &cli.GenericFlag{Name: "approvers", Value: taskcli.List(p), Usage: "comma-separated exact usernames, as the API server authenticates them (alice@example.com, system:serviceaccount:ns:alice), allowed to approve (empty: any holder of the approve verb)"}
 }
 
 func candidateFlags(c *approve.Candidate) []cli.Flag {

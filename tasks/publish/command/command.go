@@ -4,6 +4,7 @@
 package command
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -12,6 +13,7 @@ import (
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/approve"
 	"github.com/gantry-ml/gantry/tasks/publish"
 )
 
@@ -49,10 +51,32 @@ func serveFlags(o *publish.DeployOptions) []cli.Flag {
 	}
 }
 
+// GateFunc builds the release gate of production deploys (tests hand in their own).
+type GateFunc func(kubeconfig, namespace string, client kubernetes.Interface, log *slog.Logger) (publish.ReleaseGate, error)
+
+// approvalGate is the approver's release gate over the in-cluster / kubeconfig clients.
+func approvalGate(kubeconfig, namespace string, client kubernetes.Interface, log *slog.Logger) (publish.ReleaseGate, error) {
+	wf, _, _, err := kube.ArgoClients(kubeconfig, namespace)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := kube.Dynamic(kubeconfig, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return approve.NewApprover(wf, client, approve.WithDynamic(dyn), approve.WithLogger(log)), nil
+}
+
 // New returns the model-publisher app; newKube nil: in-cluster / kubeconfig clients.
-func New(newKube KubeFunc) *cli.App {
+func New(newKube KubeFunc) *cli.App { return NewWithGate(newKube, nil) }
+
+// NewWithGate is New with the release gate's builder (nil: the approver's, approvalGate).
+func NewWithGate(newKube KubeFunc, newGate GateFunc) *cli.App {
 	if newKube == nil {
 		newKube = kube.Clientset
+	}
+	if newGate == nil {
+		newGate = approvalGate
 	}
 	var (
 		common taskcli.Common
@@ -92,7 +116,15 @@ func New(newKube KubeFunc) *cli.App {
 			return nil, err
 		}
 		do.Namespace = ns
-		return publish.NewDeployer(client, s, publish.WithLogger(log)), nil
+		opts := []publish.Option{publish.WithLogger(log)}
+		if do.Environment == "production" {
+			gate, err := newGate(k.Kubeconfig, ns, client, log)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, publish.WithReleaseGate(gate))
+		}
+		return publish.NewDeployer(client, s, opts...), nil
 	}
 	roll := func(deploy bool) cli.ActionFunc {
 		return func(c *cli.Context) error {
