@@ -85,7 +85,7 @@ func TestRunSurvivesTheLossOfItsTrainingNode(t *testing.T) {
 	}
 	f.waitRun(run, nodeLossBound, "approval waiting after the node loss", awaitingApproval)
 	t.Logf("node loss → awaiting approval again: %s", time.Since(lost).Round(time.Second))
-	f.argo("resume", run)
+	f.approveAsAdmin(run)
 	w = f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 	t.Logf("node loss → promoted: %s", time.Since(lost).Round(time.Second))
 	if n := jobs(); n != 1 {

@@ -151,7 +151,7 @@ func TestOverlappingRunsReleaseOnlyTheirOwnModel(t *testing.T) {
 	}
 	// Both approved at once: the release mutex lets one through; the other is refused.
 	for _, run := range runs[:2] {
-		f.argo("resume", run)
+		f.approveAsAdmin(run)
 	}
 	var won, lost string
 	for _, run := range runs[:2] {
@@ -191,7 +191,7 @@ func TestFirstReleaseFailingItsSmokeTestLeavesNothingServing(t *testing.T) {
 	f := given(t)
 	run := f.submit(quick(3, "smoke-min-accuracy=0.99")...)
 	f.waitRun(run, 2*toApproval, "approval waiting", awaitingApproval)
-	f.argo("resume", run)
+	f.approveAsAdmin(run)
 	w := f.waitRun(run, toEnd, "run failed", phaseIs(wfv1.WorkflowFailed))
 	if out := output(w, "rollback(0)", "outcome"); !strings.Contains(out, "removed the production server") {
 		t.Errorf("rollback outcome %q, want production removed; %s", out, summary(w))
@@ -216,7 +216,7 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	f := given(t)
 	first := f.submit(quick(4)...)
 	f.waitRun(first, 2*toApproval, "approval waiting", awaitingApproval)
-	f.argo("resume", first)
+	f.approveAsAdmin(first)
 	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 	good := output(w1, "publish(0)", "model-digest")
 
@@ -236,7 +236,7 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	if err := kube.CoreV1().Secrets(f.ns).Delete(f.ctx, "gantry-s3-read", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.argo("resume", second)
+	f.approveAsAdmin(second)
 	w2 := f.waitRun(second, toEnd+6*time.Minute, "second run failed", phaseIs(wfv1.WorkflowFailed))
 	if n := w2.Status.Nodes.FindByDisplayName("promote"); n == nil || n.Phase != wfv1.NodeFailed {
 		t.Errorf("promote did not fail: %s", summary(w2))
@@ -260,7 +260,7 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	if _, err := kube.CoreV1().Secrets(f.ns).Create(f.ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.argo("resume", third)
+	f.approveAsAdmin(third)
 	w3 := f.waitRun(third, toEnd+2*time.Minute, "third run failed", phaseIs(wfv1.WorkflowFailed))
 	if n := w3.Status.Nodes.FindByDisplayName("smoke(0)"); n == nil || n.Phase != wfv1.NodeFailed || !strings.Contains(n.Message, "smoke failed") {
 		t.Errorf("smoke step: %+v, want Failed saying why; %s", n, summary(w3))

@@ -3,16 +3,27 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/gantry-ml/gantry/internal/rbac"
 )
 
 // No path to production without a bound approval: on a real run waiting for approval, mallory
@@ -59,6 +70,44 @@ func TestNoPathToProductionWithoutApproval(t *testing.T) {
 	}
 	_, err := mwf.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, forged, metav1.CreateOptions{})
 	forbidden(t, "mallory: a run created with a status of her own", err, "only the Argo controller")
+
+	// Code of one's own as the deploy account: a resource template (Argo's executor applies any
+	// manifest) in mallory's Workflow, and a Job the training launcher's account creates. The API
+	// server refuses the pods: only the controllers, only gantry's pinned images and binaries.
+	evil := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "mallory-resource"}, Spec: wfv1.WorkflowSpec{Entrypoint: "main", ServiceAccountName: "gantry-deploy",
+		Templates: []wfv1.Template{{Name: "main", Resource: &wfv1.ResourceTemplate{Action: "patch", MergeStrategy: "merge",
+			Manifest: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: fashion-mnist-production}\nspec: {replicas: 0}\n"}}}}}
+	if _, err := mwf.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, evil, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("mallory's resource-template Workflow: %v", err)
+	}
+	e := f.waitRun(evil.Name, 2*time.Minute, "mallory's resource template ended", func(w *wfv1.Workflow) bool { return w.Status.Phase.Completed() })
+	if e.Status.Phase == wfv1.WorkflowSucceeded || !strings.Contains(e.Status.Message, "gantry-step-pods") {
+		t.Errorf("mallory's resource template as gantry-deploy: %s %q, want its pod refused by gantry-step-pods", e.Status.Phase, e.Status.Message)
+	}
+	launcher := "system:serviceaccount:" + f.ns + ":" + rbac.AccountFor("train-launcher", "train").Name
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "launcher-as-deploy"}, Spec: batchv1.JobSpec{BackoffLimit: ptr.To(int32(0)),
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{ServiceAccountName: "gantry-deploy", RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "x", Image: "busybox"}}}}}}
+	if _, err := f.kubeAs(launcher).BatchV1().Jobs(f.ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the launcher's account creating a Job: %v (RBAC allows it)", err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		ev, err := kube.CoreV1().Events(f.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + job.Name})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range ev.Items {
+			if e.Reason == "FailedCreate" && strings.Contains(e.Message, "only the Argo or Tekton controller") {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Errorf("a Job running as gantry-deploy, created with the launcher's account: no FailedCreate from gantry-step-pods: %v", err)
+	}
+	if pods, _ := kube.CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name}); pods != nil && len(pods.Items) > 0 {
+		t.Errorf("the Job running as gantry-deploy has pods: %d", len(pods.Items))
+	}
 
 	// An admin's deploy template run in a namespace the policy does not select: promote refuses.
 	if _, err := kube.CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, []byte(`{"metadata":{"labels":{"gantry.dev/approval-policy":null}}}`), metav1.PatchOptions{}); err != nil {
@@ -107,10 +156,11 @@ func (f *fixture) promoteFromOwnWorkflow(c wfclient.Interface, w *wfv1.Workflow,
 			p.Value = wfv1.AnyStringPtr("production")
 		case "run-name":
 			p.Value = wfv1.AnyStringPtr(run)
+		case "expect-live-digest":
+			p.Value = wfv1.AnyStringPtr("none")
 		}
 		params = append(params, wfv1.Parameter{Name: p.Name, Value: p.Value})
 	}
-	params = append(params, wfv1.Parameter{Name: "expect-live-digest", Value: wfv1.AnyStringPtr("none")})
 	own := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main",
 		Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{{Name: "promote", TemplateRef: &wfv1.TemplateRef{Name: "model-publisher", Template: "deploy"},
 			Arguments: wfv1.Arguments{Parameters: params}}}}}}}}}
@@ -135,4 +185,15 @@ func (f *fixture) promoteRefused(name, says string) {
 	if !strings.Contains(logs, says) && !strings.Contains(string(b), says) {
 		f.t.Errorf("%s (node %s) failed without saying %q: %s\n%s", name, pod, says, logs, fmt.Sprint(w.Status.Message))
 	}
+}
+
+// kubeAs is a Kubernetes client impersonating user (a step account, as a compromised step would be).
+func (f *fixture) kubeAs(user string) kubernetes.Interface {
+	f.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + f.ns, "system:authenticated"}}
+	return kubernetes.NewForConfigOrDie(cfg)
 }

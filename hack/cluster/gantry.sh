@@ -56,6 +56,15 @@ secret() { # NAMESPACE NAME USER PASSWORD
     --dry-run=client -o yaml | k apply -f - >/dev/null
 }
 
+# The images a pod running as a gantry step account may run (the admission policy gantry-step-pods
+# reads them from here): this release's, Argo's executor, Tekton's init images.
+if (($#)); then
+  k create namespace gantry-system --dry-run=client -o yaml | k apply -f - >/dev/null
+  releases=(_output/gantry-release.yaml)
+  [[ -f _output/gantry-tekton-release.yaml ]] && releases+=(_output/gantry-tekton-release.yaml)
+  in_node hack/pinned-images.sh "${releases[@]}" | k apply -f - >/dev/null
+fi
+
 for ns in "$@"; do
   k create namespace "${ns}" --dry-run=client -o yaml | k apply -f - >/dev/null
   k label namespace "${ns}" gantry.dev/approval-policy=enforce --overwrite >/dev/null

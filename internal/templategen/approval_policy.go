@@ -145,11 +145,14 @@ func ApprovalPolicy() []any {
 				{Expression: "!('" + submitterLabel + "' in variables.newLabels) || (variables.update ? ('" + submitterLabel + "' in variables.oldLabels && variables.oldLabels['" + submitterLabel + "'] == variables.newLabels['" + submitterLabel + "']) : variables.newLabels['" + submitterLabel + "'] == variables.me)",
 					MessageExpression: "'" + submitterLabel + " must be your own name (' + variables.me + ') when the run is created, and never changes'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
-				// Only the controller writes what the controller executes.
+				// Only the controller writes what the controller executes. At create, argo submit --from
+				// sends the referenced templates it validated (status.storedTemplates), which the
+				// controller then executes: gantry-step-pods admits their pods as a gantry step account
+				// only with gantry's pinned images and binaries, and promote checks the run itself.
 				{Expression: "!variables.update || variables.approvalShapeKept",
 					Message: "an approval node's type, name, inputs and start are the Argo controller's: a decision changes only its phase, message, finish and outputs",
 					Reason:  ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: "variables.operator || (variables.update ? variables.otherStatusKept : variables.newStatus.all(f, variables.newStatus[f] == null))",
+				{Expression: "variables.operator || (variables.update ? variables.otherStatusKept : variables.newStatus.all(f, f == 'storedTemplates' || variables.newStatus[f] == null))",
 					MessageExpression: "'only the Argo controller (or an operator: RBAC verb " + rbac.OperateVerb + " on workflows, for argo retry) may write the status of a gantry run other than its approval node; ' + request.userInfo.username + ' may not'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 				{Expression: "!variables.update || variables.operator || " + sameExcept("variables.newSpec", "variables.oldSpec", "['suspend', 'shutdown']"),

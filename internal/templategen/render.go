@@ -111,7 +111,7 @@ func FilesFor(o Options) (map[string][]byte, error) {
 	if err := add("ml-pipeline.yaml", Pipeline()); err != nil {
 		return nil, err
 	}
-	if err := add("approval-policy.yaml", ApprovalPolicy()...); err != nil {
+	if err := add("approval-policy.yaml", append(ApprovalPolicy(), StepPodsPolicy()...)...); err != nil {
 		return nil, err
 	}
 	if err := add("rbac.yaml", RBAC()...); err != nil {
