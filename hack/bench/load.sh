@@ -35,17 +35,7 @@ go build -o _output/bin/approver ./cmd/approver
 argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
 
 # The approver: a ServiceAccount with gantry-approver, its own token and kubeconfig.
-k -n "${ns}" create serviceaccount load-approver --dry-run=client -o yaml | k apply -f - >/dev/null
-k -n "${ns}" create rolebinding load-approver --role=gantry-approver --serviceaccount="${ns}:load-approver" --dry-run=client -o yaml | k apply -f - >/dev/null
-token=$(k -n "${ns}" create token load-approver --duration=6h)
-cat >"${out}/approver.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://${NODE_IP}:6443", certificate-authority: "${RUN}/pki/ca.crt"}}]
-users: [{name: load-approver, user: {token: "${token}"}}]
-contexts: [{name: c, context: {cluster: c, user: load-approver, namespace: ${ns}}}]
-current-context: c
-EOF
+cp "$(approver_kubeconfig "${ns}" load-approver)" "${out}/approver.kubeconfig"
 
 # Counters before.
 # shellcheck disable=SC1091

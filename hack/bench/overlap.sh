@@ -44,7 +44,7 @@ waiting = any(n["displayName"] == "approval" and n["phase"] == "Running" for n i
 print(st.get("phase") or "Pending", "waiting" if waiting else "")')
       case "${st}" in
         Succeeded* | Failed* | Error*) ;;
-        *waiting) in_node argo --loglevel warn -n "${ns}" resume "${r}" >/dev/null 2>&1 || true; left=1 ;;
+        *waiting) in_node argo --loglevel warn --kubeconfig "$(approver_kubeconfig "${ns}" bench-approver)" -n "${ns}" resume "${r}" >/dev/null 2>&1 || true; left=1 ;;
         *) left=1 ;;
       esac
     done

@@ -73,7 +73,7 @@ EOF
   # A person approves after the request reached them: the approval waits from the canary on, the
   # notification goes out alongside, and verify-approval needs both.
   wait_state "${run}" 'request-approval\(0\):Succeeded'
-  argo resume "${run}" >/dev/null
+  in_node argo --loglevel warn --kubeconfig "$(approver_kubeconfig "${ns}" bench-approver)" -n "${ns}" resume "${run}" >/dev/null
   wait_state "${run}" '^Succeeded'
   argo get "${run}" -o json >"${out}/${v}-workflow.json"
   k -n "${ns}" get pods -o json >"${out}/${v}-pods.json"

@@ -72,7 +72,7 @@ EOF
 )
   until_out 1200 argo_node "${run}" approval Running >/dev/null
   until_out 300 argo_node "${run}" 'request-approval(0)' Succeeded >/dev/null
-  in_node argo --loglevel warn -n "${ns}" resume "${run}" >/dev/null
+  in_node argo --loglevel warn --kubeconfig "$(approver_kubeconfig "${ns}" bench-approver)" -n "${ns}" resume "${run}" >/dev/null
   [[ $(until_out 600 argo_done "${run}") == Succeeded ]] || die "Argo run ${run} failed"
   in_node argo --loglevel warn -n "${ns}" get "${run}" -o json >"${out}/argo-${i}-run.json"
   k -n "${ns}" get pods -o json >"${out}/argo-${i}-pods.json"

@@ -4,7 +4,8 @@
 #      cold figure, seconds warm); Tekton and the distribution registry build in the background
 #   2. ko-builds gantry's images into the node's registry, installs the templates in namespace demo
 #   3. argo submit --from workflowtemplate/ml-pipeline
-#   4. waits for the approval step, approves with `argo resume`
+#   4. waits for the approval step, approves with `argo resume` as an approver (a ServiceAccount
+#      bound to gantry-approver, with its own token: the API server names who approved)
 #   5. waits for promotion, asks the production endpoint about a real test image,
 #      and copies the canary report to _output/demo/
 # EPOCHS (default 3), NAMESPACE (default demo) and DEMO_TIMEOUT (the run's budget in seconds from
@@ -41,7 +42,7 @@ submit() {
 # follow_run RUN approval|done: each step as it changes, until the run asks for the approval or
 # ends; at the deadline, which steps wait and why (hack/cluster/follow).
 follow_run() { in_node "${RUN}/bin/follow" -n "${ns}" --deadline "${deadline}" --until "$2" "$1"; }
-approve() { argo resume "$1"; }
+approve() { in_node argo --loglevel warn --kubeconfig "$(approver_kubeconfig "${ns}" demo-approver)" -n "${ns}" resume "$1"; }
 
 main() {
   step "cluster (hack/cluster/up.sh --no-tekton)"

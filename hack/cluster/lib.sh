@@ -33,6 +33,29 @@ die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
 in_node() { nsenter --net="/run/netns/${NETNS}" -- "$@"; }
 k() { in_node kubectl "$@"; }
 
+# approver_kubeconfig NS NAME: prints the path of a kubeconfig for ServiceAccount NAME in NS,
+# bound to Role gantry-approver, with its own token. A resume counts as an approval only when the
+# API server names who resumed: Argo reads the name from a bearer token (the admin's client
+# certificate names nobody, and a resume that names nobody is no approval).
+approver_kubeconfig() {
+  local ns=$1 name=$2 file="${RUN}/etc/approver-$1-$2.kubeconfig" token
+  k -n "${ns}" create serviceaccount "${name}" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k -n "${ns}" create rolebinding "${name}" --role=gantry-approver --serviceaccount="${ns}:${name}" --dry-run=client -o yaml | k apply -f - >/dev/null
+  token=$(k -n "${ns}" create token "${name}" --duration=12h)
+  (
+    umask 077
+    cat >"${file}" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://${NODE_IP}:6443", certificate-authority: "${RUN}/pki/ca.crt"}}]
+users: [{name: ${name}, user: {token: "${token}"}}]
+contexts: [{name: c, context: {cluster: c, user: ${name}, namespace: ${ns}}}]
+current-context: c
+EOF
+  )
+  echo "${file}"
+}
+
 # pid_alive NAME: the daemon's recorded PID runs and is still ours (every daemon's command line
 # names a path under ${RUN}): after a reboot a stale PID file must not point at someone else.
 pid_alive() {

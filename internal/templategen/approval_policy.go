@@ -208,7 +208,9 @@ func newPolicy(name string, rules []admissionv1.Rule, spec admissionv1.Validatin
 var probeRule = admissionv1.Rule{APIGroups: []string{"coordination.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"leases"}}
 
 // probePrefix is approve.PolicyProbe (templategen does not import the task packages' internals).
-func probePrefix(policy string) string { return "gantry-policy-probe-" + strings.TrimPrefix(policy, "gantry-") }
+func probePrefix(policy string) string {
+	return "gantry-policy-probe-" + strings.TrimPrefix(policy, "gantry-")
+}
 
 func probeValidation(policy string) admissionv1.Validation {
 	return admissionv1.Validation{Expression: "request.resource.resource != 'leases'",

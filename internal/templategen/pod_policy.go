@@ -39,7 +39,9 @@ func StepPodsPolicy() []any {
 			accounts = append(accounts, "'"+a.Name+"'")
 		}
 	}
-	in := func(list, image string) string { return "(' ' + params.data." + list + " + ' ').contains(' ' + " + image + " + ' ')" }
+	in := func(list, image string) string {
+		return "(' ' + params.data." + list + " + ' ').contains(' ' + " + image + " + ' ')"
+	}
 	argo := "request.userInfo.username == '" + ArgoControllerUser + "'"
 	tekton := "request.userInfo.username == '" + TektonControllerUser + "'"
 	// emissary: Argo's main container runs "/var/run/argo/argoexec emissary … -- <program>": the

@@ -42,7 +42,7 @@ func gateCluster(t *testing.T, c *fake.Clientset, run string, enforced bool, ann
 	c.PrependReactor("create", "selfsubjectreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, &authnv1.SelfSubjectReview{Status: authnv1.SelfSubjectReviewStatus{UserInfo: authnv1.UserInfo{
 			Username: "system:serviceaccount:ml:gantry-deploy",
-			Extra: map[string]authnv1.ExtraValue{"authentication.kubernetes.io/pod-name": {pod.Name}, "authentication.kubernetes.io/pod-uid": {"pod-uid"}}}}}, nil
+			Extra:    map[string]authnv1.ExtraValue{"authentication.kubernetes.io/pod-name": {pod.Name}, "authentication.kubernetes.io/pod-uid": {"pod-uid"}}}}}, nil
 	})
 	c.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		name := a.(k8stesting.CreateAction).GetObject().(metav1.Object).GetName()
@@ -56,7 +56,7 @@ func gateCluster(t *testing.T, c *fake.Clientset, run string, enforced bool, ann
 	wf := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: run, Namespace: "ml", UID: "uid-ml-1", CreationTimestamp: metav1.Time{Time: t0}},
 		Status: wfv1.WorkflowStatus{Nodes: wfv1.Nodes{run + "-9": {ID: run + "-9", DisplayName: "approval", Type: wfv1.NodeTypeSuspend, Phase: wfv1.NodeSucceeded,
 			StartedAt: metav1.Time{Time: t0.Add(time.Minute)}, FinishedAt: metav1.Time{Time: t0.Add(time.Hour)},
-			Inputs: &wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "timeout", Value: wfv1.AnyStringPtr("24h")}, {Name: "min-approvals", Value: wfv1.AnyStringPtr("1")}}},
+			Inputs:  &wfv1.Inputs{Parameters: []wfv1.Parameter{{Name: "timeout", Value: wfv1.AnyStringPtr("24h")}, {Name: "min-approvals", Value: wfv1.AnyStringPtr("1")}}},
 			Outputs: &wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", Value: wfv1.AnyStringPtr("approved")}}}}}}}
 	if annotate != nil {
 		annotate(wf)
