@@ -55,12 +55,13 @@ func (g *Approver) AllowRelease(ctx context.Context, r Release) error {
 	if r.Run == "" {
 		return exitcode.Invalidf("--run-name is required for production: promote deploys only what a run's approvers approved")
 	}
+	start := g.now()
 	owner, err := g.callerRun(ctx, r.Namespace)
 	if err != nil {
 		return err
 	}
 	if owner.Kind == "TaskRun" {
-		return g.allowTektonRelease(ctx, r, owner)
+		return g.allowTektonRelease(ctx, r, owner, start)
 	}
 	if err := g.policyInForce(ctx, r.Namespace, ArgoPolicy); err != nil {
 		return err
@@ -88,7 +89,7 @@ func (g *Approver) AllowRelease(ctx context.Context, r Release) error {
 	if v.Decision != Approved {
 		return exitcode.Invalidf("not promoting %s: run %s has no approval that covers it: %s", r.Digest, r.Run, v.Reason)
 	}
-	g.log.Info("release allowed", "run", r.Run, "digest", r.Digest, "approved-by", v.ApprovedBy)
+	g.log.Info("release allowed", "run", r.Run, "digest", r.Digest, "approved-by", v.ApprovedBy, "gate-seconds", g.now().Sub(start).Seconds())
 	return nil
 }
 
@@ -213,7 +214,7 @@ const (
 // allowTektonRelease: the calling pod's TaskRun belongs to the PipelineRun r.Run, whose decision
 // ConfigMap (created only by an approver, in their own name, never changed: the Tekton policy)
 // approves, names this PipelineRun's UID, and came after this run published the model.
-func (g *Approver) allowTektonRelease(ctx context.Context, r Release, tr owner) error {
+func (g *Approver) allowTektonRelease(ctx context.Context, r Release, tr owner, start time.Time) error {
 	if err := g.policyInForce(ctx, r.Namespace, TektonPolicy); err != nil {
 		return err
 	}
@@ -251,6 +252,6 @@ func (g *Approver) allowTektonRelease(ctx context.Context, r Release, tr owner) 
 	case r.PublishedAt.After(cm.CreationTimestamp.Time):
 		return exitcode.Invalidf("not promoting %s: it was published after the decision on %s", r.Digest, r.Run)
 	}
-	g.log.Info("release allowed", "run", r.Run, "digest", r.Digest, "approved-by", cm.Data["decidedBy"])
+	g.log.Info("release allowed", "run", r.Run, "digest", r.Digest, "approved-by", cm.Data["decidedBy"], "gate-seconds", g.now().Sub(start).Seconds())
 	return nil
 }
