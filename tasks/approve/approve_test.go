@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -665,5 +666,28 @@ func TestDecisionKeysAreInjectiveAndValuesRoundTrip(t *testing.T) {
 	}
 	if NormalIdentity("alice@example.com") != NormalIdentity("alice:example.com") {
 		t.Errorf("the label form is expected to be lossy (that is why decisions do not use it)")
+	}
+}
+
+// The approval node's inputs are what verify and promote read the rules from: an allow-list of
+// exact names (spaces inside a name kept), and Argo's suspend durations.
+func TestApprovalNodeInputs(t *testing.T) {
+	t.Parallel()
+	n := wfv1.NodeStatus{Inputs: &wfv1.Inputs{Parameters: []wfv1.Parameter{
+		{Name: ApproversParam, Value: wfv1.AnyStringPtr("alice@example.com, system:serviceaccount:ml:bob ,\nCarol Smith,,")},
+		{Name: TimeoutParam, Value: wfv1.AnyStringPtr("2d")}, {Name: MinApprovalsParam, Value: wfv1.AnyStringPtr("2")}}}}
+	p, err := policyOf(n)
+	if err != nil || !slices.Equal(p.Approvers, []string{"alice@example.com", "system:serviceaccount:ml:bob", "Carol Smith"}) || p.Timeout != 48*time.Hour || p.MinApprovals != 2 {
+		t.Errorf("policyOf = %+v, %v", p, err)
+	}
+	for in, want := range map[string]time.Duration{"30": 30 * time.Second, "90s": 90 * time.Second, "24h": 24 * time.Hour, "": 0} {
+		if got, err := suspendDuration(in); err != nil || got != want {
+			t.Errorf("suspendDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"soon", "1w", "xd"} {
+		if _, err := suspendDuration(bad); err == nil {
+			t.Errorf("suspendDuration(%q): no error", bad)
+		}
 	}
 }
