@@ -115,10 +115,10 @@ func TestNoPathToProductionWithoutApproval(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // the API server's policy matcher sees namespace labels through an informer
 	unenforced := f.promoteFromOwnWorkflow(argoWF, w, "admin-promote", run)
+	f.promoteRefused(unenforced, "not in force") // promote probes the policy before anything else
 	if _, err := kube.CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, []byte(`{"metadata":{"labels":{"gantry.dev/approval-policy":"enforce"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.promoteRefused(unenforced, "not in force")
 	f.notPromoted()
 
 	// The control: alice's genuine approval of the same run promotes it.
