@@ -250,7 +250,7 @@ func TestOnlyApproversCanApprove(t *testing.T) {
 	if _, err := aliceApprover(f).Record(ctx, approve.DecideOptions{Namespace: f.ns, Run: "pr-1", Decision: "approve"}); err != nil {
 		t.Errorf("alice's Tekton decision: %v", err)
 	}
-	cm, _ := kube.CoreV1().ConfigMaps(f.ns).Get(ctx, approve.DecisionConfigMap("pr-1"), metav1.GetOptions{})
+	cm, _ := kube.CoreV1().ConfigMaps(f.ns).Get(ctx, approve.DecisionConfigMapOf("pr-1", f.user(alice)), metav1.GetOptions{})
 	cm.Data["decision"] = "rejected"
 	_, err = kube.CoreV1().ConfigMaps(f.ns).Update(ctx, cm, metav1.UpdateOptions{})
 	forbidden(t, "changing a Tekton decision (even as cluster admin)", err, "immutable")

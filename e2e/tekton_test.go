@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -253,7 +254,7 @@ const tektonToApproval, tektonToEnd = 8 * time.Minute, 6 * time.Minute
 func TestTektonApprovedRunIsPromoted(t *testing.T) {
 	t.Parallel()
 	f := given(t)
-	run := f.tektonRun()
+	run := f.tektonRun("min-approvals=2")
 	_, trs := f.waitTekton(run, tektonToApproval, "approval waiting", approvalWaiting)
 	version := result(trs["publish"], "model-version")
 	f.people()
@@ -267,12 +268,21 @@ func TestTektonApprovedRunIsPromoted(t *testing.T) {
 	if err := approverAs(alice, "approve", run, "--tekton"); err != nil {
 		t.Fatalf("alice's approve --tekton: %v", err)
 	}
-	if err := approverAs(bob, "reject", run, "--tekton", "--reason", "too late"); err == nil {
-		t.Errorf("bob changed a decision already made")
+	if err := approverAs(alice, "reject", run, "--tekton", "--reason", "changed my mind"); err == nil {
+		t.Errorf("alice changed a decision already made")
+	}
+	// min-approvals=2: alice's approval alone does not end the wait.
+	time.Sleep(5 * time.Second)
+	if _, trs := f.waitTekton(run, time.Minute, "approval still waiting", approvalWaiting); trs["promote"] != nil {
+		t.Fatalf("the run went on with one of two approvals")
+	}
+	if err := approverAs(bob, "approve", run, "--tekton"); err != nil {
+		t.Fatalf("bob's approve --tekton: %v", err)
 	}
 	_, trs = f.waitTekton(run, tektonToEnd, "run succeeded", runIs("True"))
-	if d, by := result(trs["approval"], "decision"), result(trs["approval"], "approved-by"); d != "approved" || by != f.user(alice) {
-		t.Errorf("approval: decision %q by %q, want approved by %s", d, by, f.user(alice))
+	want := strings.Join(sortedStrings(f.user(alice), f.user(bob)), ",")
+	if d, by := result(trs["approval"], "decision"), result(trs["approval"], "approved-by"); d != "approved" || by != want {
+		t.Errorf("approval: decision %q by %q, want approved by %s", d, by, want)
 	}
 	dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
 	if err != nil {
@@ -444,4 +454,9 @@ func TestTektonTasksReusedFromAUserPipeline(t *testing.T) {
 	if _, ok := trs["resolved-gate"]; ok {
 		t.Errorf("the gate after a failed one ran")
 	}
+}
+
+func sortedStrings(s ...string) []string {
+	sort.Strings(s)
+	return s
 }

@@ -58,7 +58,8 @@ var (
 		{Group: "", Resources: []string{"pods"}, Verbs: []string{"get"}, Why: "release gate: its own pod's owner, the run it may promote for"},
 		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "release gate: the run's approval node and decisions"},
 		{Group: "tekton.dev", Resources: []string{"taskruns"}, Verbs: []string{"get"}, Why: "release gate (Tekton): its TaskRun's PipelineRun, the run it may promote for"},
-		{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"get"}, Why: "release gate (Tekton): the run's decision ConfigMap"},
+		{Group: "tekton.dev", Resources: []string{"pipelineruns"}, Verbs: []string{"get"}, Why: "release gate (Tekton): the run's four-eyes parameters and submitter"},
+		{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"list"}, Why: "release gate (Tekton): the run's decision ConfigMaps"},
 	}
 	teardownRules = []Rule{
 		{Group: "apps", Resources: []string{"deployments"}, Verbs: []string{"delete"}, Why: "delete the environment's Deployment"},
@@ -104,7 +105,8 @@ func Accounts() []Account {
 		{Name: "gantry-conclude", Templates: []string{"approver/conclude"}, Executor: true, Why: "approver conclude: no API at all"},
 		{Name: "gantry-approval-wait", Templates: []string{"approver/wait"}, Executor: false, Why: "approver wait (Tekton): watch for the decision object",
 			Rules: []Rule{
-				{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"list", "watch"}, Why: "watch for the run's decision ConfigMap"},
+				{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"list", "watch"}, Why: "watch for the run's decision ConfigMaps"},
+				{Group: "tekton.dev", Resources: []string{"pipelineruns"}, Verbs: []string{"get"}, Why: "forbid-self-approval: who submitted the run (its submitted-by label)"},
 			}},
 		{Name: TrainingAccount, Why: "the training Job's pod: no API rights, no token"},
 		{Name: ModelServerAccount, Why: "model server pods: no API rights, no token"},

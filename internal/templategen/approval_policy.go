@@ -163,23 +163,43 @@ func ApprovalPolicy() []any {
 	// Tekton has no suspend: a decision is a ConfigMap gantry-approval-<PipelineRun> that
 	// `approver approve|reject --tekton` creates and `approver wait` watches for. Only an
 	// approver of that PipelineRun may create it, only in their own name, and nobody may change it.
-	tektonPolicy := newPolicy(tektonPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}, probeRule},
+	// Tekton has no suspend: a decision is a ConfigMap gantry-approval-<PipelineRun>-<hash of the
+	// person> labelled gantry.dev/run=<PipelineRun> that `approver approve|reject --tekton` creates
+	// and `approver wait` (and promote) count. Only an approver of that PipelineRun may create one,
+	// only in their own name, and nobody may change it. A PipelineRun's submitted-by label (for
+	// forbid-self-approval) is its creator's own name, and never changes.
+	cm := "request.resource.resource != 'configmaps' || "
+	tektonPolicy := newPolicy(tektonPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}, probeRule,
+		{APIGroups: []string{"tekton.dev"}, APIVersions: []string{"*"}, Resources: []string{"pipelineruns"}}},
 		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "gantry-decision", Expression: "(request.resource.resource == 'configmaps' && object.metadata.name.startsWith('" + TektonDecisionPrefix + "')) || " +
-				"(request.resource.resource == 'leases' && object.metadata.name.startsWith('" + probePrefix(tektonPolicyName) + "'))"}},
+				"(request.resource.resource == 'leases' && object.metadata.name.startsWith('" + probePrefix(tektonPolicyName) + "')) || " +
+				"(request.resource.resource == 'pipelineruns' && ((has(object.metadata.labels) && '" + submitterLabel + "' in object.metadata.labels) || " +
+				"(request.operation == 'UPDATE' && has(oldObject.metadata.labels) && '" + submitterLabel + "' in oldObject.metadata.labels)))"}},
 			Variables: []admissionv1.Variable{
-				v("run", "object.metadata.name.substring("+strconv.Itoa(len(TektonDecisionPrefix))+")"),
+				v("run", "has(object.metadata.labels) && '"+tektonRunLabel+"' in object.metadata.labels ? object.metadata.labels['"+tektonRunLabel+"'] : object.metadata.name.substring("+strconv.Itoa(len(TektonDecisionPrefix))+")"),
 				v("approver", "authorizer.group('tekton.dev').resource('pipelineruns').namespace(request.namespace).name(variables.run).check('"+rbac.ApproveVerb+"').allowed()"),
+				v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
+				v("tail", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
+				v("me", "variables.tail.startsWith('-') || variables.tail.startsWith('_') || variables.tail.startsWith('.') ? variables.tail.substring(1) : variables.tail"),
 			},
 			Validations: []admissionv1.Validation{
 				probeValidation(tektonPolicyName),
-				{Expression: "request.operation == 'CREATE'", Message: "a gantry decision is immutable: it cannot be changed once made",
+				{Expression: cm + "request.operation == 'CREATE'", Message: "a gantry decision is immutable: it cannot be changed once made",
 					Reason: ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: "variables.approver",
+				{Expression: cm + "variables.approver",
 					MessageExpression: "'only approvers (RBAC verb " + rbac.ApproveVerb + " on tekton.dev pipelineruns, Role " + ApproverRole + ") may decide on ' + variables.run + '; ' + request.userInfo.username + ' may not'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: "has(object.data) && 'decidedBy' in object.data && object.data.decidedBy == request.userInfo.username",
+				{Expression: cm + "(has(object.data) && 'decidedBy' in object.data && object.data.decidedBy == request.userInfo.username)",
 					MessageExpression: "'a decision must name who made it: decidedBy ' + request.userInfo.username",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: cm + "object.metadata.name.startsWith('" + TektonDecisionPrefix + "' + variables.run)",
+					MessageExpression: "'a decision on ' + variables.run + ' is named " + TektonDecisionPrefix + "' + variables.run + '-…'",
+					Reason:            ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: "request.resource.resource != 'pipelineruns' || (request.operation == 'UPDATE' ? (has(object.metadata.labels) && '" + submitterLabel + "' in object.metadata.labels && " +
+					"has(oldObject.metadata.labels) && '" + submitterLabel + "' in oldObject.metadata.labels && object.metadata.labels['" + submitterLabel + "'] == oldObject.metadata.labels['" + submitterLabel + "']) : " +
+					"object.metadata.labels['" + submitterLabel + "'] == variables.me)",
+					MessageExpression: "'" + submitterLabel + " must be your own name (' + variables.me + ') when the PipelineRun is created, and never changes'",
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 			},
 		})
@@ -231,6 +251,9 @@ func bindingFor(policy string) *admissionv1.ValidatingAdmissionPolicyBinding {
 		},
 	}
 }
+
+// tektonRunLabel is approve.RunLabel: the run a Tekton decision ConfigMap decides.
+const tektonRunLabel = "gantry.dev/run"
 
 // submitterLabel is approve.SubmitterLabel (templategen does not import the task packages' internals).
 const submitterLabel = "gantry.dev/submitted-by"

@@ -42,7 +42,7 @@ func TektonTasks() []obj {
 func TektonOnlyTasks() []Task {
 	ts, err := resolve([]Task{{Binary: "approver", Template: "wait", Subcommand: []string{"wait"},
 		Description: "Block until an approver runs `approver approve|reject RUN --tekton`, or time out (rejected); write the audit record.",
-		Params: []Param{req("run-name"), def("run-uid"), def("timeout"), def("approvers"), def("audit-uri"), def("fail-on-reject"),
+		Params: []Param{req("run-name"), def("run-uid"), def("timeout"), def("approvers"), def("min-approvals"), def("forbid-self-approval"), def("audit-uri"), def("fail-on-reject"),
 			set("model-name", "fashion-mnist"), def("model-version"), def("model-uri"), def("accuracy"), def("baseline-accuracy"), def("p99-ms"), def("report-uri"),
 			s3Endpoint, s3Secret},
 		Results: []string{"decision", "approved-by", "reason", "waited-seconds"}}})
@@ -136,14 +136,14 @@ var tektonPipelineTasks = []struct{ Name, Binary, Template string }{
 	{"record-unpublished", "model-publisher", "record"},
 }
 
-// TektonPipelineParams are ml-pipeline's parameters on Tekton: Argo's, less the four-eyes
-// settings that only Argo's approval node has (one decision ConfigMap per run on Tekton).
+// TektonPipelineParams are ml-pipeline's parameters on Tekton: Argo's (four-eyes included: one
+// decision ConfigMap per run and person).
 func TektonPipelineParams() []PipelineParam {
 	var out []PipelineParam
 	for _, p := range PipelineParams() {
 		switch p.Name {
-		case "min-approvals", "forbid-self-approval":
-			continue
+		case "forbid-self-approval":
+			p.Description = "true: whoever submitted the run cannot approve it (kubectl create the PipelineRun with label gantry.dev/submitted-by=<you>)"
 		case "smoke-min-accuracy":
 			// Tekton has no expressions to fall back to min-accuracy when it is empty.
 			p.Default, p.Description = "0.85", "minimum accuracy of the smoke test in production; below it the release is rolled back"
@@ -213,7 +213,8 @@ func TektonPipeline() obj {
 		// The wait starts with the request (decisions bind to this PipelineRun's UID, made after
 		// the wait began); a rejection or the timeout fails it with "not promoted: <reason>".
 		task("approval", "approver-wait", []string{"canary"}, with(s3, "run-name", run, "run-uid", "$(context.pipelineRun.uid)",
-			"timeout", pp("approval-timeout"), "approvers", pp("approvers"), "fail-on-reject", "true",
+			"timeout", pp("approval-timeout"), "approvers", pp("approvers"), "min-approvals", pp("min-approvals"),
+			"forbid-self-approval", pp("forbid-self-approval"), "fail-on-reject", "true",
 			"audit-uri", registry+"/"+pp("model-name")+"/approvals/"+res("publish", "model-version")+"/",
 			"model-name", pp("model-name"), "model-version", res("publish", "model-version"), "model-uri", res("publish", "model-uri"),
 			"accuracy", res("canary", "accuracy"), "baseline-accuracy", res("canary", "baseline-accuracy"), "p99-ms", res("canary", "p99-ms"),

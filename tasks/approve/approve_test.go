@@ -483,7 +483,8 @@ func TestUndeliveredRequestIsAResultAndNeverLeaksTheWebhook(t *testing.T) {
 func TestTektonWaitSeesRecordedDecisionOrTimesOut(t *testing.T) {
 	t.Parallel()
 	// A decision left by an earlier run of the same name (made an hour ago) never counts.
-	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap("pr-1"), Namespace: ns, CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour))},
+	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMapOf("pr-1", "alice"), Namespace: ns, CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour)),
+		Labels: map[string]string{RunLabel: "pr-1"}},
 		Data: map[string]string{"decision": Approved, "decidedBy": "alice"}}
 	kc := whoami("alice")
 	if err := kc.Tracker().Add(old); err != nil {
@@ -556,7 +557,7 @@ func TestWaitBindsTheDecisionToTheRunUID(t *testing.T) {
 	g := NewApprover(nil, kc)
 	ctx := context.Background()
 	decide := func(uid string) {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap("pr-3"), Namespace: ns},
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMapOf("pr-3", "alice"), Namespace: ns, Labels: map[string]string{RunLabel: "pr-3"}},
 			Data: map[string]string{"decision": Approved, "decidedBy": "alice", "runUID": uid}}
 		_ = kc.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, metav1.DeleteOptions{})
 		if _, err := kc.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
@@ -597,7 +598,7 @@ func TestRecordNamesThePipelineRunUID(t *testing.T) {
 	if _, err := g.Record(ctx, DecideOptions{Namespace: ns, Run: "pr-9", Decision: "approve"}); err != nil {
 		t.Fatal(err)
 	}
-	cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, DecisionConfigMap("pr-9"), metav1.GetOptions{})
+	cm, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, DecisionConfigMapOf("pr-9", "alice"), metav1.GetOptions{})
 	if err != nil || cm.Data["runUID"] != "uid-9" || cm.Data["decidedBy"] != "alice" {
 		t.Errorf("decision %+v (%v): want runUID uid-9 decided by alice", cm, err)
 	}
@@ -605,7 +606,7 @@ func TestRecordNamesThePipelineRunUID(t *testing.T) {
 	if exitcode.Of(err) != exitcode.BadInput {
 		t.Errorf("a decision on a run that does not exist: %v, want bad input", err)
 	}
-	if _, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, DecisionConfigMap("no-such-run"), metav1.GetOptions{}); err == nil {
+	if _, err := kc.CoreV1().ConfigMaps(ns).Get(ctx, DecisionConfigMapOf("no-such-run", "alice"), metav1.GetOptions{}); err == nil {
 		t.Errorf("a decision was written for a run that does not exist")
 	}
 }
@@ -618,7 +619,7 @@ func TestWaitCountsAnEarlierDecisionOnlyWhenItNamesTheRun(t *testing.T) {
 	earlier := metav1.NewTime(time.Now().Add(-time.Minute))
 	kc := whoami("alice")
 	for run, uid := range map[string]string{"pr-5": "uid-5", "pr-6": ""} {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMap(run), Namespace: ns, CreationTimestamp: earlier},
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMapOf(run, "alice"), Namespace: ns, CreationTimestamp: earlier, Labels: map[string]string{RunLabel: run}},
 			Data: map[string]string{"decision": Approved, "decidedBy": "alice", "runUID": uid}}
 		if err := kc.Tracker().Add(cm); err != nil {
 			t.Fatal(err)
@@ -689,5 +690,61 @@ func TestApprovalNodeInputs(t *testing.T) {
 		if _, err := suspendDuration(bad); err == nil {
 			t.Errorf("suspendDuration(%q): no error", bad)
 		}
+	}
+}
+
+// Four-eyes on Tekton: one decision ConfigMap per person; two distinct approvers are needed, the
+// submitter does not count under forbid-self-approval, a second decision by the same person is
+// refused, and any rejection rejects.
+func TestTektonFourEyes(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	decision := func(run, who, d string) corev1.ConfigMap {
+		return corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: DecisionConfigMapOf(run, who), Labels: map[string]string{RunLabel: run}, CreationTimestamp: metav1.NewTime(now)},
+			Data: map[string]string{"decision": d, "decidedBy": who, "runUID": "uid"}}
+	}
+	set := func(cms ...corev1.ConfigMap) map[string]corev1.ConfigMap {
+		m := map[string]corev1.ConfigMap{}
+		for _, cm := range cms {
+			m[cm.Name] = cm
+		}
+		return m
+	}
+	c := tektonCount{RunUID: "uid", MinApprovals: 2, ForbidSelf: true, Submitter: NormalIdentity("alice@example.com")}
+	for _, tc := range []struct {
+		name      string
+		decisions map[string]corev1.ConfigMap
+		done      bool
+		want      string
+	}{
+		{"one of two", set(decision("pr", "bob", Approved)), false, "1 of 2 required approvals"},
+		{"the submitter does not count", set(decision("pr", "bob", Approved), decision("pr", "alice@example.com", Approved)), false, "submitted the run"},
+		{"two others", set(decision("pr", "bob", Approved), decision("pr", "carol", Approved)), true, "approved by bob, carol"},
+		{"a rejection by anyone", set(decision("pr", "bob", Approved), decision("pr", "carol", Approved), decision("pr", "dave", Rejected)), true, "rejected by dave"},
+	} {
+		got, done := countTekton(tc.decisions, c)
+		if done != tc.done || !strings.Contains(got.Reason, tc.want) {
+			t.Errorf("%s: done %v, %+v; want done %v saying %q", tc.name, done, got, tc.done, tc.want)
+		}
+	}
+	if got, _ := countTekton(set(decision("pr", "bob", Approved)), tektonCount{RunUID: "uid", MinApprovals: 1, ForbidSelf: true}); got.Decision == Approved {
+		t.Errorf("forbid-self-approval with no recorded submitter approved: %+v", got)
+	}
+	// Through the API: bob records, then again (refused: a decision never changes).
+	pr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+		"metadata": map[string]any{"name": "pr-7", "namespace": ns, "uid": "uid-7", "labels": map[string]any{SubmitterLabel: "alice-example.com"}}}}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{PipelineRunsResource: "PipelineRunList"}, pr)
+	ctx := context.Background()
+	kc := whoami("bob")
+	apiCalls.Attach(kc, dyn)
+	if _, err := NewApprover(nil, kc, WithDynamic(dyn)).Record(ctx, DecideOptions{Namespace: ns, Run: "pr-7", Decision: "approve"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewApprover(nil, kc, WithDynamic(dyn)).Record(ctx, DecideOptions{Namespace: ns, Run: "pr-7", Decision: "reject", Reason: "x"}); exitcode.Of(err) != exitcode.BadInput {
+		t.Errorf("bob's second decision: %v, want exit 2", err)
+	}
+	v, err := NewApprover(nil, kc, WithDynamic(dyn)).Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-7", RunUID: "uid-7", Timeout: 300 * time.Millisecond, MinApprovals: 2, ForbidSelf: true})
+	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "1 of 2 required approvals") {
+		t.Errorf("wait with one of two approvals: %+v %v", v, err)
 	}
 }

@@ -3,14 +3,17 @@ package approve
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	authnv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 
@@ -234,24 +237,54 @@ func (g *Approver) allowTektonRelease(ctx context.Context, r Release, tr owner, 
 	if pr.Name != r.Run || taskRun.GetUID() != tr.UID {
 		return exitcode.Invalidf("this pod belongs to PipelineRun %q, not to run %s: a run promotes only its own approved model", pr.Name, r.Run)
 	}
-	cm, err := g.kube.CoreV1().ConfigMaps(r.Namespace).Get(ctx, DecisionConfigMap(r.Run), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return exitcode.Invalidf("not promoting %s: PipelineRun %s has no decision", r.Digest, r.Run)
-	}
+	// The rules come from the PipelineRun (its spec is immutable once started: Tekton's webhook).
+	run, err := g.dyn.Resource(PipelineRunsResource).Namespace(r.Namespace).Get(ctx, r.Run, metav1.GetOptions{})
 	if err != nil {
-		return kube.Classify("reading the decision of "+r.Run, err)
+		return kube.Classify("reading PipelineRun "+r.Run, err)
 	}
-	d, _ := normalise(cm.Data["decision"])
+	c := tektonCount{RunUID: string(pr.UID), MinApprovals: 1, Submitter: NormalIdentity(run.GetLabels()[SubmitterLabel])}
+	params, _, _ := unstructured.NestedSlice(run.Object, "spec", "params")
+	for _, p := range params {
+		m, _ := p.(map[string]any)
+		v, _ := m["value"].(string)
+		switch m["name"] {
+		case MinApprovalsParam:
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 1 {
+				return exitcode.Invalidf("PipelineRun %s: %s %q: want a whole number of at least 1", r.Run, MinApprovalsParam, v)
+			}
+			c.MinApprovals = n
+		case ForbidSelfParam:
+			c.ForbidSelf = strings.TrimSpace(v) == "true"
+		case ApproversParam:
+			c.Approvers = SplitApprovers(v)
+		}
+	}
+	cms, err := g.kube.CoreV1().ConfigMaps(r.Namespace).List(ctx, metav1.ListOptions{LabelSelector: RunLabel + "=" + r.Run})
+	if err != nil {
+		return kube.Classify("reading the decisions on "+r.Run, err)
+	}
+	decisions := map[string]corev1.ConfigMap{}
+	var first time.Time // the earliest decision: every decision came after the model was published
+	for _, cm := range cms.Items {
+		if strings.HasPrefix(cm.Name, DecisionConfigMap(r.Run)+"-") && cm.Data["runUID"] == string(pr.UID) {
+			decisions[cm.Name] = cm
+			if first.IsZero() || cm.CreationTimestamp.Before(&metav1.Time{Time: first}) {
+				first = cm.CreationTimestamp.Time
+			}
+		}
+	}
+	t, done := countTekton(decisions, c)
 	switch {
-	case d != Approved:
-		return exitcode.Invalidf("not promoting %s: PipelineRun %s was not approved (%s)", r.Digest, r.Run, cm.Data["decision"])
-	case cm.Data["runUID"] != string(pr.UID):
-		return exitcode.Invalidf("not promoting %s: the decision on %s names another run (UID %q, this run is %s)", r.Digest, r.Run, cm.Data["runUID"], pr.UID)
+	case len(decisions) == 0:
+		return exitcode.Invalidf("not promoting %s: PipelineRun %s has no decision naming it (UID %s)", r.Digest, r.Run, pr.UID)
+	case !done || t.Decision != Approved:
+		return exitcode.Invalidf("not promoting %s: PipelineRun %s was not approved: %s", r.Digest, r.Run, t.Reason)
 	case r.PublishedBy != r.Run:
-		return exitcode.Invalidf("not promoting %s: it was published by %q, not by PipelineRun %s, whose decision names no digest", r.Digest, r.PublishedBy, r.Run)
-	case r.PublishedAt.After(cm.CreationTimestamp.Time):
-		return exitcode.Invalidf("not promoting %s: it was published after the decision on %s", r.Digest, r.Run)
+		return exitcode.Invalidf("not promoting %s: it was published by %q, not by PipelineRun %s, whose decisions name no digest", r.Digest, r.PublishedBy, r.Run)
+	case r.PublishedAt.After(first):
+		return exitcode.Invalidf("not promoting %s: it was published after the decisions on %s", r.Digest, r.Run)
 	}
-	g.log.Info("release allowed", "run", r.Run, "digest", r.Digest, "approved-by", cm.Data["decidedBy"], "gate-seconds", g.now().Sub(start).Seconds())
+	g.log.Info("release allowed", "run", r.Run, "digest", r.Digest, "approved-by", strings.Join(t.By, ","), "gate-seconds", g.now().Sub(start).Seconds())
 	return nil
 }

@@ -136,7 +136,7 @@ func TestTektonPromoteNeedsItsRunsDecision(t *testing.T) {
 		name, decision, runUID, says string
 	}{
 		{"no decision", "", "", "has no decision"},
-		{"a decision on an earlier run of the same name", "approved", "uid-earlier", "names another run"},
+		{"a decision on an earlier run of the same name", "approved", "uid-earlier", "has no decision naming it"},
 		{"rejected", "rejected", "pr-uid", "was not approved"},
 		{"approved", "approved", "pr-uid", ""},
 	} {
@@ -149,7 +149,11 @@ func TestTektonPromoteNeedsItsRunsDecision(t *testing.T) {
 			tr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
 				"metadata": map[string]any{"name": "pr-1-promote", "namespace": "ml", "uid": "tr-uid",
 					"ownerReferences": []any{map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "name": "pr-1", "uid": "pr-uid"}}}}}
-			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{approve.TaskRunsResource: "TaskRunList"}, tr)
+			pr := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+				"metadata": map[string]any{"name": "pr-1", "namespace": "ml", "uid": "pr-uid"},
+				"spec":     map[string]any{"params": []any{map[string]any{"name": "min-approvals", "value": "1"}}}}}
+			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+				map[schema.GroupVersionResource]string{approve.TaskRunsResource: "TaskRunList", approve.PipelineRunsResource: "PipelineRunList"}, tr, pr)
 			apiCalls.Attach(dyn)
 			c, _ := e.cluster(t, true, func(c *fake.Clientset) {
 				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pr-1-promote-pod", Namespace: "ml", UID: "pod-uid",
@@ -158,7 +162,8 @@ func TestTektonPromoteNeedsItsRunsDecision(t *testing.T) {
 					t.Fatal(err)
 				}
 				if tc.decision != "" {
-					cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: approve.DecisionConfigMap("pr-1"), Namespace: "ml", CreationTimestamp: metav1.Now()},
+					cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: approve.DecisionConfigMapOf("pr-1", "alice"), Namespace: "ml", CreationTimestamp: metav1.Now(),
+						Labels: map[string]string{approve.RunLabel: "pr-1"}},
 						Data: map[string]string{"decision": tc.decision, "decidedBy": "alice", "runUID": tc.runUID}}
 					if _, err := c.CoreV1().ConfigMaps("ml").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 						t.Fatal(err)

@@ -234,6 +234,8 @@ func New(newClients ClientsFunc, opts ...Option) *cli.App {
 					"unless --fail-on-reject: then exit 1 with \"not promoted: <reason>\", after the results and the audit record.",
 				Flags: base(append(append([]cli.Flag{runFlag(&wait.Run), approversFlag(&wait.Approvers),
 					&cli.StringFlag{Name: "run-uid", Destination: &wait.RunUID, Usage: "the PipelineRun's UID ($(context.pipelineRun.uid)): a decision on another run of the same name never counts"},
+					&cli.IntFlag{Name: "min-approvals", Value: 1, Destination: &wait.MinApprovals, Usage: "distinct approvers needed (approver approve RUN --tekton by each; a rejection by any one ends the wait)"},
+					&cli.BoolFlag{Name: "forbid-self-approval", Destination: &wait.ForbidSelf, Usage: "whoever submitted the PipelineRun (its label gantry.dev/submitted-by) cannot approve it"},
 					&cli.GenericFlag{Name: "timeout", Value: suspendDuration{&wait.Timeout}, Usage: "how long to wait (seconds or e.g. 24h); silence rejects"},
 					&cli.StringFlag{Name: "audit-uri", Destination: &wait.AuditURI, Usage: "prefix for the audit record <run>.json"},
 					&cli.BoolFlag{Name: "fail-on-reject", Destination: &waitFailOnReject, Usage: "exit 1 with \"not promoted: <reason>\" (the step's message) when the decision is rejected"},
@@ -242,9 +244,19 @@ func New(newClients ClientsFunc, opts ...Option) *cli.App {
 					if wait.Timeout <= 0 {
 						return exitcode.Invalidf("--timeout must be positive")
 					}
+					if wait.MinApprovals < 1 {
+						return exitcode.Invalidf("--min-approvals %d: want at least 1", wait.MinApprovals)
+					}
 					a, ns, err := approver(c)
 					if err != nil {
 						return err
+					}
+					if wait.ForbidSelf { // the PipelineRun's submitter
+						dyn, err := o.newDynamic(k.Kubeconfig, k.Namespace)
+						if err != nil {
+							return err
+						}
+						approve.WithDynamic(dyn)(a)
 					}
 					var s objstore.Store
 					if wait.AuditURI != "" {

@@ -91,7 +91,7 @@ func TestTektonDecisionThroughTheCommand(t *testing.T) {
 	if got := strings.TrimSpace(out.String()); got != "pr-1 rejected by alice" {
 		t.Errorf("output %q", got)
 	}
-	cm, err := kc.CoreV1().ConfigMaps("ml").Get(context.Background(), approve.DecisionConfigMap("pr-1"), metav1.GetOptions{})
+	cm, err := kc.CoreV1().ConfigMaps("ml").Get(context.Background(), approve.DecisionConfigMapOf("pr-1", "alice"), metav1.GetOptions{})
 	if err != nil || cm.Data["decision"] != approve.Rejected || cm.Data["runUID"] != "uid-1" || cm.Data["decidedBy"] != "alice" {
 		t.Errorf("decision object %+v (%v): want rejected, run uid-1, by alice", cm, err)
 	}
