@@ -43,6 +43,12 @@ func ApprovalPolicy() []any {
 		return "has(" + obj + ".status) ? [" + field("compressedNodes") + ", " + field("offloadNodeStatusVersion") + "] : ['', '']"
 	}
 	gantryKey := "(k.startsWith('decision.gantry.dev/') || k.startsWith('reason.gantry.dev/'))"
+	// The requester's name in label form (approve.NormalIdentity): variables.me.
+	me := []admissionv1.Variable{
+		v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
+		v("tail", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
+		v("me", "variables.tail.startsWith('-') || variables.tail.startsWith('_') || variables.tail.startsWith('.') ? variables.tail.substring(1) : variables.tail"),
+	}
 	u := "request.userInfo.username"
 	// A decision value "<decision> <binding> <digest> <user>" belongs to user (the rest of the
 	// value after three fields: a username may hold spaces); mine: the requester's own, for this run.
@@ -65,12 +71,9 @@ func ApprovalPolicy() []any {
 				{Name: "workflows-or-the-probe", Expression: "request.resource.resource == 'workflows' || object.metadata.name.startsWith('" + probePrefix(approvalPolicyName) + "')"}},
 			Variables: []admissionv1.Variable{
 				v("argoServer", "request.userInfo.username == '"+ArgoServerUser+"'"),
+				me[0], me[1], me[2],
 				v("approver", "authorizer.group('argoproj.io').resource('workflows').namespace(request.namespace).name(request.name).check('"+rbac.ApproveVerb+"').allowed()"),
 				v("operator", "authorizer.group('argoproj.io').resource('workflows').namespace(request.namespace).name(request.name).check('"+rbac.OperateVerb+"').allowed()"),
-				// The requester's name in the form decisions are keyed by (approve.NormalIdentity).
-				v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
-				v("tail", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
-				v("me", "variables.tail.startsWith('-') || variables.tail.startsWith('_') || variables.tail.startsWith('.') ? variables.tail.substring(1) : variables.tail"),
 				v("update", "request.operation == 'UPDATE'"),
 				v("newAnn", "has(object.metadata.annotations) ? object.metadata.annotations : {}"),
 				v("oldAnn", "variables.update && has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}"),
@@ -179,9 +182,7 @@ func ApprovalPolicy() []any {
 			Variables: []admissionv1.Variable{
 				v("run", "has(object.metadata.labels) && '"+tektonRunLabel+"' in object.metadata.labels ? object.metadata.labels['"+tektonRunLabel+"'] : object.metadata.name.substring("+strconv.Itoa(len(TektonDecisionPrefix))+")"),
 				v("approver", "authorizer.group('tekton.dev').resource('pipelineruns').namespace(request.namespace).name(variables.run).check('"+rbac.ApproveVerb+"').allowed()"),
-				v("dashed", "request.userInfo.username.replace('@', '-').replace(':', '-').replace('/', '-')"),
-				v("tail", "size(variables.dashed) > 63 ? variables.dashed.substring(size(variables.dashed) - 63) : variables.dashed"),
-				v("me", "variables.tail.startsWith('-') || variables.tail.startsWith('_') || variables.tail.startsWith('.') ? variables.tail.substring(1) : variables.tail"),
+				me[0], me[1], me[2],
 			},
 			Validations: []admissionv1.Validation{
 				probeValidation(tektonPolicyName),

@@ -357,14 +357,7 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	}
 	v := &Verdict{Run: o.Run, DecidedAt: node.FinishedAt.UTC(), Candidate: o.Candidate,
 		WaitedSecs: node.FinishedAt.Sub(node.StartedAt.Time).Seconds()}
-	param := ""
-	if node.Outputs != nil {
-		for _, p := range node.Outputs.Parameters {
-			if p.Name == DecisionParam && p.Value != nil {
-				param = p.Value.String()
-			}
-		}
-	}
+	param := decisionOutput(node)
 	pol, err := policyOf(node)
 	if err != nil {
 		return nil, exitcode.Invalidf("run %s: %v", o.Run, err)
@@ -491,4 +484,16 @@ func Conclude(decision, reason string) error {
 		return exitcode.With(exitcode.Failed, errors.New(reason))
 	}
 	return exitcode.Invalidf("--decision %q: want approved, rejected, pass or fail", decision)
+}
+
+// decisionOutput is the approval node's decision output parameter ("" when it has none).
+func decisionOutput(node wfv1.NodeStatus) string {
+	if node.Outputs != nil {
+		for _, p := range node.Outputs.Parameters {
+			if p.Name == DecisionParam && p.Value != nil {
+				return p.Value.String()
+			}
+		}
+	}
+	return ""
 }

@@ -115,15 +115,7 @@ func releaseVerdict(wf *wfv1.Workflow, r Release) (*Verdict, error) {
 	if pol.Timeout > 0 && node.FinishedAt.Sub(node.StartedAt.Time) >= pol.Timeout-time.Second {
 		return &Verdict{Decision: Rejected, Reason: fmt.Sprintf("its approval timed out after %s", pol.Timeout)}, nil
 	}
-	param := ""
-	if node.Outputs != nil {
-		for _, p := range node.Outputs.Parameters {
-			if p.Name == DecisionParam && p.Value != nil {
-				param = p.Value.String()
-			}
-		}
-	}
-	decided, known := normalise(param)
+	decided, known := normalise(decisionOutput(node))
 	if !known {
 		decided = Rejected
 	}
