@@ -109,6 +109,21 @@ func TestNoPathToProductionWithoutApproval(t *testing.T) {
 		t.Errorf("the Job running as gantry-deploy has pods: %d", len(pods.Items))
 	}
 
+	// A task result forged with a step account's rights (every Argo step may create them; the
+	// controller copies a result's outputs into the node of that name): "approved" on the
+	// approval node. The node stays waiting: outputs are no resume, and no name is an approval.
+	_, stepWF := f.as(rbac.AccountFor("approver", "verify").Name)
+	forgedResult := &wfv1.WorkflowTaskResult{ObjectMeta: metav1.ObjectMeta{Name: approval.ID, Labels: map[string]string{
+		"workflows.argoproj.io/workflow": run, "workflows.argoproj.io/report-outputs-completed": "true"}},
+		NodeResult: wfv1.NodeResult{Outputs: &wfv1.Outputs{Parameters: []wfv1.Parameter{{Name: "decision", Value: wfv1.AnyStringPtr("approved")}}}}}
+	if _, err := stepWF.ArgoprojV1alpha1().WorkflowTaskResults(f.ns).Create(ctx, forgedResult, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the verify step's account creating a task result: %v (RBAC allows the executor's)", err)
+	}
+	time.Sleep(5 * time.Second)
+	if still := f.waitRun(run, time.Minute, "still waiting after the forged task result", awaitingApproval); still.Status.Nodes.FindByDisplayName("promote(0)") != nil {
+		t.Fatalf("a forged task result moved the run on")
+	}
+
 	// An admin's deploy template run in a namespace the policy does not select: promote refuses.
 	if _, err := kube.CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, []byte(`{"metadata":{"labels":{"gantry.dev/approval-policy":null}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,9 @@ var (
 			Why: "the model's release lock (Lease gantry-release-<model>): promote and rollback hold it while they change production"},
 		podLogs,
 	}
+	// probeRule: fail closed — a dry-run create of the Lease the approval policy must refuse.
+	probeRule = Rule{Group: "coordination.k8s.io", Resources: []string{"leases"}, Verbs: []string{"create"},
+		Why: "fail closed: a dry-run create of the Lease the approval policy refuses where it is in force (nothing is written)"}
 	// promoteRules are the release gate's reads (approve.AllowRelease): which pod, and so which
 	// run, this step is; that run's approvals; the Tekton run's decision.
 	promoteRules = []Rule{
@@ -96,6 +99,7 @@ func Accounts() []Account {
 		{Name: "gantry-verify", Templates: []string{"approver/verify"}, Executor: true, Why: "approver verify: reads the run, never writes it",
 			Rules: []Rule{
 				{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get"}, Why: "read the approval node of its own run"},
+				probeRule,
 			}},
 		{Name: "gantry-trigger", Templates: []string{"train-launcher/trigger"}, Executor: true, Why: "train-launcher trigger: one run per pushed training-image digest",
 			Rules: []Rule{
@@ -107,6 +111,7 @@ func Accounts() []Account {
 			Rules: []Rule{
 				{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"list", "watch"}, Why: "watch for the run's decision ConfigMaps"},
 				{Group: "tekton.dev", Resources: []string{"pipelineruns"}, Verbs: []string{"get"}, Why: "forbid-self-approval: who submitted the run (its submitted-by label)"},
+				probeRule,
 			}},
 		{Name: TrainingAccount, Why: "the training Job's pod: no API rights, no token"},
 		{Name: ModelServerAccount, Why: "model server pods: no API rights, no token"},

@@ -335,6 +335,10 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	if o.Run == "" {
 		return nil, exitcode.Invalidf("--run-name is required")
 	}
+	// Fail closed: where the approval policy is not in force, nobody vouches for a decision.
+	if err := g.policyInForceIfKube(ctx, o.Namespace, ArgoPolicy); err != nil {
+		return nil, err
+	}
 	if o.Node == "" {
 		o.Node = "approval"
 	}

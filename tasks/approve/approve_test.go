@@ -71,7 +71,23 @@ func whoami(user string) *fake.Clientset {
 	c.PrependReactor("create", "selfsubjectreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, &authnv1.SelfSubjectReview{Status: authnv1.SelfSubjectReviewStatus{UserInfo: authnv1.UserInfo{Username: user}}}, nil
 	})
+	enforced(c)
 	return c
+}
+
+// enforced makes the fake API server refuse the policy probes, as the approval policies do in
+// namespaces they are in force in.
+func enforced(c *fake.Clientset) {
+	c.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		name := a.(k8stesting.CreateAction).GetObject().(metav1.Object).GetName()
+		for _, p := range []string{ArgoPolicy, TektonPolicy} {
+			if strings.HasPrefix(name, PolicyProbe(p)+"-") {
+				return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, name,
+					fmt.Errorf("ValidatingAdmissionPolicy '%s' with binding '%s' denied request: gantry's approval policy %s is in force in this namespace", p, p, p))
+			}
+		}
+		return false, nil, nil
+	})
 }
 
 func verify(t *testing.T, wf *wfv1.Workflow, o VerifyOptions) *Verdict {
@@ -746,5 +762,27 @@ func TestTektonFourEyes(t *testing.T) {
 	v, err := NewApprover(nil, kc, WithDynamic(dyn)).Wait(ctx, nil, WaitOptions{Namespace: ns, Run: "pr-7", RunUID: "uid-7", Timeout: 300 * time.Millisecond, MinApprovals: 2, ForbidSelf: true})
 	if err != nil || v.Decision != Rejected || !strings.Contains(v.Reason, "1 of 2 required approvals") {
 		t.Errorf("wait with one of two approvals: %+v %v", v, err)
+	}
+}
+
+// Fail closed: verify (Argo) and wait (Tekton) refuse, exit 2 saying how to fix it, in a
+// namespace where the approval policy's probe is admitted.
+func TestVerifyAndWaitRefuseWhereThePolicyIsNotInForce(t *testing.T) {
+	t.Parallel()
+	kc := fake.NewClientset() // admits the probe: no policy here
+	wfc := argofake.NewSimpleClientset(finish(run("nf"), time.Hour, Approved, ""))
+	apiCalls.Attach(kc, wfc)
+	g := NewApprover(wfc, kc)
+	store, _ := objstore.New(nil)
+	if _, err := g.Verify(context.Background(), store, VerifyOptions{Namespace: ns, Run: "nf", Timeout: time.Hour}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(fmt.Sprint(err), "not in force") {
+		t.Errorf("verify where the policy is not in force: %v, want exit 2", err)
+	}
+	if _, err := g.Wait(context.Background(), nil, WaitOptions{Namespace: ns, Run: "nf", Timeout: time.Second}); exitcode.Of(err) != exitcode.BadInput || !strings.Contains(fmt.Sprint(err), "not in force") {
+		t.Errorf("wait where the policy is not in force: %v, want exit 2", err)
+	}
+	// Where it is in force, verify goes on to count.
+	enforced(kc)
+	if v, err := g.Verify(context.Background(), store, VerifyOptions{Namespace: ns, Run: "nf", Timeout: time.Hour}); err != nil || v.Decision != Rejected {
+		t.Errorf("verify where the policy is in force: %+v %v", v, err)
 	}
 }

@@ -133,6 +133,9 @@ func (g *Approver) Wait(ctx context.Context, s objstore.Store, o WaitOptions) (*
 	if timeout <= 0 {
 		return nil, exitcode.Invalidf("--timeout must be positive")
 	}
+	if err := g.policyInForce(ctx, ns, TektonPolicy); err != nil { // fail closed
+		return nil, err
+	}
 	start := g.now()
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
