@@ -352,7 +352,7 @@ func (f *fixture) stepPodTriesToApprove(run string) {
 	// account from nobody else: gantry-step-pods).
 	wf := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "step-approves"}, Spec: wfv1.WorkflowSpec{Entrypoint: "main",
 		ServiceAccountName: rbac.AccountFor("approver", "verify").Name,
-		Templates: []wfv1.Template{{Name: "main", Container: &corev1.Container{Image: image, Command: []string{"/ko-app/approver"}, Args: []string{"approve", run, "--reason", "self"}}}}}}
+		Templates:          []wfv1.Template{{Name: "main", Container: &corev1.Container{Image: image, Command: []string{"/ko-app/approver"}, Args: []string{"approve", run, "--reason", "self"}}}}}}
 	if _, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Create(f.ctx, wf, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
