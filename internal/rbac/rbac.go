@@ -154,6 +154,18 @@ const ApproveVerb = "approve"
 // not needed to submit, stop, suspend or resume runs. No API call uses it.
 const OperateVerb = "operate"
 
+// OperatorRules are the Role gantry-operator: who may `argo retry` (and `argo resubmit
+// --memoized`, `argo node set`) a gantry run. Holding operate steers what the controller executes
+// — bind it as narrowly as approve; it is no approval (promote counts decisions, not status).
+func OperatorRules() []Rule {
+	return []Rule{
+		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{"get", "list", "create", "update", "patch"},
+			Why: "argo retry / resubmit (get, update; create for resubmit)"},
+		{Group: "argoproj.io", Resources: []string{"workflows"}, Verbs: []string{OperateVerb},
+			Why: "checked by the admission policy: only holders may change a run's status beyond its approval node, its spec beyond suspend/shutdown, or create one with status"},
+	}
+}
+
 // ApproverRules are what a person needs to decide with `approver` or `argo resume` (the Role
 // gantry-approver, which an admin binds to approvers; `argo resume` needs get+update).
 func ApproverRules() []Rule {

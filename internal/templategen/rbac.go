@@ -9,8 +9,12 @@ import (
 	"github.com/gantry-ml/gantry/internal/rbac"
 )
 
-// ApproverRole is the Role an admin binds to the people who may approve runs in a namespace.
-const ApproverRole = "gantry-approver"
+// ApproverRole is the Role an admin binds to the people who may approve runs in a namespace;
+// OperatorRole to those who may argo retry them (the admission policy's operate verb).
+const (
+	ApproverRole = "gantry-approver"
+	OperatorRole = "gantry-operator"
+)
 
 func policyRules(rules []rbac.Rule) []rbacv1.PolicyRule {
 	var out []rbacv1.PolicyRule
@@ -54,5 +58,8 @@ func RBAC() []any {
 	out = append(out, &rbacv1.Role{TypeMeta: tm("Role", "rbac.authorization.k8s.io/v1"),
 		ObjectMeta: metav1.ObjectMeta{Name: ApproverRole, Annotations: map[string]string{"gantry.dev/purpose": "bind to the people who may approve runs in this namespace"}},
 		Rules:      policyRules(rbac.ApproverRules())})
+	out = append(out, &rbacv1.Role{TypeMeta: tm("Role", "rbac.authorization.k8s.io/v1"),
+		ObjectMeta: metav1.ObjectMeta{Name: OperatorRole, Annotations: map[string]string{"gantry.dev/purpose": "bind to the people who may argo retry runs in this namespace"}},
+		Rules:      policyRules(rbac.OperatorRules())})
 	return out
 }

@@ -184,5 +184,11 @@ func rbacDoc() []byte {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g, strings.Join(r.Resources, ", "), strings.Join(r.Verbs, ", "), r.Why)
 	}
+	b.WriteString("\n## People: Role `" + OperatorRole + "`\n\n")
+	b.WriteString("Bind it to whoever may `argo retry` runs: the admission policy admits a change of a run's status (beyond its approval node) or spec (beyond suspend/shutdown) only from the Argo controller or holders of `operate`. It is no approval: promote counts decisions.\n\n")
+	b.WriteString("| API group | resources | verbs | why |\n|---|---|---|---|\n")
+	for _, r := range rbac.OperatorRules() {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Group, strings.Join(r.Resources, ", "), strings.Join(r.Verbs, ", "), r.Why)
+	}
 	return b.Bytes()
 }
