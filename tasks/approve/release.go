@@ -127,18 +127,7 @@ func releaseVerdict(wf *wfv1.Workflow, r Release) (*Verdict, error) {
 		unbound = fmt.Sprintf("it names no digest, and %s was published after it (%s)", r.Digest, r.PublishedAt.Format(time.RFC3339))
 	}
 	t := count(wf, nodeID, node, pol, countOptions{Decided: decided, Digest: r.Digest, ResumeUnbound: unbound})
-	return &Verdict{Decision: t.Decision, ApprovedBy: joinNames(t.By), Approvers: t.By, Reason: t.Reason, Run: wf.Name, MinApprovals: pol.MinApprovals}, nil
-}
-
-func joinNames(names []string) string {
-	out := ""
-	for i, n := range names {
-		if i > 0 {
-			out += ","
-		}
-		out += n
-	}
-	return out
+	return &Verdict{Decision: t.Decision, ApprovedBy: strings.Join(t.By, ","), Approvers: t.By, Reason: t.Reason, Run: wf.Name, MinApprovals: pol.MinApprovals}, nil
 }
 
 // owner is the run-side owner of the calling pod (empty Kind: not called from a pod).

@@ -51,9 +51,6 @@ func serveFlags(o *publish.DeployOptions) []cli.Flag {
 	}
 }
 
-// GateFunc builds the release gate of production deploys (tests hand in their own).
-type GateFunc func(kubeconfig, namespace string, client kubernetes.Interface, log *slog.Logger) (publish.ReleaseGate, error)
-
 // approvalGate is the approver's release gate over the in-cluster / kubeconfig clients.
 func approvalGate(kubeconfig, namespace string, client kubernetes.Interface, log *slog.Logger) (publish.ReleaseGate, error) {
 	wf, _, _, err := kube.ArgoClients(kubeconfig, namespace)
@@ -68,15 +65,9 @@ func approvalGate(kubeconfig, namespace string, client kubernetes.Interface, log
 }
 
 // New returns the model-publisher app; newKube nil: in-cluster / kubeconfig clients.
-func New(newKube KubeFunc) *cli.App { return NewWithGate(newKube, nil) }
-
-// NewWithGate is New with the release gate's builder (nil: the approver's, approvalGate).
-func NewWithGate(newKube KubeFunc, newGate GateFunc) *cli.App {
+func New(newKube KubeFunc) *cli.App {
 	if newKube == nil {
 		newKube = kube.Clientset
-	}
-	if newGate == nil {
-		newGate = approvalGate
 	}
 	var (
 		common taskcli.Common
@@ -118,7 +109,7 @@ func NewWithGate(newKube KubeFunc, newGate GateFunc) *cli.App {
 		do.Namespace = ns
 		opts := []publish.Option{publish.WithLogger(log)}
 		if do.Environment == "production" {
-			gate, err := newGate(k.Kubeconfig, ns, client, log)
+			gate, err := approvalGate(k.Kubeconfig, ns, client, log)
 			if err != nil {
 				return nil, err
 			}
