@@ -538,6 +538,56 @@ func crashSteps() []step {
 				w.checkRelease(w.models[0].URI)
 				w.neverBack(w.models[1].URI)
 			}},
+		// A run terminated in the middle of its promote (argo terminate: no retry, no rollback, no
+		// exit handler): the next release of the model, whoever starts it, settles it first.
+		{name: "promote, terminated; the next run's promote", prepare: func(w *world) {
+			w.publish(3)
+			if err := w.promote(w.ctx, 0); err != nil {
+				w.t.Fatal(err)
+			}
+		},
+			run: func(ctx context.Context, w *world) error { return w.promote(ctx, 1) },
+			then: func(ctx context.Context, w *world) error {
+				// Its canary compared against what production served then.
+				err := w.promote(ctx, 2)
+				if exitcode.Of(err) == exitcode.Failed && strings.Contains(err.Error(), "changed since the canary") {
+					w.t.Logf("the next promote is refused: %v", err)
+					return nil
+				}
+				return err
+			},
+			check: func(w *world) {
+				head, _ := w.history("production").current()
+				if head.ModelURI != w.models[0].URI && head.ModelURI != w.models[2].URI {
+					w.t.Errorf("after the next release the head is %s, want the model live before (%s) or the next run's (%s)", head.ModelURI, w.models[0].URI, w.models[2].URI)
+				}
+				w.checkRelease(head.ModelURI)
+				w.checkSettled(1)
+			}},
+		{name: "promote, terminated; an operator's rollback", prepare: func(w *world) {
+			w.publish(2)
+			if err := w.promote(w.ctx, 0); err != nil {
+				w.t.Fatal(err)
+			}
+		},
+			run: func(ctx context.Context, w *world) error { return w.promote(ctx, 1) },
+			then: func(ctx context.Context, w *world) error {
+				_, err := w.deployer().Rollback(ctx, w.opts("production", 97))
+				return err
+			},
+			check: func(w *world) {
+				// Whatever the terminated promote had done, the operator's rollback undoes it: the
+				// model live before it serves again. When it had done nothing (its first write
+				// failed), the rollback undoes what is live: the first model, so nothing serves.
+				want := "nothing"
+				for _, e := range w.history("production").Entries {
+					if e.Run == "run-1" {
+						want = w.models[0].URI
+					}
+				}
+				w.checkRelease(want)
+				w.checkSettled(1)
+			}},
 		{name: "rollback after a failed smoke", prepare: func(w *world) {
 			w.publish(2)
 			for i := range 2 {
@@ -559,6 +609,21 @@ func crashSteps() []step {
 		},
 			run:   func(ctx context.Context, w *world) error { return w.rollback(ctx, 0) },
 			check: func(w *world) { w.checkRelease("nothing"); w.neverBack(w.models[0].URI) }},
+	}
+}
+
+// checkSettled: run i's release left no intent pending, and, if it was never made live, its
+// intent is recorded as aborted.
+func (w *world) checkSettled(i int) {
+	w.t.Helper()
+	h := w.history("production")
+	if p, ok := h.pending(); ok {
+		w.t.Errorf("an intent is still pending after the next release: %+v", p)
+	}
+	for _, e := range h.Entries {
+		if e.Run == fmt.Sprintf("run-%d", i) && !e.counts() && !e.Aborted {
+			w.t.Errorf("run-%d's entry is neither live nor aborted: %+v", i, e)
+		}
 	}
 }
 

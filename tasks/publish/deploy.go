@@ -218,13 +218,106 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 			return nil, err
 		}
 	}
+	mode := recordLive
+	if o.Environment == "production" {
+		mode = recordIntent
+	}
 	var res *Deployed
 	err = d.locked(ctx, o, func(ctx context.Context) error {
+		if mode == recordIntent {
+			if _, _, err := d.settleInterrupted(ctx, o, true); err != nil {
+				return err
+			}
+		}
 		var err error
-		res, err = d.apply(ctx, o, false)
+		res, err = d.apply(ctx, o, mode)
 		return err
 	})
 	return res, err
+}
+
+// How apply records what it did in the environment's history.
+type recordMode int
+
+const (
+	recordLive     recordMode = iota // staging: appended as live after the rollout
+	recordIntent                     // production: the intent before the Deployment changes, made live after the rollout
+	recordRollback                   // a rollback (its caller wrote it first): appended after the rollout if missing
+	recordNothing                    // returning production to the history's head: the history says so already
+)
+
+// settleInterrupted finishes what an interrupted release left behind, before a release step
+// changes production (the caller holds the release lock, so the interrupted step is not running:
+// its process died, or its run was terminated, or it lost the lock). An intent that was never
+// made live is marked aborted, and production, if that release had changed it, returns to the
+// history's head (or, with no head, goes). The caller's own intent (promoting: a retry of the
+// same promote) is left for it to finish. It says what it did (nil when nothing was interrupted)
+// and which run's release it was.
+func (d *Deployer) settleInterrupted(ctx context.Context, o DeployOptions, promoting bool) (*Deployed, string, error) {
+	h, err := readHistory(ctx, d.store, o.RegistryURI, o.ModelName, o.Namespace, o.Environment)
+	if err != nil {
+		return nil, "", err
+	}
+	p, pending := h.pending()
+	if pending && promoting && p.Run == o.Run && p.ModelURI == o.ModelURI {
+		return nil, "", nil
+	}
+	name := o.name()
+	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		dep = nil
+	case err != nil:
+		return nil, "", kube.Classify("getting deployment "+name, err)
+	}
+	head, hasHead := h.current()
+	serves := func(e HistoryEntry) bool {
+		return dep != nil && dep.Annotations[AnnModelURI] == e.ModelURI && dep.Annotations[AnnRun] == e.Run &&
+			(!hasHead || head.ModelURI != e.ModelURI)
+	}
+	var interrupted HistoryEntry
+	switch {
+	case pending:
+		interrupted = p
+	default: // an intent aborted by a step that died before production was returned
+		for i := len(h.Entries) - 1; i >= 0; i-- {
+			if e := h.Entries[i]; e.Aborted && serves(e) {
+				interrupted = e
+				break
+			}
+		}
+		if interrupted.ModelURI == "" {
+			return nil, "", nil
+		}
+	}
+	d.log.Info("settling an interrupted release", "environment", o.Environment, "model", interrupted.ModelURI, "run", orNone(interrupted.Run))
+	// Intent first here too: the history says the release was aborted before production changes.
+	if pending {
+		if _, err := abortIntent(ctx, d.store, o, p, o.Run); err != nil {
+			return nil, "", err
+		}
+	}
+	if !serves(interrupted) {
+		return &Deployed{Unchanged: true, ModelURI: head.ModelURI, Outcome: fmt.Sprintf("the release of %s by %s was interrupted before it changed %s; recorded as aborted",
+			interrupted.Version, orNone(interrupted.Run), o.Environment)}, interrupted.Run, nil
+	}
+	if !hasHead {
+		if err := d.Teardown(ctx, o); err != nil {
+			return nil, "", err
+		}
+		return &Deployed{PreviousModelURI: interrupted.ModelURI, Outcome: fmt.Sprintf("the release of %s by %s was interrupted before it was recorded live: removed the %s server (nothing was live before it)",
+			interrupted.Version, orNone(interrupted.Run), o.Environment)}, interrupted.Run, nil
+	}
+	back := o
+	back.ModelURI, back.ModelDigest, back.ModelVersion, back.Run, back.ExpectLive = head.ModelURI, head.Digest, head.Version, head.Run, ""
+	res, err := d.apply(ctx, back, recordNothing)
+	if err != nil {
+		return nil, "", err
+	}
+	res.PreviousModelURI = interrupted.ModelURI
+	res.Outcome = fmt.Sprintf("the release of %s by %s was interrupted before it was recorded live: %s returned to %s (%s)",
+		interrupted.Version, orNone(interrupted.Run), o.Environment, head.Version, head.Digest)
+	return res, interrupted.Run, nil
 }
 
 // checkLive refuses to replace anything but the model the canary compared against (cur: the
@@ -241,7 +334,7 @@ func checkLive(o DeployOptions, cur *appsv1.Deployment) error {
 		o.Environment, live, o.ExpectLive, o.ModelDigest))
 }
 
-func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*Deployed, error) {
+func (d *Deployer) apply(ctx context.Context, o DeployOptions, mode recordMode) (*Deployed, error) {
 	name := o.name()
 	deps := d.client.AppsV1().Deployments(o.Namespace)
 	prevURI, prevDigest := "", ""
@@ -268,6 +361,11 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*
 	if cur != nil {
 		cfg.WithResourceVersion(cur.ResourceVersion)
 	}
+	if mode == recordIntent {
+		if _, err := intend(ctx, d.store, o, d.now().UTC()); err != nil {
+			return nil, err
+		}
+	}
 	applied, err := deps.Apply(ctx, cfg, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
 	switch {
 	case apierrors.IsConflict(err):
@@ -282,7 +380,13 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, rollback bool) (*
 	if err := d.waitRollout(ctx, o.Namespace, name, o.RolloutTimeout, applied.Generation, o.ModelDigest); err != nil {
 		return nil, err
 	}
-	changed, err := appendHistory(ctx, d.store, o, d.now().UTC(), rollback)
+	var changed bool
+	switch mode {
+	case recordLive, recordRollback:
+		changed, err = appendHistory(ctx, d.store, o, d.now().UTC(), mode == recordRollback)
+	case recordIntent:
+		changed, err = commitIntent(ctx, d.store, o, d.now().UTC())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -543,6 +647,15 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 
 // rollback is Rollback under the release lock.
 func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, error) {
+	// A release interrupted before it was recorded live (this run's, or one whose run was
+	// terminated) is undone first; when it is the one to roll back, that is the rollback.
+	settled, by, err := d.settleInterrupted(ctx, o, false)
+	if err != nil {
+		return nil, err
+	}
+	if settled != nil && (o.UndoRun == "" || o.UndoRun == by) {
+		return settled, nil
+	}
 	name := o.name()
 	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
@@ -578,7 +691,7 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 		}
 		d.log.Info("undoing an incomplete deploy", "environment", o.Environment, "from", bad, "to", cur.ModelURI)
 		o.ModelURI, o.ModelDigest, o.ModelVersion = cur.ModelURI, cur.Digest, cur.Version
-		res, err := d.apply(ctx, o, true)
+		res, err := d.apply(ctx, o, recordRollback)
 		if res != nil {
 			res.PreviousModelURI = bad
 			res.Outcome = fmt.Sprintf("rolled back to %s (%s): %s never completed its deploy", cur.Version, cur.Digest, bad)
@@ -588,10 +701,10 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	// A rollback undoes the last promotion. When the last entry is already a rollback (a retry
 	// after the history write, or a second rollback), there is nothing more to undo: its outcome
 	// is applied again, and the model it rolled back from is never returned to.
-	if n := len(h.Entries); n > 0 && h.Entries[n-1].Rollback {
-		last := h.Entries[n-1]
+	if eff := h.effective(); len(eff) > 0 && eff[len(eff)-1].Rollback {
+		last := eff[len(eff)-1]
 		from := ""
-		if cur, ok := (&History{Entries: h.Entries[:n-1]}).current(); ok {
+		if cur, ok := (&History{Entries: eff[:len(eff)-1]}).current(); ok {
 			from = cur.ModelURI
 		}
 		d.log.Info("already rolled back; applying the same outcome again", "environment", o.Environment, "to", last.ModelURI, "by", last.Run)
@@ -602,7 +715,7 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 			return &Deployed{PreviousModelURI: from, Unchanged: true, Outcome: fmt.Sprintf("already rolled back by %s: no %s server", orNone(last.Run), o.Environment)}, nil
 		}
 		o.ModelURI, o.ModelDigest, o.ModelVersion = last.ModelURI, last.Digest, last.Version
-		res, err := d.apply(ctx, o, true)
+		res, err := d.apply(ctx, o, recordRollback)
 		if res != nil {
 			res.PreviousModelURI, res.Unchanged = from, true
 			res.Outcome = fmt.Sprintf("already rolled back by %s to %s (%s)", orNone(last.Run), last.Version, last.Digest)
@@ -639,7 +752,7 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	if _, err := appendHistoryIf(ctx, d.store, o, d.now().UTC(), true, stillCurrent(o.Environment, cur)); err != nil {
 		return nil, err
 	}
-	res, err := d.apply(ctx, o, true)
+	res, err := d.apply(ctx, o, recordRollback)
 	if res != nil {
 		res.Outcome = fmt.Sprintf("rolled back to %s (%s) from %s", prev.Version, prev.Digest, cur.Version)
 	}

@@ -29,6 +29,13 @@ type History struct {
 }
 
 // HistoryEntry is one promotion (or rollback).
+//
+// A promotion is written twice: as an intent (Pending) before production changes, and made live
+// (Pending cleared, LiveFrom set) once the rollout is done. A release that was interrupted in
+// between — its process killed, its run terminated — leaves the intent behind: the next release
+// step (any run's, holding the release lock, so the interrupted one is no longer running) marks
+// it Aborted and returns production to the model live before it. Pending and aborted entries are
+// kept (what was attempted, by which run) but never count as live.
 type HistoryEntry struct {
 	Version  string    `json:"version"`
 	ModelURI string    `json:"modelURI"`
@@ -36,6 +43,32 @@ type HistoryEntry struct {
 	LiveFrom time.Time `json:"liveFrom"`
 	Run      string    `json:"run,omitempty"`
 	Rollback bool      `json:"rollback,omitempty"`
+	Pending  bool      `json:"pending,omitempty"`
+	Aborted  bool      `json:"aborted,omitempty"`
+	// AbortedBy is the run whose release step found the intent interrupted.
+	AbortedBy string `json:"abortedBy,omitempty"`
+}
+
+// counts: the entry took effect (not an intent, not an aborted one).
+func (e HistoryEntry) counts() bool { return !e.Pending && !e.Aborted }
+
+// effective is the entries that took effect, oldest first.
+func (h *History) effective() []HistoryEntry {
+	var out []HistoryEntry
+	for _, e := range h.Entries {
+		if e.counts() {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// pending is the last entry when it is an intent not yet made live.
+func (h *History) pending() (HistoryEntry, bool) {
+	if n := len(h.Entries); n > 0 && h.Entries[n-1].Pending {
+		return h.Entries[n-1], true
+	}
+	return HistoryEntry{}, false
 }
 
 func historyURI(registry, model, ns, env string) string {
@@ -73,7 +106,7 @@ func readHistoryVersion(ctx context.Context, s objstore.Store, registry, model, 
 // returned to by a later rollback.
 func (h *History) live() []HistoryEntry {
 	var st []HistoryEntry
-	for _, e := range h.Entries {
+	for _, e := range h.effective() {
 		if !e.Rollback {
 			st = append(st, e)
 			continue
@@ -116,6 +149,85 @@ func appendHistory(ctx context.Context, s objstore.Store, o DeployOptions, now t
 // appendHistoryIf is appendHistory whose write holds only while guard accepts the history it
 // would append to (checked on every read, so a write that conflicted and re-read decides again).
 func appendHistoryIf(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time, rollback bool, guard func(*History) error) (bool, error) {
+	return editHistory(ctx, s, o, func(h *History) (bool, error) {
+		// Already recorded: a deploy of the model live now, or a retried rollback to it. A
+		// rollback to the model the history says is live (undoing a deploy that failed before
+		// it was recorded) is still recorded, so that a second rollback knows it is one.
+		if eff := h.effective(); len(eff) > 0 && eff[len(eff)-1].ModelURI == o.ModelURI && (!rollback || eff[len(eff)-1].Rollback) {
+			return false, nil
+		}
+		if guard != nil {
+			if err := guard(h); err != nil {
+				return false, err
+			}
+		}
+		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback})
+		return true, nil
+	})
+}
+
+// intend records, before production changes, that o.Run is about to make o's model live
+// (intent first). Nothing is written when it is recorded already (a retry of the same step) or
+// when the model is live already (a re-deploy: nothing will change). The caller holds the
+// release lock and has settled any interrupted intent (settleInterrupted).
+func intend(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time) (bool, error) {
+	return editHistory(ctx, s, o, func(h *History) (bool, error) {
+		if p, ok := h.pending(); ok {
+			if p.Run == o.Run && p.ModelURI == o.ModelURI {
+				return false, nil
+			}
+			return false, exitcode.Retryable(fmt.Errorf("%s: the release of %s by %s is in progress (its intent is recorded)", o.Environment, p.Version, orNone(p.Run)))
+		}
+		if cur, ok := h.current(); ok && cur.ModelURI == o.ModelURI {
+			return false, nil
+		}
+		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Pending: true})
+		return true, nil
+	})
+}
+
+// commitIntent makes o.Run's intent live once its rollout is done. Without an intent (the model
+// was live already) nothing changes. An intent found aborted means another release step decided
+// this one was interrupted while it rolled out (it lost the release lock): retryable, the retry
+// decides again.
+func commitIntent(ctx context.Context, s objstore.Store, o DeployOptions, now time.Time) (bool, error) {
+	return editHistory(ctx, s, o, func(h *History) (bool, error) {
+		p, ok := h.pending()
+		if ok && p.Run == o.Run && p.ModelURI == o.ModelURI {
+			e := &h.Entries[len(h.Entries)-1]
+			e.Pending, e.LiveFrom = false, now
+			return true, nil
+		}
+		if cur, ok := h.current(); ok && cur.ModelURI == o.ModelURI {
+			return false, nil
+		}
+		return false, exitcode.Retryable(fmt.Errorf("%s: the release of %s by %s is no longer recorded as in progress (another release step found it interrupted); the retry decides again",
+			o.Environment, o.ModelVersion, orNone(o.Run)))
+	})
+}
+
+// abortIntent marks the pending intent p aborted by run (the interrupted release), if it is
+// still the history's pending one.
+func abortIntent(ctx context.Context, s objstore.Store, o DeployOptions, p HistoryEntry, run string) (bool, error) {
+	return editHistory(ctx, s, o, func(h *History) (bool, error) {
+		cur, ok := h.pending()
+		if !ok || !sameIntent(cur, p) {
+			return false, nil
+		}
+		e := &h.Entries[len(h.Entries)-1]
+		e.Pending, e.Aborted, e.AbortedBy = false, true, orNone(run)
+		return true, nil
+	})
+}
+
+func sameIntent(a, b HistoryEntry) bool {
+	return a.Run == b.Run && a.ModelURI == b.ModelURI && a.LiveFrom.Equal(b.LiveFrom)
+}
+
+// editHistory applies edit to the environment's history as a compare-and-swap on the history
+// object (S3 If-Match / If-None-Match), re-reading and editing again on conflict, so concurrent
+// writers never lose an entry. edit says whether it changed anything (nothing written if not).
+func editHistory(ctx context.Context, s objstore.Store, o DeployOptions, edit func(*History) (bool, error)) (bool, error) {
 	uri := historyURI(o.RegistryURI, o.ModelName, o.Namespace, o.Environment)
 	c, ok := s.(objstore.Conditional)
 	if !ok {
@@ -131,21 +243,10 @@ func appendHistoryIf(ctx context.Context, s objstore.Store, o DeployOptions, now
 		if err != nil {
 			return err
 		}
-		// Already recorded: a deploy of the model live now, or a retried rollback to it. A
-		// rollback to the model the history says is live (undoing a deploy that failed before
-		// it was recorded) is still recorded, so that a second rollback knows it is one.
-		if n := len(h.Entries); n > 0 && h.Entries[n-1].ModelURI == o.ModelURI && (!rollback || h.Entries[n-1].Rollback) {
-			changed = false
-			return nil
+		if changed, err = edit(h); err != nil || !changed {
+			return err
 		}
-		if guard != nil {
-			if err := guard(h); err != nil {
-				return err
-			}
-		}
-		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback})
 		b, _ := json.MarshalIndent(h, "", "  ")
-		changed = true
 		return c.PutIf(ctx, uri, b, version)
 	})
 	if errors.Is(err, objstore.ErrConflict) {
