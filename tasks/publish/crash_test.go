@@ -123,7 +123,11 @@ func (f *faults) effect(what string) error {
 	return nil
 }
 
-func (f *faults) injected() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.failed || f.killed || f.pending }
+func (f *faults) injected() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed || f.killed || f.pending
+}
 
 var errInjected = errors.New("injected transient failure")
 
