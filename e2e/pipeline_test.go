@@ -661,3 +661,22 @@ func podPhases(ps []corev1.Pod) []string {
 	}
 	return out
 }
+
+// Given a trainer that fails its first attempt with a transient error (exit 3), when the run
+// goes on, then the training is retried (not the run failed), and the run promotes its model.
+func TestTransientTrainingFailureIsRetriedAndPromotes(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	run := f.submit("hyperparameters=epochs=2,hidden=64,train-limit=12000,seed=10,fail-attempts=1,fail-exit-code=3", "min-accuracy=0.7")
+	w := f.waitRun(run, 2*toApproval, "approval waiting after a transient training failure", awaitingApproval)
+	first := w.Status.Nodes.FindByDisplayName("train(0)")
+	if first == nil || first.Phase != wfv1.NodeFailed || w.Status.Nodes.FindByDisplayName("train(1)") == nil {
+		t.Fatalf("want the first training attempt failed and retried: %s", summary(w))
+	}
+	t.Logf("first training attempt: %s", first.Message)
+	f.approveAsAdmin(run)
+	w = f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
+	if got, want := f.production(), output(w, "publish(0)", "model-digest"); got != want {
+		t.Errorf("production serves %s, want the retried training's model %s", got, want)
+	}
+}

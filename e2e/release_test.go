@@ -72,7 +72,8 @@ func (f *fixture) production() string {
 	}
 }
 
-// history is the namespace's production history: the digests, oldest first, "(rollback)" marked.
+// history is the namespace's production history: the digests, oldest first, "(rollback)",
+// "(aborted)" (a release that did not complete) and "(pending)" marked.
 func (f *fixture) history() []string {
 	f.t.Helper()
 	b, err := objstore.ReadAll(f.ctx, f.store("gantry-s3"), "s3://models/registry/fashion-mnist/environments/"+f.ns+"/production.json", 1<<20)
@@ -88,7 +89,14 @@ func (f *fixture) history() []string {
 	}
 	var out []string
 	for _, e := range h.Entries {
-		out = append(out, e.Digest+map[bool]string{true: "(rollback)"}[e.Rollback])
+		mark := map[bool]string{true: "(rollback)"}[e.Rollback]
+		switch {
+		case e.Aborted:
+			mark = "(aborted)"
+		case e.Pending:
+			mark = "(pending)"
+		}
+		out = append(out, e.Digest+mark)
 	}
 	return out
 }
@@ -249,8 +257,8 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	}
 	bad := output(w2, "publish(0)", "model-digest")
 	for _, e := range f.history() {
-		if strings.HasPrefix(e, bad) {
-			t.Errorf("history %v records the model whose promote failed", f.history())
+		if strings.HasPrefix(e, bad) && e != bad+"(aborted)" {
+			t.Errorf("history %v records the model whose promote failed as live", f.history())
 		}
 	}
 
@@ -275,4 +283,59 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	if h := f.history(); len(h) < 2 || h[len(h)-2] != weak || h[len(h)-1] != good+"(rollback)" {
 		t.Errorf("history %v: want the third model, then a rollback to %s", h, good)
 	}
+}
+
+// Given a model in production, when a second run is stopped (`argo stop`) in the middle of its
+// release — its promote has changed production, its smoke test has not passed — then its exit
+// handler settles the release: production serves the first model again, and the history records
+// the second one as aborted or rolled back, with nothing left pending.
+func TestStoppedReleaseIsRolledBack(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	first := f.submit(quick(8)...)
+	f.waitRun(first, 2*toApproval, "approval waiting", awaitingApproval)
+	f.approveAsAdmin(first)
+	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
+	good := output(w1, "publish(0)", "model-digest")
+
+	second := f.submit(quick(9)...)
+	f.waitRun(second, 2*toApproval, "approval waiting", awaitingApproval)
+	f.approveAsAdmin(second)
+	// The moment the second run's promote has changed production, the run is stopped.
+	deadline := time.Now().Add(toEnd)
+	for {
+		dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
+		if err == nil && dep.Annotations[publish.AnnRun] == second {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.dump()
+			t.Fatalf("the second run's promote never changed production within %s", toEnd)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.argo("stop", second)
+	t.Logf("stopped %s during its release", second)
+	w := f.waitRun(second, toEnd, "stopped run finished", phaseIs(wfv1.WorkflowFailed))
+	if n := w.Status.Nodes.FindByDisplayName("settle-release"); n == nil || n.Phase != wfv1.NodeSucceeded {
+		t.Fatalf("the exit handler did not settle the release: %+v; %s", n, summary(w))
+	}
+	out := output(w, "settle-release", "outcome")
+	if !strings.Contains(out, "rolled back to") {
+		t.Errorf("settle-release outcome %q, want rolled back to the first model; %s", out, summary(w))
+	}
+	if got := f.production(); got != good {
+		t.Errorf("production serves %s after the stopped release, want the first run's %s", got, good)
+	}
+	bad := output(w, "publish(0)", "model-digest")
+	h := f.history()
+	for _, e := range h {
+		if strings.HasSuffix(e, "(pending)") {
+			t.Errorf("history %v: an intent is still pending", h)
+		}
+	}
+	if n := len(h); n == 0 || h[n-1] != good+"(rollback)" && h[n-1] != bad+"(aborted)" {
+		t.Errorf("history %v: want the stopped release (%s) aborted or rolled back to %s", h, bad, good)
+	}
+	t.Logf("settle-release: %s; history %v", out, h)
 }

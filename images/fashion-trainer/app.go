@@ -61,6 +61,8 @@ func newApp() *cli.App {
 		&cli.IntFlag{Name: "threads", Destination: &o.Workers, Usage: "worker goroutines (default: all cores); does not change the result"},
 		&cli.IntFlag{Name: "fail-attempts", EnvVars: hp("fail-attempts"), Destination: &o.FailAttempts,
 			Usage: "fail the first N attempts on purpose, before training (tests the pipeline's retries; markers under --output-uri, removed by the attempt that trains)"},
+		&cli.IntFlag{Name: "fail-exit-code", Value: 1, EnvVars: hp("fail-exit-code"), Destination: &o.FailExitCode,
+			Usage: "the exit code of an attempt failed on purpose: 1 (a failure) or 3 (a transient error, retried)"},
 	}
 	return &cli.App{
 		Name:  "fashion-trainer",

@@ -87,3 +87,20 @@ func TestFailAttemptsFailsTheFirstAttemptsOnly(t *testing.T) {
 		t.Errorf("output holds %v, want only the model, config and metrics", names)
 	}
 }
+
+// --fail-exit-code=3 makes the attempts that fail on purpose transient failures (exit 3: the
+// Job and the templates retry them); anything but 1 or 3 is bad input.
+func TestFailExitCodeMakesTheFailureTransient(t *testing.T) {
+	data := testenv.FashionMNIST(t)
+	out := t.TempDir()
+	args := []string{"--dataset-uri=" + data, "--output-uri=file://" + out + "/", "--train-limit=500", "--hidden=16", "--epochs=1", "--fail-attempts=1"}
+	if code, stderr := runApp(append(args, "--fail-exit-code=3")...); code != 3 || !bytes.Contains([]byte(stderr), []byte("fails on purpose")) {
+		t.Fatalf("exit %d (%s), want 3 on purpose", code, stderr)
+	}
+	if code, stderr := runApp(append(args, "--fail-exit-code=3")...); code != 0 {
+		t.Fatalf("the retry: exit %d: %s", code, stderr)
+	}
+	if code, _ := runApp(append(args, "--fail-exit-code=7")...); code != 2 {
+		t.Errorf("--fail-exit-code=7: exit %d, want 2", code)
+	}
+}

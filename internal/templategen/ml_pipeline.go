@@ -192,6 +192,14 @@ func Pipeline() *wfv1.WorkflowTemplate {
 	exit := wfv1.Template{
 		Name: "exit-handler",
 		Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{
+			// A run stopped in the middle of its release (`argo stop`: running steps are killed,
+			// the release's own rollback never runs) is rolled back here: only this run's deploy,
+			// idempotent, a no-op for a run that never changed production. A run terminated
+			// (`argo terminate`: no exit handler) is settled by the model's next release step.
+			{Name: "settle-release", TemplateRef: ref("model-publisher", "rollback"), When: "{{workflow.status}} != Succeeded",
+				Arguments: args("environment", "production", "registry-uri", registry, "model-name", wp("model-name"), "server-image", wp("server-image"),
+					"undo-run", "{{workflow.name}}",
+					"s3-secret", wp("s3-secret"), "server-s3-secret", wp("server-s3-secret"), "s3-endpoint", wp("s3-endpoint"))},
 			{Name: "teardown-staging", TemplateRef: ref("model-publisher", "teardown"), When: wp("keep-staging") + " != true",
 				Arguments: args("environment", "staging", "model-name", wp("model-name"), "run-name", "{{workflow.name}}")},
 			{Name: "record-outcome", TemplateRef: ref("model-publisher", "record"), Arguments: args(

@@ -305,19 +305,31 @@ func (d *Deployer) settleInterrupted(ctx context.Context, o DeployOptions, promo
 		if err := d.Teardown(ctx, o); err != nil {
 			return nil, "", err
 		}
-		return &Deployed{PreviousModelURI: interrupted.ModelURI, Outcome: fmt.Sprintf("the release of %s by %s was interrupted before it was recorded live: removed the %s server (nothing was live before it)",
-			interrupted.Version, orNone(interrupted.Run), o.Environment)}, interrupted.Run, nil
+		return &Deployed{PreviousModelURI: interrupted.ModelURI, Outcome: fmt.Sprintf("removed the %s server: the release of %s by %s did not complete and nothing served before it",
+			o.Environment, interrupted.Version, orNone(interrupted.Run))}, interrupted.Run, nil
 	}
 	back := o
-	back.ModelURI, back.ModelDigest, back.ModelVersion, back.Run, back.ExpectLive = head.ModelURI, head.Digest, head.Version, head.Run, ""
+	back.returnTo(head)
+	back.Run, back.ExpectLive = head.Run, ""
 	res, err := d.apply(ctx, back, recordNothing)
 	if err != nil {
 		return nil, "", err
 	}
 	res.PreviousModelURI = interrupted.ModelURI
-	res.Outcome = fmt.Sprintf("the release of %s by %s was interrupted before it was recorded live: %s returned to %s (%s)",
-		interrupted.Version, orNone(interrupted.Run), o.Environment, head.Version, head.Digest)
+	res.Outcome = fmt.Sprintf("rolled back to %s (%s): the release of %s by %s did not complete",
+		head.Version, head.Digest, interrupted.Version, orNone(interrupted.Run))
 	return res, interrupted.Run, nil
+}
+
+// returnTo makes o deploy what e recorded as live: the model, and the server image it was served
+// with (a rollback returns to the known-good pair, not to the old model on a new server that
+// was only ever tested with the model being rolled back). Entries written before the image was
+// recorded keep o's image.
+func (o *DeployOptions) returnTo(e HistoryEntry) {
+	o.ModelURI, o.ModelDigest, o.ModelVersion = e.ModelURI, e.Digest, e.Version
+	if e.ServerImage != "" {
+		o.ServerImage = e.ServerImage
+	}
 }
 
 // checkLive refuses to replace anything but the model the canary compared against (cur: the
@@ -690,7 +702,7 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 			return &Deployed{PreviousModelURI: bad, Outcome: fmt.Sprintf("removed the %s server: %s never completed its deploy and nothing served before it", o.Environment, bad)}, nil
 		}
 		d.log.Info("undoing an incomplete deploy", "environment", o.Environment, "from", bad, "to", cur.ModelURI)
-		o.ModelURI, o.ModelDigest, o.ModelVersion = cur.ModelURI, cur.Digest, cur.Version
+		o.returnTo(cur)
 		res, err := d.apply(ctx, o, recordRollback)
 		if res != nil {
 			res.PreviousModelURI = bad
@@ -714,7 +726,7 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 			}
 			return &Deployed{PreviousModelURI: from, Unchanged: true, Outcome: fmt.Sprintf("already rolled back by %s: no %s server", orNone(last.Run), o.Environment)}, nil
 		}
-		o.ModelURI, o.ModelDigest, o.ModelVersion = last.ModelURI, last.Digest, last.Version
+		o.returnTo(last)
 		res, err := d.apply(ctx, o, recordRollback)
 		if res != nil {
 			res.PreviousModelURI, res.Unchanged = from, true
@@ -744,7 +756,7 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 		return &Deployed{PreviousModelURI: cur.ModelURI, Outcome: fmt.Sprintf("removed the %s server: %s was its first model, nothing earlier to return to", o.Environment, cur.Version)}, nil
 	}
 	d.log.Info("rolling back", "environment", o.Environment, "to", prev.ModelURI, "version", prev.Version)
-	o.ModelURI, o.ModelDigest, o.ModelVersion = prev.ModelURI, prev.Digest, prev.Version
+	o.returnTo(prev)
 	// Intent first: the rollback is in the history before the Deployment changes. A retry after
 	// any crash (the history written, the apply not; the apply done, the step killed) reads a
 	// history whose last entry is this rollback and applies its outcome again; it can never see

@@ -855,3 +855,47 @@ func (e *env) models(n int) []*Published {
 	}
 	return v
 }
+
+// A rollback returns to what was live — the model and the server image it was served with — not
+// to the old model on the new server image of the release being rolled back (a combination
+// nobody tested). A new server image for the same model is a release of its own.
+func TestRollbackRestoresTheServerImageItServedWith(t *testing.T) {
+	e := newEnv(t)
+	c, d := e.cluster(t, true)
+	v := e.models(2)
+	image := func() string {
+		dep, err := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dep.Annotations[AnnModelURI] + " on " + dep.Spec.Template.Spec.Containers[0].Image
+	}
+	release := func(p *Published, img, run string) {
+		o := e.deployOpts("production")
+		o.ModelURI, o.ServerImage, o.Run = p.URI, img, run
+		if _, err := d.Deploy(e.ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	undo := func(run, img string) {
+		o := e.deployOpts("production")
+		o.ServerImage, o.Run, o.UndoRun = img, run, run
+		if _, err := d.Rollback(e.ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release(v[0], "registry.local/model-server@sha256:01", "run-1")
+	release(v[0], "registry.local/model-server@sha256:02", "run-2") // a server upgrade alone
+	if h := e.productionHistory(t); len(h) != 2 {
+		t.Fatalf("history %v: the server upgrade is not a release of its own", h)
+	}
+	undo("run-2", "registry.local/model-server@sha256:02")
+	if got, want := image(), v[0].URI+" on registry.local/model-server@sha256:01"; got != want {
+		t.Errorf("after rolling back the server upgrade: %s, want %s", got, want)
+	}
+	release(v[1], "registry.local/model-server@sha256:03", "run-3")
+	undo("run-3", "registry.local/model-server@sha256:03")
+	if got, want := image(), v[0].URI+" on registry.local/model-server@sha256:01"; got != want {
+		t.Errorf("after rolling back run-3 (a new model on a new server): %s, want %s", got, want)
+	}
+}

@@ -47,6 +47,8 @@ type HistoryEntry struct {
 	Aborted  bool      `json:"aborted,omitempty"`
 	// AbortedBy is the run whose release step found the intent interrupted.
 	AbortedBy string `json:"abortedBy,omitempty"`
+	// ServerImage is the model server image it was (or is to be) served with.
+	ServerImage string `json:"serverImage,omitempty"`
 }
 
 // counts: the entry took effect (not an intent, not an aborted one).
@@ -161,7 +163,7 @@ func appendHistoryIf(ctx context.Context, s objstore.Store, o DeployOptions, now
 				return false, err
 			}
 		}
-		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback})
+		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Rollback: rollback, ServerImage: o.ServerImage})
 		return true, nil
 	})
 }
@@ -178,12 +180,18 @@ func intend(ctx context.Context, s objstore.Store, o DeployOptions, now time.Tim
 			}
 			return false, exitcode.Retryable(fmt.Errorf("%s: the release of %s by %s is in progress (its intent is recorded)", o.Environment, p.Version, orNone(p.Run)))
 		}
-		if cur, ok := h.current(); ok && cur.ModelURI == o.ModelURI {
+		if cur, ok := h.current(); ok && live(cur, o) {
 			return false, nil
 		}
-		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Pending: true})
+		h.Entries = append(h.Entries, HistoryEntry{Version: o.ModelVersion, ModelURI: o.ModelURI, Digest: o.ModelDigest, LiveFrom: now, Run: o.Run, Pending: true, ServerImage: o.ServerImage})
 		return true, nil
 	})
+}
+
+// live: e is what o deploys (the model, on the same server image; entries from before the image
+// was recorded match any).
+func live(e HistoryEntry, o DeployOptions) bool {
+	return e.ModelURI == o.ModelURI && (e.ServerImage == "" || e.ServerImage == o.ServerImage)
 }
 
 // commitIntent makes o.Run's intent live once its rollout is done. Without an intent (the model
@@ -198,7 +206,7 @@ func commitIntent(ctx context.Context, s objstore.Store, o DeployOptions, now ti
 			e.Pending, e.LiveFrom = false, now
 			return true, nil
 		}
-		if cur, ok := h.current(); ok && cur.ModelURI == o.ModelURI {
+		if cur, ok := h.current(); ok && live(cur, o) {
 			return false, nil
 		}
 		return false, exitcode.Retryable(fmt.Errorf("%s: the release of %s by %s is no longer recorded as in progress (another release step found it interrupted); the retry decides again",

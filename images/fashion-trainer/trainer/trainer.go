@@ -26,6 +26,9 @@ type Options struct {
 	// the pipeline's retries). Attempts are counted with marker objects under OutputURI, which
 	// the attempt that goes on deletes: they never reach the published model.
 	FailAttempts int
+	// FailExitCode is the exit code of an attempt failed on purpose: 1 (a failure, default) or
+	// 3 (a transient infrastructure error, which the Job and the templates retry).
+	FailExitCode int
 	mlp.TrainOptions
 }
 
@@ -60,7 +63,11 @@ func failOnPurpose(ctx context.Context, s objstore.Store, o Options, log *slog.L
 		if err := objstore.PutBytes(ctx, s, failMarker(out, done+1), []byte("failed on purpose\n")); err != nil {
 			return none, err
 		}
-		return none, fmt.Errorf("attempt %d of the first %d fails on purpose (--fail-attempts)", done+1, o.FailAttempts)
+		err := fmt.Errorf("attempt %d of the first %d fails on purpose (--fail-attempts)", done+1, o.FailAttempts)
+		if o.FailExitCode == exitcode.Transient {
+			return none, exitcode.Retryable(err)
+		}
+		return none, err
 	}
 	log.Info("the first attempts failed on purpose; this one trains", "failed", done)
 	return func() error {
@@ -120,6 +127,9 @@ func (o Options) Validate() error {
 	}
 	if o.TrainLimit < 0 {
 		return exitcode.Invalidf("--train-limit must not be negative")
+	}
+	if o.FailExitCode != 0 && o.FailExitCode != exitcode.Failed && o.FailExitCode != exitcode.Transient {
+		return exitcode.Invalidf("--fail-exit-code %d: want 1 (a failure) or 3 (a transient error)", o.FailExitCode)
 	}
 	if err := o.TrainOptions.Validate(); err != nil {
 		return exitcode.Invalid(err)
