@@ -5,17 +5,22 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/tasks/approve"
 	"github.com/gantry-ml/gantry/tasks/canary"
 	"github.com/gantry-ml/gantry/tasks/publish"
 )
@@ -338,4 +343,118 @@ func TestStoppedReleaseIsRolledBack(t *testing.T) {
 		t.Errorf("history %v: want the stopped release (%s) aborted or rolled back to %s", h, bad, good)
 	}
 	t.Logf("settle-release: %s; history %v", out, h)
+}
+
+// operatorOptions are the options of an operator's `model-publisher rollback` in the test's
+// namespace, taken from a staging server of run (its image, store endpoint and read Secret).
+func (f *fixture) operatorOptions(run string) publish.DeployOptions {
+	f.t.Helper()
+	l, err := kube.AppsV1().Deployments(f.ns).List(f.ctx, metav1.ListOptions{LabelSelector: publish.LabelEnvironment + "=staging"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	o := publish.DeployOptions{Namespace: f.ns, Environment: "production", ModelName: "fashion-mnist", RegistryURI: "s3://models/registry",
+		Replicas: 1, Run: "operator", RolloutTimeout: 3 * time.Minute}
+	for _, d := range l.Items {
+		if d.Annotations[publish.AnnRun] != run {
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		o.ServerImage = c.Image
+		for _, e := range c.Env {
+			switch {
+			case e.Name == "GANTRY_S3_ENDPOINT":
+				o.S3Endpoint = e.Value
+			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+				o.S3Secret = e.ValueFrom.SecretKeyRef.Name
+			}
+		}
+	}
+	if o.ServerImage == "" {
+		f.t.Fatalf("no staging server of %s", run)
+	}
+	return o
+}
+
+// Given one model released at the same moment from Argo and from Tekton — both approved at once,
+// both canaries compared against the same production — while an operator rolls production back
+// at the CLI (the code of `model-publisher rollback`, as the namespace's admin), then gantry's own
+// release lock and compare-and-swap serialise them: both runs end; a run that did not promote was
+// refused with a reason (the compare-and-swap: production changed since its canary) or rolled
+// back; the history has no intent pending, and production serves its head.
+func TestReleasesFromArgoTektonAndTheCLIAreSerialised(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	argoRun := f.submit(quick(12)...)
+	tekRun := f.tektonRun("hyperparameters=epochs=2,hidden=64,train-limit=12000,seed=13", "min-accuracy=0.7", "smoke-min-accuracy=0.7")
+	f.waitRun(argoRun, 2*toApproval, "Argo approval waiting", awaitingApproval)
+	f.waitTekton(tekRun, 2*tektonToApproval, "Tekton approval waiting", approvalWaiting)
+	f.people()
+	op := f.operatorOptions(argoRun)
+	operator := publish.NewDeployer(kube, f.store("gantry-s3"))
+
+	var wg sync.WaitGroup
+	var argoErr, tekErr, cliErr error
+	var cli *publish.Deployed
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		_, argoErr = approve.NewApprover(argoWF, kube).Decide(f.ctx, approve.DecideOptions{Namespace: f.ns, Run: argoRun, Decision: "approve", Reason: "e2e"})
+	}()
+	go func() {
+		defer wg.Done()
+		_, tekErr = f.try(nil, filepath.Join(binDir, "approver"), "approve", tekRun, "--tekton", "--kubeconfig", f.kubeconfigOf(alice), "-n", f.ns)
+	}()
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Duration(rand.IntN(20)) * time.Second) // somewhere in the releases
+		cli, cliErr = operator.Rollback(f.ctx, op)
+	}()
+	wg.Wait()
+	if argoErr != nil || tekErr != nil || cliErr != nil {
+		t.Fatalf("approving on Argo: %v; on Tekton: %v; the operator's rollback: %v", argoErr, tekErr, cliErr)
+	}
+	t.Logf("the operator's rollback: %s", cli.Outcome)
+
+	w := f.waitRun(argoRun, toEnd+3*time.Minute, "Argo run ended", func(w *wfv1.Workflow) bool { return w.Status.Phase.Completed() })
+	pr, trs := f.waitTekton(tekRun, tektonToEnd+3*time.Minute, "Tekton run ended", func(pr *unstructured.Unstructured, _ map[string]*unstructured.Unstructured) bool {
+		s, _, _ := succeeded(pr)
+		return s == "True" || s == "False"
+	})
+	argoPromoted := w.Status.Nodes.FindByDisplayName("promote") != nil && w.Status.Nodes.FindByDisplayName("promote").Phase == wfv1.NodeSucceeded
+	tekPromoted := false
+	if tr := trs["promote"]; tr != nil {
+		s, _, _ := succeeded(tr)
+		tekPromoted = s == "True"
+	}
+	t.Logf("Argo %s: %s; Tekton %s: %s", argoRun, summary(w), tekRun, tektonSummary(pr, trs))
+	if !argoPromoted && !tekPromoted {
+		t.Errorf("neither release promoted")
+	}
+	// A run that did not promote says why: the compare-and-swap refused it.
+	if n := w.Status.Nodes.FindByDisplayName("promote"); !argoPromoted && (n == nil || !strings.Contains(n.Message, "changed since the canary")) {
+		t.Errorf("the Argo run did not promote and does not say it was refused by the compare-and-swap: %s", nodeMessages(w))
+	}
+	if tr := trs["promote"]; !tekPromoted && tr != nil {
+		if _, _, msg := succeeded(tr); !strings.Contains(msg, "changed since the canary") {
+			t.Errorf("the Tekton run did not promote: %q, want the compare-and-swap's refusal", msg)
+		}
+	}
+	h := f.history()
+	head := ""
+	for _, e := range h {
+		switch {
+		case strings.HasSuffix(e, "(pending)"):
+			t.Errorf("history %v: an intent is still pending", h)
+		case strings.HasSuffix(e, "(aborted)"):
+		case strings.HasSuffix(e, "(rollback)"):
+			head = strings.TrimSuffix(e, "(rollback)")
+		default:
+			head = e
+		}
+	}
+	if got := f.production(); got != head {
+		t.Errorf("production serves %q, its history's head is %q (history %v)", got, head, h)
+	}
+	t.Logf("history %v", h)
 }
