@@ -432,7 +432,7 @@ func TestReleasesFromArgoTektonAndTheCLIAreSerialised(t *testing.T) {
 		t.Errorf("neither release promoted")
 	}
 	// A run that did not promote says why: the compare-and-swap refused it.
-	if n := w.Status.Nodes.FindByDisplayName("promote"); !argoPromoted && (n == nil || !strings.Contains(n.Message, "changed since the canary")) {
+	if n := w.Status.Nodes.FindByDisplayName("promote(0)"); !argoPromoted && (n == nil || !strings.Contains(n.Message, "changed since the canary")) {
 		t.Errorf("the Argo run did not promote and does not say it was refused by the compare-and-swap: %s", nodeMessages(w))
 	}
 	if tr := trs["promote"]; !tekPromoted && tr != nil {

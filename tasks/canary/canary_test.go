@@ -406,3 +406,76 @@ func TestV2FallsBackToJSONWithoutTheBinaryExtension(t *testing.T) {
 		t.Errorf("wire %q, answered %d; logs:\n%s", r.Candidate.Wire, r.Candidate.Answered, logs.String())
 	}
 }
+
+// Under load a server may leave requests unanswered for a while — refused, 503, or too slow for
+// the request timeout — and answer correctly once the load passes. The batches that got no
+// answer are sent again after the first pass, with backoff, within the retry budget: the model
+// passes, and the report says how many retries it took. Without those retries the same server
+// fails the error-rate gate (what the 8-pipeline load once did to a good model). A server that
+// answers, but wrongly, still fails; an error answer is final (not retried).
+func TestUnansweredBatchesAreRetriedWithinTheBudget(t *testing.T) {
+	m, _, data := trainedModel(t)
+	s := serving.New("fashion-mnist")
+	s.SetModel(m, "1", "")
+	good := s.Handler()
+	for _, tc := range []struct {
+		name string
+		bad  func(w http.ResponseWriter, r *http.Request) // the first 10 predict requests
+	}{
+		{"503 while overloaded", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		}},
+		{"too slow while starved", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}},
+	} {
+		for _, batchRetries := range []int{3, 0} {
+			var n atomic.Int64
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost && n.Add(1) <= 10 {
+					tc.bad(w, r)
+					return
+				}
+				good.ServeHTTP(w, r)
+			}))
+			o := opts(ts.URL, data)
+			o.Limit, o.Concurrency, o.MinAccuracy = 300, 2, 0.5
+			o.RequestTimeout, o.Retries, o.BatchRetries, o.RetryBudget = 300*time.Millisecond, 1, batchRetries, time.Minute
+			r := evaluate(t, o)
+			ts.Close()
+			c := r.Candidate
+			switch {
+			case batchRetries > 0 && (r.Verdict != Pass || c.ErrorRate != 0 || c.Unanswered != 0 || c.RetryRounds == 0 || c.Retries < 10):
+				t.Errorf("%s: verdict %s (%s), unanswered %d, %d retries in %d rounds; want a pass after retries", tc.name, r.Verdict, r.Reason, c.Unanswered, c.Retries, c.RetryRounds)
+			case batchRetries == 0 && (r.Verdict != Fail || c.Unanswered == 0 || !strings.Contains(r.Reason, "unanswered")):
+				t.Errorf("%s without batch retries: verdict %s (%s), want the error-rate gate to fail", tc.name, r.Verdict, r.Reason)
+			}
+			t.Logf("%s, batch retries %d: %s", tc.name, batchRetries, r.Reason)
+		}
+	}
+
+	// Answers, but wrong ones: every image is a T-shirt. Retries change nothing.
+	wrong := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			good.ServeHTTP(w, r)
+			return
+		}
+		var req struct{ Instances []json.RawMessage }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		rows := make([][]float32, len(req.Instances))
+		for i := range rows {
+			rows[i] = []float32{1, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"predictions": rows})
+	}))
+	defer wrong.Close()
+	o := opts(wrong.URL, data)
+	o.Limit, o.MinAccuracy, o.BatchRetries, o.RetryBudget = 300, 0.5, 3, time.Minute
+	if r := evaluate(t, o); r.Verdict != Fail || r.Candidate.ErrorRate != 0 || r.Candidate.Retries != 0 || !strings.Contains(r.Reason, "accuracy") {
+		t.Errorf("a server answering wrongly: verdict %s (%s), error rate %v, %d retries; want failed on accuracy, nothing retried",
+			r.Verdict, r.Reason, r.Candidate.ErrorRate, r.Candidate.Retries)
+	}
+}

@@ -176,14 +176,34 @@ func (p *predictor) body(images [][]byte) ([]byte, string) {
 	return b.Bytes(), ""
 }
 
-// predict returns the probability rows and the latency of the attempt that answered.
-func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) ([][]float32, time.Duration, error) {
+// noAnswer is a request the server did not answer: the connection failed, timed out or was cut
+// short, or the server said it could not answer now (408, 429, 502, 503, 504). The evaluator
+// sends such a batch again; an error answer (any other status, a body that does not decode) is
+// the model server's answer, and final.
+type noAnswer struct{ err error }
+
+func (n *noAnswer) Error() string { return n.err.Error() }
+func (n *noAnswer) Unwrap() error { return n.err }
+
+// unavailable: statuses that say the server could not answer now, not that the request failed.
+func unavailable(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// predict returns the probability rows, the latency of the attempt that answered and how many
+// times the transport sent the request again.
+func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) ([][]float32, time.Duration, int, error) {
 	var start time.Time
-	ctx = transient.OnAttempt(ctx, func(int) { start = time.Now() })
+	again := 0
+	ctx = transient.OnAttempt(ctx, func(n int) { start, again = time.Now(), n })
 	body, hdrLen := p.body(images)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if hdrLen != "" {
@@ -192,19 +212,23 @@ func (p *predictor) predict(ctx context.Context, images [][]byte, classes int) (
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("POST %s: %w", p.url, err)
+		return nil, 0, again, &noAnswer{fmt.Errorf("POST %s: %w", p.url, err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading response: %w", err)
+		return nil, 0, again, &noAnswer{fmt.Errorf("reading response: %w", err)}
 	}
 	latency := time.Since(start)
 	if resp.StatusCode != http.StatusOK {
-		return nil, 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
+		err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
+		if unavailable(resp.StatusCode) {
+			return nil, 0, again, &noAnswer{err}
+		}
+		return nil, 0, again, err
 	}
 	rows, err := decodeResponse(p.wire, resp.Header.Get(headerLength), b, len(images), classes)
-	return rows, latency, err
+	return rows, latency, again, err
 }
 
 func snippet(b []byte) string {

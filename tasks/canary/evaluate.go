@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/gantry-ml/gantry/internal/idx"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -30,10 +33,14 @@ type Score struct {
 	Samples        int          `json:"samples"`
 	Answered       int          `json:"answered"`
 	Correct        int          `json:"correct"`
-	Accuracy       float64      `json:"accuracy"` // correct / samples: unanswered samples count as wrong
-	ErrorRate      float64      `json:"errorRate"`
+	Accuracy       float64      `json:"accuracy"`  // correct / answered: only answers are judged for accuracy
+	ErrorRate      float64      `json:"errorRate"` // (error answers + unanswered) / samples
+	ErrorAnswers   int          `json:"errorAnswers"`
+	Unanswered     int          `json:"unanswered"` // samples with no answer after every retry
 	Requests       int          `json:"requests"`
 	FailedRequests int          `json:"failedRequests"`
+	Retries        int          `json:"retries"`     // requests sent again (by the transport, and batches in the retry rounds)
+	RetryRounds    int          `json:"retryRounds"` // rounds of re-sending the batches that got no answer
 	Errors         []string     `json:"errors,omitempty"` // first few distinct messages
 	LatencyMs      Latency      `json:"latencyMs"`
 	Throughput     float64      `json:"throughputPerSecond"` // answered images per second, wall clock
@@ -229,77 +236,133 @@ func sampleIndices(n, limit int, seed uint64) []int {
 func (e *Evaluator) score(ctx context.Context, p *predictor, data *idx.Split, sample []int, o Options) Score {
 	classes := len(o.ClassNames)
 	type batch struct{ idx []int }
-	batches := make(chan batch)
-	preds := make([]int, len(sample)) // -1: no answer
+	preds := make([]int, len(sample)) // -1: no answer; -2: an error answer
 	var (
 		mu        sync.Mutex
 		latencies []float64
 		failed    int
+		retries   int // requests sent again: by the transport, and whole batches in the retry rounds
 		errs      = map[string]bool{}
 		errList   []string
 		done      int
 		nextLog   = max(1, len(sample)/10)
 	)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < o.Concurrency; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range batches {
-				imgs := make([][]byte, len(b.idx))
-				for i, s := range b.idx {
-					imgs[i] = data.Images.Image(sample[s])
-				}
-				rows, lat, err := p.predict(ctx, imgs, classes)
-				mu.Lock()
-				if err != nil {
-					failed++
-					for _, s := range b.idx {
-						preds[s] = -1
-					}
-					if msg := err.Error(); !errs[msg] && len(errList) < 5 {
-						errs[msg] = true
-						errList = append(errList, msg)
-					}
-				} else {
-					latencies = append(latencies, float64(lat.Microseconds())/1000)
-					for i, s := range b.idx {
-						preds[s] = argmax(rows[i])
-					}
-				}
-				done += len(b.idx)
-				if done >= nextLog {
-					e.log.Info("progress", "endpoint", p.url, "done", done, "of", len(sample), "percent", 100*done/len(sample))
-					nextLog += max(1, len(sample)/10)
-				}
-				mu.Unlock()
-			}
-		}()
+	note := func(err error) {
+		if msg := err.Error(); !errs[msg] && len(errList) < 5 {
+			errs[msg] = true
+			errList = append(errList, msg)
+		}
 	}
-feed:
+	// send scores the batches with o.Concurrency workers and returns those that got no answer
+	// (a timeout, a reset or refused connection, 408/429/502/503/504 after the transport's own
+	// retries): the server may have been starved or restarting, not wrong. An error answer
+	// (another status, a body that does not decode) is the model's, and final.
+	send := func(list []batch, first bool) []batch {
+		ch := make(chan batch)
+		var unanswered []batch
+		var wg sync.WaitGroup
+		for w := 0; w < o.Concurrency; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range ch {
+					imgs := make([][]byte, len(b.idx))
+					for i, s := range b.idx {
+						imgs[i] = data.Images.Image(sample[s])
+					}
+					rows, lat, again, err := p.predict(ctx, imgs, classes)
+					mu.Lock()
+					retries += again
+					var na *noAnswer
+					switch {
+					case err != nil && errors.As(err, &na) && ctx.Err() == nil:
+						unanswered = append(unanswered, b)
+						for _, s := range b.idx {
+							preds[s] = -1
+						}
+						note(err)
+					case err != nil:
+						failed++
+						for _, s := range b.idx {
+							preds[s] = -2
+						}
+						note(err)
+					default:
+						latencies = append(latencies, float64(lat.Microseconds())/1000)
+						for i, s := range b.idx {
+							preds[s] = argmax(rows[i])
+						}
+					}
+					if first {
+						done += len(b.idx)
+						if done >= nextLog {
+							e.log.Info("progress", "endpoint", p.url, "done", done, "of", len(sample), "percent", 100*done/len(sample))
+							nextLog += max(1, len(sample)/10)
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	feed:
+		for _, b := range list {
+			select {
+			case ch <- b:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+		close(ch)
+		wg.Wait()
+		return unanswered
+	}
+	start := time.Now()
+	var all []batch
 	for s := 0; s < len(sample); s += o.BatchSize {
 		ix := make([]int, 0, o.BatchSize)
 		for i := s; i < min(len(sample), s+o.BatchSize); i++ {
 			ix = append(ix, i)
 		}
-		select {
-		case batches <- batch{ix}:
-		case <-ctx.Done():
-			break feed
+		all = append(all, batch{ix})
+	}
+	pending := send(all, true)
+	// What got no answer is sent again after the first pass — once the load that starved the
+	// server may have passed — with backoff, each batch at most o.BatchRetries more times, while
+	// the retry budget lasts. What still has no answer then counts in the error rate.
+	rounds := 0
+	if len(pending) > 0 && o.BatchRetries > 0 && o.RetryBudget > 0 {
+		deadline := time.Now().Add(o.RetryBudget)
+		bo := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, Steps: o.BatchRetries, Cap: 30 * time.Second}
+		for rounds < o.BatchRetries && len(pending) > 0 && ctx.Err() == nil {
+			pause := bo.Step()
+			if time.Now().Add(pause).After(deadline) {
+				break
+			}
+			e.log.Info("retrying batches that got no answer", "endpoint", p.url, "batches", len(pending), "round", rounds+1, "of", o.BatchRetries, "after", pause.Round(time.Millisecond))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+			}
+			rounds++
+			retries += len(pending)
+			pending = send(pending, false)
 		}
 	}
-	close(batches)
-	wg.Wait()
 	wall := time.Since(start).Seconds()
 
-	sc := Score{Samples: len(sample), Requests: (len(sample) + o.BatchSize - 1) / o.BatchSize, FailedRequests: failed, Errors: errList, WallSeconds: wall}
+	sc := Score{Samples: len(sample), Requests: (len(sample) + o.BatchSize - 1) / o.BatchSize, FailedRequests: failed + len(pending), Errors: errList,
+		WallSeconds: wall, Retries: retries, RetryRounds: rounds}
 	sc.Confusion = make([][]int, classes)
 	for i := range sc.Confusion {
 		sc.Confusion[i] = make([]int, classes)
 	}
 	for i, pr := range preds {
-		if pr < 0 {
+		switch pr {
+		case -1:
+			sc.Unanswered++
+			continue
+		case -2:
+			sc.ErrorAnswers++
 			continue
 		}
 		sc.Answered++
@@ -309,8 +372,10 @@ feed:
 			sc.Correct++
 		}
 	}
+	if sc.Answered > 0 {
+		sc.Accuracy = float64(sc.Correct) / float64(sc.Answered)
+	}
 	if sc.Samples > 0 {
-		sc.Accuracy = float64(sc.Correct) / float64(sc.Samples)
 		sc.ErrorRate = float64(sc.Samples-sc.Answered) / float64(sc.Samples)
 	}
 	if wall > 0 {
@@ -383,7 +448,8 @@ func gates(r *Report, o Options) []Gate {
 	c := r.Candidate
 	var g []Gate
 	g = append(g, Gate{Name: "max-error-rate", Limit: o.MaxErrorRate, Value: c.ErrorRate, Passed: c.ErrorRate <= o.MaxErrorRate,
-		Text: fmt.Sprintf("error rate %.4f (%d of %d unanswered) vs max %.4f", c.ErrorRate, c.Samples-c.Answered, c.Samples, o.MaxErrorRate)})
+		Text: fmt.Sprintf("error rate %.4f (%d of %d samples: %d error answers, %d unanswered after %d retries) vs max %.4f",
+			c.ErrorRate, c.Samples-c.Answered, c.Samples, c.ErrorAnswers, c.Unanswered, c.Retries, o.MaxErrorRate)})
 	if o.MinAccuracy > 0 {
 		g = append(g, Gate{Name: "min-accuracy", Limit: o.MinAccuracy, Value: c.Accuracy, Passed: c.Accuracy >= o.MinAccuracy,
 			Text: fmt.Sprintf("accuracy %.4f vs min %.4f", c.Accuracy, o.MinAccuracy)})

@@ -38,6 +38,10 @@ type Options struct {
 	Concurrency    int
 	RequestTimeout time.Duration
 	Retries        int
+	// BatchRetries is how many more times a batch that got no answer is sent after the first
+	// pass (rounds with backoff, 1 s doubling to 30 s), within RetryBudget of time.
+	BatchRetries int
+	RetryBudget  time.Duration
 
 	MinAccuracy     float64
 	MaxP99Ms        float64
@@ -136,6 +140,10 @@ func (o *Options) Validate() error {
 		return exitcode.Invalidf("--request-timeout must be positive")
 	case o.Retries < 0 || o.Retries > 20:
 		return exitcode.Invalidf("--retries %d: want 0..20", o.Retries)
+	case o.BatchRetries < 0 || o.BatchRetries > 10:
+		return exitcode.Invalidf("--batch-retries %d: want 0..10", o.BatchRetries)
+	case o.RetryBudget < 0:
+		return exitcode.Invalidf("--retry-budget %s: must not be negative", o.RetryBudget)
 	case o.MinAccuracy < 0 || o.MinAccuracy > 1:
 		return exitcode.Invalidf("--min-accuracy %g: want 0..1", o.MinAccuracy)
 	case o.MaxErrorRate < 0 || o.MaxErrorRate > 1:
