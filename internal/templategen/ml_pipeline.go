@@ -41,6 +41,8 @@ func PipelineParams() []PipelineParam {
 		{"smoke-min-accuracy", "", "minimum accuracy of the smoke test in production (empty: min-accuracy); below it the release is rolled back"},
 		flag("max-accuracy-drop", "0.02", "canary-evaluator", "evaluate", "max-accuracy-drop"),
 		flag("max-p99-ms", "500", "canary-evaluator", "evaluate", "max-p99-ms"),
+		flag("max-error-rate", "0.01", "canary-evaluator", "evaluate", "max-error-rate"),
+		flag("retry-budget", "5m", "canary-evaluator", "evaluate", "retry-budget"),
 		flag("approvers", "", "approver", "verify", "approvers"),
 		{"approval-timeout", "24h", "how long to wait for a decision (seconds or a duration, as Argo's suspend takes it); silence rejects"},
 		{"min-approvals", "1", "distinct approvers needed (approver approve RUN by each; a rejection by any one ends the wait)"},
@@ -114,7 +116,7 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			"endpoint", tp("deploy-staging", "endpoint"), "baseline-endpoint", tp("deploy-staging", "production-endpoint"), "baseline-optional", "false",
 			"model-name", wp("model-name"), "model-digest", tp("publish", "model-digest"),
 			"dataset-uri", wp("dataset-uri"), "min-accuracy", wp("min-accuracy"), "max-p99-ms", wp("max-p99-ms"),
-			"max-accuracy-drop", wp("max-accuracy-drop"), "report-uri", runDir+"/canary/",
+			"max-accuracy-drop", wp("max-accuracy-drop"), "max-error-rate", wp("max-error-rate"), "retry-budget", wp("retry-budget"), "report-uri", runDir+"/canary/",
 			// A failed canary fails this step with its reason as the message: no gate pod.
 			"fail-on-reject", "true")},
 		{Name: "request-approval", Depends: "canary", TemplateRef: ref("approver", "request"), Arguments: args(
@@ -177,7 +179,8 @@ func Pipeline() *wfv1.WorkflowTemplate {
 			{Name: "promote", TemplateRef: ref("model-publisher", "deploy"), Arguments: promoteArgs},
 			{Name: "smoke", Depends: "promote", TemplateRef: ref("canary-evaluator", "evaluate"), Arguments: with(runsS3,
 				"endpoint", tp("promote", "endpoint"), "model-name", wp("model-name"), "model-digest", ip("model-digest"), "dataset-uri", wp("dataset-uri"), "limit", "500",
-				"stage", "smoke", "fail-on-reject", "true", "min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"), "report-uri", runDir+"/smoke/")},
+				"stage", "smoke", "fail-on-reject", "true", "min-accuracy", "{{=workflow.parameters['smoke-min-accuracy'] != '' ? workflow.parameters['smoke-min-accuracy'] : workflow.parameters['min-accuracy']}}", "max-p99-ms", wp("max-p99-ms"),
+				"max-error-rate", wp("max-error-rate"), "retry-budget", wp("retry-budget"), "report-uri", runDir+"/smoke/")},
 			// Every way the release can go wrong rolls back: promote failed (e.g. a server that
 			// crashes), smoke errored, smoke failed (it fails its step with the reason). undo-run:
 			// only this run's deploy is undone, never a model another run put there.

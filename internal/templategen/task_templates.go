@@ -158,7 +158,7 @@ func rawTasks() []Task {
 			Params: []Param{runName, req("environment"), def("model-name")}, Retry: true},
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
-				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("report-uri"), def("stage"), def("fail-on-reject"),
+				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("retry-budget"), def("report-uri"), def("stage"), def("fail-on-reject"),
 				s3Endpoint, runsSecret},
 			Fixed: []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true,

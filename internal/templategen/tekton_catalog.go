@@ -206,7 +206,8 @@ func TektonPipeline() obj {
 		task("canary", "canary-evaluator", []string{"deploy-staging"}, with(runsS3, "endpoint", res("deploy-staging", "endpoint"),
 			"baseline-endpoint", res("deploy-staging", "production-endpoint"), "baseline-optional", "false", "model-name", pp("model-name"),
 			"model-digest", res("publish", "model-digest"), "dataset-uri", pp("dataset-uri"), "min-accuracy", pp("min-accuracy"), "max-p99-ms", pp("max-p99-ms"),
-			"max-accuracy-drop", pp("max-accuracy-drop"), "report-uri", runDir+"/canary/", "fail-on-reject", "true")),
+			"max-accuracy-drop", pp("max-accuracy-drop"), "max-error-rate", pp("max-error-rate"), "retry-budget", pp("retry-budget"),
+			"report-uri", runDir+"/canary/", "fail-on-reject", "true")),
 		task("request-approval", "approver-request", []string{"canary"}, kv("run-name", run, "notify-secret", pp("notify-secret"), "model-name", pp("model-name"),
 			"model-version", res("publish", "model-version"), "model-uri", res("publish", "model-uri"), "accuracy", res("canary", "accuracy"),
 			"baseline-accuracy", res("canary", "baseline-accuracy"), "p99-ms", res("canary", "p99-ms"), "report-uri", res("canary", "report-uri"))),
@@ -223,7 +224,8 @@ func TektonPipeline() obj {
 		deploy("promote", "production", []string{"approval", "request-approval"}, "expect-live-digest", res("canary", "baseline-digest")),
 		task("smoke", "canary-evaluator", []string{"promote"}, with(runsS3, "endpoint", res("promote", "endpoint"), "model-name", pp("model-name"),
 			"model-digest", res("publish", "model-digest"), "dataset-uri", pp("dataset-uri"), "limit", "500", "stage", "smoke", "fail-on-reject", "true",
-			"min-accuracy", pp("smoke-min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "report-uri", runDir+"/smoke/")),
+			"min-accuracy", pp("smoke-min-accuracy"), "max-p99-ms", pp("max-p99-ms"), "max-error-rate", pp("max-error-rate"),
+			"retry-budget", pp("retry-budget"), "report-uri", runDir+"/smoke/")),
 	}
 	teardown := task("teardown-staging", "model-publisher-teardown", nil, kv("run-name", run, "environment", "staging", "model-name", pp("model-name")))
 	teardown["when"] = []obj{{"input": pp("keep-staging"), "operator": "notin", "values": []string{"true"}}}
