@@ -39,8 +39,8 @@ type Score struct {
 	Unanswered     int          `json:"unanswered"` // samples with no answer after every retry
 	Requests       int          `json:"requests"`
 	FailedRequests int          `json:"failedRequests"`
-	Retries        int          `json:"retries"`     // requests sent again (by the transport, and batches in the retry rounds)
-	RetryRounds    int          `json:"retryRounds"` // rounds of re-sending the batches that got no answer
+	Retries        int          `json:"retries"`          // requests sent again (by the transport, and batches in the retry rounds)
+	RetryRounds    int          `json:"retryRounds"`      // rounds of re-sending the batches that got no answer
 	Errors         []string     `json:"errors,omitempty"` // first few distinct messages
 	LatencyMs      Latency      `json:"latencyMs"`
 	Throughput     float64      `json:"throughputPerSecond"` // answered images per second, wall clock
