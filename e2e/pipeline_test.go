@@ -30,6 +30,7 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/idx"
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/templategen"
 )
 
 const (
@@ -678,5 +679,48 @@ func TestTransientTrainingFailureIsRetriedAndPromotes(t *testing.T) {
 	w = f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 	if got, want := f.production(), output(w, "publish(0)", "model-digest"); got != want {
 		t.Errorf("production serves %s, want the retried training's model %s", got, want)
+	}
+}
+
+// Given the cluster's training semaphore sized to one slot (gantry-system/gantry-semaphores,
+// train: 1), when two runs are submitted at once, then their trainings run one after the other —
+// the second waits for the slot before its Job exists, so queueing is never "unschedulable" — and
+// both reach their approval: a run waiting for its approval holds no slot.
+func TestTrainingsQueueOnTheClusterSemaphore(t *testing.T) {
+	t.Parallel()
+	f := given(t)
+	cms := kube.CoreV1().ConfigMaps(templategen.SemaphoresNamespace)
+	cm, err := cms.Get(f.ctx, templategen.SemaphoresConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the installer's semaphore ConfigMap: %v", err)
+	}
+	size := func(n string) {
+		patch := fmt.Sprintf(`{"data":{"train":%q}}`, n)
+		if _, err := cms.Patch(context.Background(), templategen.SemaphoresConfigMap, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size("1")
+	t.Cleanup(func() { size(cm.Data["train"]) })
+	a, b := f.submit(quick(14)...), f.submit(quick(15)...)
+	jobs := map[string]*batchv1.Job{}
+	for _, run := range []string{a, b} {
+		w := f.waitRun(run, 3*toApproval, "approval waiting", awaitingApproval)
+		j, err := kube.BatchV1().Jobs(f.ns).Get(f.ctx, output(w, "train(0)", "job-name"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs[run] = j
+	}
+	f.argo("terminate", a)
+	f.argo("terminate", b)
+	ja, jb := jobs[a], jobs[b]
+	if ja.Status.StartTime == nil || jb.Status.StartTime == nil || ja.Status.CompletionTime == nil || jb.Status.CompletionTime == nil {
+		t.Fatalf("training Jobs without start or completion: %+v, %+v", ja.Status, jb.Status)
+	}
+	t.Logf("training of %s: %s → %s; of %s: %s → %s", a, ja.Status.StartTime.Format(time.TimeOnly), ja.Status.CompletionTime.Format(time.TimeOnly),
+		b, jb.Status.StartTime.Format(time.TimeOnly), jb.Status.CompletionTime.Format(time.TimeOnly))
+	if ja.Status.StartTime.Before(jb.Status.CompletionTime) && jb.Status.StartTime.Before(ja.Status.CompletionTime) {
+		t.Errorf("the two trainings overlapped with one training slot")
 	}
 }

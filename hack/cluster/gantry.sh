@@ -63,6 +63,9 @@ if (($#)); then
   releases=(_output/gantry-release.yaml)
   [[ -f _output/gantry-tekton-release.yaml ]] && releases+=(_output/gantry-tekton-release.yaml)
   in_node hack/pinned-images.sh "${releases[@]}" | k apply -f - >/dev/null
+  # The cluster's step semaphores (train, evaluate): created once, never reset, so a size set for
+  # the cluster (kubectl edit) survives the next install.
+  k -n gantry-system get configmap gantry-semaphores >/dev/null 2>&1 || k apply -f templates/cluster/semaphores.yaml >/dev/null
 fi
 
 for ns in "$@"; do

@@ -114,6 +114,9 @@ func FilesFor(o Options) (map[string][]byte, error) {
 	if err := add("approval-policy.yaml", append(ApprovalPolicy(), StepPodsPolicy()...)...); err != nil {
 		return nil, err
 	}
+	if err := add("cluster/semaphores.yaml", Semaphores()); err != nil {
+		return nil, err
+	}
 	if err := add("rbac.yaml", RBAC()...); err != nil {
 		return nil, err
 	}

@@ -95,6 +95,9 @@ type Task struct {
 	Globals []string
 	Metrics *wfv1.Metrics
 	Retry   bool // API-calling: retried on exit 3 and pod errors
+	// Semaphore is the key of the cluster's semaphore ConfigMap (SemaphoresConfigMap) whose slot
+	// the step takes while it runs: the CPU-heavy steps queue there, not whole runs.
+	Semaphore string
 	// Reports are files the binary writes into ReportsDir (its --report-dir), declared as
 	// optional output artifacts in the namespace's default artifact repository: `argo get` lists
 	// them, the Argo Server and UI serve them. Artifact name: the file name with '.' → '-'.
@@ -135,7 +138,7 @@ func rawTasks() []Task {
 				{Name: "hyperparameters", Flag: "hyperparameter", Default: ptr.To(""), Env: "GANTRY_HYPERPARAMETER"},
 				set("cpu", "1"), set("memory", "2Gi"), def("timeout"), def("unschedulable-timeout"), def("env-from-secret"), set("scoped-credentials", "true"), def("sts-endpoint"), def("sts-role-arn"),
 				set("service-account", rbac.TrainingAccount), s3Endpoint, runsSecret},
-			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true},
+			Fixed: []string{"--delete-on-cancel"}, Results: []string{"job-name", "model-uri", "metrics", "duration-seconds"}, Retry: true, Semaphore: "train"},
 		{Binary: "train-launcher", Template: "trigger", Subcommand: []string{"trigger"}, Description: "Start one pipeline run per pushed training-image digest (from a notification, or --catch-up).",
 			Params:  []Param{def("digests"), def("catch-up"), req("repository"), def("catch-up-repository"), def("template"), def("parameter"), registrySecret},
 			Results: []string{"submitted", "existing", "adopted"}, Retry: true},
@@ -161,7 +164,7 @@ func rawTasks() []Task {
 				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("retry-budget"), def("report-uri"), def("stage"), def("fail-on-reject"),
 				s3Endpoint, runsSecret},
 			Fixed: []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
-			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true,
+			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true, Semaphore: "evaluate",
 			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
 				{Name: "gantry_canary_accuracy", Help: "Accuracy of the evaluated model, by stage (canary, smoke)", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}, {Key: "stage", Value: "{{inputs.parameters.stage}}"}},
 					Gauge: &wfv1.Gauge{Value: "{{outputs.parameters.accuracy}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"},
@@ -273,7 +276,33 @@ func (t Task) template() wfv1.Template {
 	if t.Retry {
 		tm.RetryStrategy = RetryStrategy()
 	}
+	if t.Semaphore != "" {
+		tm.Synchronization = &wfv1.Synchronization{Semaphores: []*wfv1.SemaphoreRef{{Namespace: SemaphoresNamespace,
+			ConfigMapKeyRef: &apiv1.ConfigMapKeySelector{LocalObjectReference: apiv1.LocalObjectReference{Name: SemaphoresConfigMap}, Key: t.Semaphore}}}}
+	}
 	return tm
+}
+
+// The cluster's semaphores for the CPU-heavy steps: one ConfigMap for the whole cluster (CPU is
+// the cluster's), each key a number of slots. A step waits for a slot before its pod starts (the
+// training: before its Job exists, so queueing is never "unschedulable"); a run waiting for its
+// approval holds none.
+const (
+	SemaphoresConfigMap = "gantry-semaphores"
+	SemaphoresNamespace = "gantry-system"
+)
+
+// DefaultSemaphores sizes the slots for the local 2-node, 2-core cluster: two trainings (one CPU
+// each) and two evaluations at a time. Size them for a cluster by editing the ConfigMap: Argo
+// reads the limit again when it changes.
+var DefaultSemaphores = map[string]string{"train": "2", "evaluate": "2"}
+
+// Semaphores is the ConfigMap the installer creates once per cluster (templates/cluster/).
+func Semaphores() *apiv1.ConfigMap {
+	return &apiv1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: SemaphoresConfigMap, Namespace: SemaphoresNamespace, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"},
+			Annotations: map[string]string{"gantry.dev/description": "slots of gantry's CPU-heavy steps across the cluster (Argo synchronization.semaphores): train = trainings, evaluate = canaries and smoke tests"}},
+		Data: DefaultSemaphores}
 }
 
 // has says whether the task takes the parameter.

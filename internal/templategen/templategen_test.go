@@ -552,3 +552,34 @@ func TestTektonFinallyTasksAreRetried(t *testing.T) {
 		}
 	}
 }
+
+// The CPU-heavy steps — training and evaluation (canary, smoke) — each take a slot of the
+// cluster's semaphore before their pod starts; nothing else does, so a run waiting for its
+// approval (or its release) holds no slot, and the slots' ConfigMap exists with every key used.
+func TestOnlyTheCPUHeavyStepsTakeASemaphoreSlot(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{"train-launcher/train": "train", "canary-evaluator/evaluate": "evaluate"}
+	cm := Semaphores()
+	for _, w := range TaskTemplates() {
+		for _, tm := range w.Spec.Templates {
+			key, heavy := want[w.Name+"/"+tm.Name]
+			s := tm.Synchronization
+			switch {
+			case !heavy && s != nil:
+				t.Errorf("%s/%s takes a lock %+v: only training and evaluation queue", w.Name, tm.Name, s)
+			case heavy && (s == nil || len(s.Semaphores) != 1 || s.Semaphores[0].ConfigMapKeyRef == nil):
+				t.Errorf("%s/%s takes no semaphore slot: %+v", w.Name, tm.Name, s)
+			case heavy:
+				ref := s.Semaphores[0]
+				if ref.Namespace != cm.Namespace || ref.ConfigMapKeyRef.Name != cm.Name || ref.ConfigMapKeyRef.Key != key || cm.Data[key] == "" {
+					t.Errorf("%s/%s takes %s/%s[%s]; the installer creates %s/%s with %v", w.Name, tm.Name, ref.Namespace, ref.ConfigMapKeyRef.Name, ref.ConfigMapKeyRef.Key, cm.Namespace, cm.Name, cm.Data)
+				}
+			}
+		}
+	}
+	for _, tm := range Pipeline().Spec.Templates {
+		if tm.Name == "approval" && tm.Synchronization != nil {
+			t.Errorf("the approval holds a lock while people decide")
+		}
+	}
+}
