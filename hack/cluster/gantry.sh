@@ -65,7 +65,8 @@ if (($#)); then
   in_node hack/pinned-images.sh "${releases[@]}" | k apply -f - >/dev/null
   # The cluster's step semaphores (train, evaluate): created once, never reset, so a size set for
   # the cluster (kubectl edit) survives the next install.
-  k -n gantry-system get configmap gantry-semaphores >/dev/null 2>&1 || k apply -f templates/cluster/semaphores.yaml >/dev/null
+  # (Installs running side by side: whoever creates it second finds it there.)
+  k create -f templates/cluster/semaphores.yaml >/dev/null 2>&1 || k -n gantry-system get configmap gantry-semaphores >/dev/null
 fi
 
 for ns in "$@"; do
