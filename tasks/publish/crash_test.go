@@ -6,25 +6,32 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/testenv"
 )
 
 // The crash-point harness (#26). Every side effect a step has on the world — each object-store
@@ -49,9 +56,9 @@ import (
 //     the manifest names, with its SHA-256; the OCI artifact is pushed;
 //   - the release lock is free once the retry is done.
 //
-// The API server is client-go's fake with the real one's resourceVersion checks on Leases (the
-// lock) and a fake kubelet that rolls Deployments out; the e2e suite runs the same steps on the
-// real one.
+// The API server is client-go's fake (with the real one's resourceVersion checks on Leases, the
+// lock) and a real kube-apiserver with its own etcd (the local cluster's binaries), each with a
+// fake kubelet that rolls Deployments out; the e2e suite runs the same steps on a whole cluster.
 
 // errKilled is what a dead process's calls come to: nothing.
 var errKilled = errors.New("injected: the step's process was killed")
@@ -282,7 +289,7 @@ type world struct {
 	ctx    context.Context
 	store  objstore.Store
 	f      *faults
-	c      *fake.Clientset
+	c      kubernetes.Interface // the step's view of the API server (faults injected)
 	model  string
 	oci    string
 	clock  time.Time
@@ -290,13 +297,65 @@ type world struct {
 	before []HistoryEntry // production's history before the step
 }
 
-func (e *env) world(t *testing.T, model string) *world {
+// apiServer is where a world's API server is: nil, client-go's fake (one per world); or a real
+// kube-apiserver shared by the worlds (testenv.StartAPIServer), whose Deployments one fake
+// kubelet rolls out.
+type apiServer struct {
+	name string
+	cfg  *rest.Config
+}
+
+func (e *env) world(t *testing.T, model string, srv *apiServer) *world {
 	w := &world{t: t, ctx: context.Background(), f: &faults{}, model: model, clock: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)}
 	w.f.disarm()
 	w.store = &faultyStore{Store: e.store, f: w.f}
-	w.c, _ = e.cluster(t, true, w.f.attach)
+	if srv == nil {
+		w.c, _ = e.cluster(t, true, w.f.attach)
+	} else {
+		cfg := rest.CopyConfig(srv.cfg)
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &faultyTransport{rt: rt, f: w.f} }
+		w.c = kubernetes.NewForConfigOrDie(cfg)
+	}
 	w.oci = registryWith(t, w.f)
 	return w
+}
+
+// startRealAPIServer starts a kube-apiserver for the harness, with the namespace and a kubelet.
+func startRealAPIServer(t *testing.T) *apiServer {
+	cfg := testenv.StartAPIServer(t)
+	c := kubernetes.NewForConfigOrDie(cfg)
+	if _, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ml"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubelet(t, c, "ml")
+	return &apiServer{name: "kube-apiserver", cfg: cfg}
+}
+
+// faultyTransport is the real API server as the step's process reaches it: reads and the
+// release lock's Lease calls are calls; every other request is a side effect.
+type faultyTransport struct {
+	rt http.RoundTripper
+	f  *faults
+}
+
+func (t *faultyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || strings.Contains(r.URL.Path, "/leases") {
+		if err := t.f.call(); err != nil {
+			return nil, err
+		}
+		return t.rt.RoundTrip(r)
+	}
+	path := r.URL.Path
+	if i := strings.Index(path, "/namespaces/"); i >= 0 {
+		path = path[i+len("/namespaces/"):]
+	}
+	if err := t.f.effect(strings.ToLower(r.Method) + " " + path); err != nil {
+		if errors.Is(err, errInjected) {
+			return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET} // a reset connection
+		}
+		return nil, err
+	}
+	return t.rt.RoundTrip(r)
 }
 
 func (w *world) publisher() *Publisher {
@@ -460,8 +519,8 @@ type step struct {
 	check   func(w *world)
 }
 
-func (s step) world(t *testing.T, e *env, model string) *world {
-	w := e.world(t, model)
+func (s step) world(t *testing.T, e *env, model string, srv *apiServer) *world {
+	w := e.world(t, model, srv)
 	s.prepare(w)
 	w.before = w.history("production").Entries
 	return w
@@ -643,12 +702,33 @@ func (w *world) neverBack(bad string) {
 	}
 }
 
+// The harness runs on client-go's fake API server and, where the local cluster's binaries are
+// (hack/cluster/build.sh; CI runs it again once they are built, with
+// GANTRY_REQUIRE_APISERVER=1), on a real kube-apiserver: its resourceVersions, server-side apply
+// and Lease semantics are the real ones.
 func TestEveryCrashPointOfTheReleaseRecovers(t *testing.T) {
 	e := newEnv(t)
+	servers := []*apiServer{nil}
+	switch {
+	case testenv.ClusterBinary("kube-apiserver") != "" && testenv.ClusterBinary("etcd") != "" || os.Getenv("GANTRY_REQUIRE_APISERVER") != "":
+		servers = append(servers, startRealAPIServer(t))
+	default:
+		t.Log("no kube-apiserver here (hack/cluster/build.sh k8s etcd): the crash points run on the fake API server only")
+	}
+	for _, srv := range servers {
+		name, prefix := "fake", "m"
+		if srv != nil {
+			name, prefix = srv.name, "r"
+		}
+		t.Run(name, func(t *testing.T) { crashPoints(t, e, srv, prefix) })
+	}
+}
+
+func crashPoints(t *testing.T, e *env, srv *apiServer, prefix string) {
 	for si, s := range crashSteps() {
 		t.Run(s.name, func(t *testing.T) {
 			// Count the step's side effects: its crash points.
-			w := s.world(t, e, fmt.Sprintf("m%d-count", si))
+			w := s.world(t, e, fmt.Sprintf("%s%d-count", prefix, si), srv)
 			ctx, cancel := context.WithCancel(w.ctx)
 			w.f.arm(countEffects, 0, cancel)
 			if err := s.run(ctx, w); err != nil {
@@ -672,7 +752,7 @@ func TestEveryCrashPointOfTheReleaseRecovers(t *testing.T) {
 					}
 					t.Run(label, func(t *testing.T) {
 						t.Parallel()
-						w := s.world(t, e, fmt.Sprintf("m%d-%d-%d", si, mode, k))
+						w := s.world(t, e, fmt.Sprintf("%s%d-%d-%d", prefix, si, mode, k), srv)
 						ctx, cancel := context.WithCancel(w.ctx)
 						defer cancel()
 						w.f.arm(mode, at, cancel)

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -33,7 +34,7 @@ import (
 // every 20 ms, not once per change: the fake clientset's watch does not resume from the list's
 // resourceVersion, so a waiter that lists before a single status write and watches after it
 // would never see the rollout finish (the flake this helper once had).
-func kubelet(t *testing.T, c *fake.Clientset, ns string) {
+func kubelet(t *testing.T, c kubernetes.Interface, ns string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
