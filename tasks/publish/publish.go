@@ -271,8 +271,23 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, 
 		SourceURI: o.SourceURI, SourceETags: etags, TrainingImageDigest: o.TrainingImageDigest, Workflow: o.Run, Created: p.now().UTC()}
 	p.readMetrics(ctx, srcDir, &m)
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := objstore.PutBytes(ctx, p.store, dir.Join(manifest.FileName).String(), b); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
+	// The commit: create-only (If-None-Match), so a committed manifest is never replaced. A
+	// publish of the same content that committed first (a retry racing its predecessor) is the
+	// result; other content under this version is refused (the claim stops that earlier).
+	if err := p.store.(objstore.Conditional).PutIf(ctx, dir.Join(manifest.FileName).String(), b, ""); err != nil {
+		if !errors.Is(err, objstore.ErrConflict) {
+			return nil, fmt.Errorf("writing manifest: %w", err)
+		}
+		cur, rerr := ReadManifest(ctx, p.store, dir.String())
+		if rerr != nil {
+			return nil, fmt.Errorf("version %s was committed meanwhile, and reading it: %w", version, rerr)
+		}
+		if cur.Digest != digest {
+			return nil, exitcode.Invalidf("version %s of %s was committed meanwhile with other content (%s); this content is %s: versions are immutable",
+				version, o.ModelName, cur.Digest, digest)
+		}
+		p.log.Info("the same content was committed meanwhile", "version", version, "digest", digest)
+		m = *cur
 	}
 	p.log.Info("published model", "model", o.ModelName, "version", version, "uri", dir.String(), "digest", digest, "files", len(files))
 	out := &Published{Manifest: m, URI: dir.String()}

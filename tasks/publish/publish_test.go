@@ -639,3 +639,76 @@ func mustList(t *testing.T, e *env, uri string) []manifest.File {
 	}
 	return files
 }
+
+// racingStore commits another manifest for a version right before the publisher commits its own
+// (a publish that got there first, past the claim).
+type racingStore struct {
+	objstore.Store
+	other []byte
+}
+
+func (s *racingStore) ReadVersion(ctx context.Context, uri string, limit int64) ([]byte, string, error) {
+	return s.Store.(objstore.Conditional).ReadVersion(ctx, uri, limit)
+}
+
+func (s *racingStore) PutIf(ctx context.Context, uri string, b []byte, version string) error {
+	c := s.Store.(objstore.Conditional)
+	if strings.HasSuffix(uri, "/"+manifest.FileName) && s.other != nil {
+		if err := c.PutIf(ctx, uri, s.other, ""); err != nil {
+			return err
+		}
+		s.other = nil
+	}
+	return c.PutIf(ctx, uri, b, version)
+}
+
+func (s *racingStore) CopySHA256(ctx context.Context, src, dst string) (string, error) {
+	return s.Store.(objstore.HashCopier).CopySHA256(ctx, src, dst)
+}
+
+func (s *racingStore) StoredSHA256(ctx context.Context, uri string) (string, error) {
+	return s.Store.(objstore.HashCopier).StoredSHA256(ctx, uri)
+}
+
+// The manifest — the commit of a version — is written create-only: a manifest committed in the
+// meantime is never replaced. The same content committed first is the result; other content is
+// refused as bad input (versions are immutable), the committed manifest left as it was.
+func TestTheManifestIsCommittedCreateOnly(t *testing.T) {
+	e := newEnv(t)
+	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "weights-1"), RegistryURI: "s3://models", ModelName: "fashion-mnist", Version: "v1"}
+	first, err := e.publisher().Publish(e.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameM := first.Manifest
+	sameM.Version = "v2"
+	same, _ := json.Marshal(sameM)
+	other := first.Manifest
+	other.Version = "v3"
+	other.Digest = "sha256:" + strings.Repeat("0", 64)
+	otherJSON, _ := json.Marshal(other)
+	for _, tc := range []struct {
+		name    string
+		version string
+		commit  []byte
+		wantErr bool
+	}{
+		{"the same content committed first", "v2", same, false},
+		{"other content committed first", "v3", otherJSON, true},
+	} {
+		o := o
+		o.Version = tc.version
+		p := NewPublisher(&racingStore{Store: e.store, other: tc.commit}, WithClock(func() time.Time { return e.clock }))
+		got, err := p.Publish(e.ctx, o)
+		switch {
+		case tc.wantErr && (err == nil || exitcode.Of(err) != exitcode.BadInput):
+			t.Errorf("%s: %+v, %v; want refused as bad input", tc.name, got, err)
+		case !tc.wantErr && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		b, err := objstore.ReadAll(e.ctx, e.store, "s3://models/fashion-mnist/"+tc.version+"/"+manifest.FileName, 1<<20)
+		if err != nil || string(b) != string(tc.commit) {
+			t.Errorf("%s: the committed manifest was replaced: %s (%v)", tc.name, b, err)
+		}
+	}
+}
