@@ -685,7 +685,7 @@ func TestTransientTrainingFailureIsRetriedAndPromotes(t *testing.T) {
 // Given the cluster's training semaphore sized to one slot (gantry-system/gantry-semaphores,
 // train: 1), when two runs are submitted at once, then their trainings run one after the other —
 // the second waits for the slot before its Job exists, so queueing is never "unschedulable" — and
-// both reach their approval: a run waiting for its approval holds no slot.
+// both reach their approval; and while both wait for it (holding no slot), a third run trains.
 func TestTrainingsQueueOnTheClusterSemaphore(t *testing.T) {
 	t.Parallel()
 	f := given(t)
@@ -712,8 +712,14 @@ func TestTrainingsQueueOnTheClusterSemaphore(t *testing.T) {
 		}
 		jobs[run] = j
 	}
-	f.argo("terminate", a)
-	f.argo("terminate", b)
+	// Both wait for their approval, holding no slot: a new run's training goes ahead.
+	c := f.submit(quick(16)...)
+	if w := f.waitRun(c, 2*toApproval, "a third run trained while two wait for approval", awaitingApproval); output(w, "train(0)", "job-name") == "" {
+		t.Errorf("the third run has no training: %s", summary(w))
+	}
+	for _, run := range []string{a, b, c} {
+		f.argo("terminate", run)
+	}
 	ja, jb := jobs[a], jobs[b]
 	if ja.Status.StartTime == nil || jb.Status.StartTime == nil || ja.Status.CompletionTime == nil || jb.Status.CompletionTime == nil {
 		t.Fatalf("training Jobs without start or completion: %+v, %+v", ja.Status, jb.Status)
