@@ -321,6 +321,9 @@ func (d *Deployer) settleInterrupted(ctx context.Context, o DeployOptions, promo
 	return res, interrupted.Run, nil
 }
 
+// minProgressDeadline is the shortest progressDeadlineSeconds gantry gives a Deployment.
+const minProgressDeadline = 30 * time.Second
+
 // returnTo makes o deploy what e recorded as live: the model, and the server image it was served
 // with (a rollback returns to the known-good pair, not to the old model on a new server that
 // was only ever tested with the model being rolled back). Entries written before the image was
@@ -378,6 +381,7 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, mode recordMode) 
 			return nil, err
 		}
 	}
+	appliedAt := time.Now()
 	applied, err := deps.Apply(ctx, cfg, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
 	switch {
 	case apierrors.IsConflict(err):
@@ -389,7 +393,7 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, mode recordMode) 
 		return nil, kube.Classify("applying service "+name, err)
 	}
 	d.log.Info("applied", "deployment", name, "model", o.ModelURI, "previous", prevURI)
-	if err := d.waitRollout(ctx, o.Namespace, name, o.RolloutTimeout, applied.Generation, o.ModelDigest); err != nil {
+	if err := d.waitRollout(ctx, o.Namespace, name, o.RolloutTimeout, applied.Generation, o.ModelDigest, appliedAt); err != nil {
 		return nil, err
 	}
 	var changed bool
@@ -445,7 +449,7 @@ func deploymentConfig(o DeployOptions, name, prevURI, prevDigest string) *appsac
 	}
 	return appsac.Deployment(name, o.Namespace).WithLabels(lbl).WithAnnotations(ann).
 		WithSpec(appsac.DeploymentSpec().WithReplicas(int32(o.Replicas)).WithSelector(metaac.LabelSelector().WithMatchLabels(sel)).
-			WithProgressDeadlineSeconds(int32(max(o.RolloutTimeout.Seconds(), 30))).
+			WithProgressDeadlineSeconds(int32(max(o.RolloutTimeout.Seconds(), minProgressDeadline.Seconds()))).
 			WithTemplate(coreac.PodTemplateSpec().WithLabels(lbl).WithAnnotations(map[string]string{AnnModelDigest: o.ModelDigest}).WithSpec(pod)))
 }
 
@@ -461,7 +465,13 @@ func serviceConfig(o DeployOptions, name string) *coreac.ServiceApplyConfigurati
 // about this rollout (its ProgressDeadlineExceeded belongs to the rollout before: a rollback right
 // after a timed-out promote must not fail on it). A Deployment whose pods no longer serve digest
 // was changed by another writer: this rollout will never finish, and another's must not count.
-func rolledOut(dep *appsv1.Deployment, gen int64, digest string) (bool, error) {
+//
+// A ProgressDeadlineExceeded recorded before this rollout could have reached its own deadline
+// (applied at `applied`; our Deployments' progress deadline is at least 30 s) is the previous
+// rollout's, even once our generation is observed: the deployment controller keeps a timed-out
+// condition until the rollout that follows makes progress, so a rollback right after a timed-out
+// promote would otherwise fail on the promote's deadline (seen on a real API server).
+func rolledOut(dep *appsv1.Deployment, gen int64, digest string, applied time.Time) (bool, error) {
 	want := int32(1)
 	if dep.Spec.Replicas != nil {
 		want = *dep.Spec.Replicas
@@ -474,7 +484,8 @@ func rolledOut(dep *appsv1.Deployment, gen int64, digest string) (bool, error) {
 		return false, nil
 	}
 	for _, c := range dep.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" &&
+			!c.LastUpdateTime.Time.Before(applied.Add(minProgressDeadline/2)) {
 			return false, fmt.Errorf("deployment %s exceeded its progress deadline: %s", dep.Name, c.Message)
 		}
 	}
@@ -483,7 +494,7 @@ func rolledOut(dep *appsv1.Deployment, gen int64, digest string) (bool, error) {
 
 // waitRollout watches the Deployment until its rollout completes, and fails
 // fast with an explanation when its pods cannot start.
-func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout time.Duration, gen int64, digest string) error {
+func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout time.Duration, gen int64, digest string, applied time.Time) error {
 	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	defer cancelTimeout()
 	// A pod that cannot start changes nothing in the Deployment's status, so no watch event
@@ -541,7 +552,7 @@ func (d *Deployer) waitRollout(ctx context.Context, ns, name string, timeout tim
 			return false, fmt.Errorf("deployment %s was deleted during the rollout", name)
 		}
 		latest.Store(dep)
-		done, err := rolledOut(dep, gen, digest)
+		done, err := rolledOut(dep, gen, digest, applied)
 		if err != nil {
 			return false, d.explain(ctx, ns, dep, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/google/go-cmp/cmp"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/testenv"
 )
 
 // kubelet marks every Deployment rolled out once it is applied, like the
@@ -710,7 +712,11 @@ func TestRolledOutJudgesOnlyThisStepsRollout(t *testing.T) {
 			Status: appsv1.DeploymentStatus{ObservedGeneration: observed, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, Conditions: cond}}
 		return d
 	}
-	deadline := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "timed out"}
+	applied := time.Now().Add(-time.Minute)
+	deadline := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "timed out",
+		LastUpdateTime: metav1.Now()}
+	stale := deadline
+	stale.LastUpdateTime = metav1.NewTime(applied.Add(-time.Second))
 	for _, tc := range []struct {
 		name    string
 		d       *appsv1.Deployment
@@ -721,10 +727,11 @@ func TestRolledOutJudgesOnlyThisStepsRollout(t *testing.T) {
 		{"the old rollout's deadline, our generation not yet observed", dep(5, 4, "sha256:a", deadline), 5, false, ""},
 		{"our generation observed and available", dep(5, 5, "sha256:a"), 5, true, ""},
 		{"our generation observed and past its deadline", dep(5, 5, "sha256:a", deadline), 5, false, "progress deadline"},
+		{"our generation observed, the previous rollout's deadline still there", dep(5, 5, "sha256:a", stale), 5, true, ""},
 		{"a later generation (someone scaled) not yet observed", dep(6, 5, "sha256:a"), 5, false, ""},
 		{"pods switched to another model", dep(6, 6, "sha256:b"), 5, false, "changed by another release"},
 	} {
-		done, err := rolledOut(tc.d, tc.gen, "sha256:a")
+		done, err := rolledOut(tc.d, tc.gen, "sha256:a", applied)
 		if done != tc.done || (tc.errLike == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.errLike)) {
 			t.Errorf("%s: done=%v err=%v; want done=%v err like %q", tc.name, done, err, tc.done, tc.errLike)
 		}
@@ -898,5 +905,78 @@ func TestRollbackRestoresTheServerImageItServedWith(t *testing.T) {
 	undo("run-3", "registry.local/model-server@sha256:03")
 	if got, want := image(), v[0].URI+" on registry.local/model-server@sha256:01"; got != want {
 		t.Errorf("after rolling back run-3 (a new model on a new server): %s, want %s", got, want)
+	}
+}
+
+// Given a model live in production, when the next promote's rollout never finishes (its pods
+// never become available: the deployment controller marks the rollout ProgressDeadlineExceeded
+// and promote times out), then the release's rollback succeeds at once — the deadline belongs to
+// the rollout it undoes, not to its own — production serves the earlier model, and the history
+// records the promote as aborted, never as live.
+//
+// On a real kube-apiserver (its generations and status subresource are what the rollout wait
+// judges; client-go's fake keeps no generation).
+func TestRollbackAfterATimedOutPromote(t *testing.T) {
+	e := newEnv(t)
+	v := e.models(2)
+	if (testenv.ClusterBinary("kube-apiserver") == "" || testenv.ClusterBinary("etcd") == "") && os.Getenv("GANTRY_REQUIRE_APISERVER") == "" {
+		t.Skip("no kube-apiserver here (hack/cluster/build.sh k8s etcd); CI runs this once the cluster's binaries are built")
+	}
+	c := kubernetes.NewForConfigOrDie(startRealAPIServer(t, false).cfg)
+	d := fastLocks(NewDeployer(c, e.store, WithReleaseGate(allowAll{})))
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	// The controller and kubelet: every rollout of v[0] completes; v[1]'s never does.
+	go func() {
+		for ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			l, err := c.AppsV1().Deployments("ml").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				continue
+			}
+			for _, dep := range l.Items {
+				r := *dep.Spec.Replicas
+				st := map[string]any{"observedGeneration": dep.Generation, "replicas": r, "updatedReplicas": r, "availableReplicas": r, "readyReplicas": r}
+				// v[1]'s rollout never progresses; its timed-out condition stays on the status (as
+				// the deployment controller keeps it) after the rollback observes its generation.
+				if dep.Spec.Template.Annotations[AnnModelDigest] == v[1].Manifest.Digest {
+					st["updatedReplicas"] = 0
+					st["conditions"] = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
+						Reason: "ProgressDeadlineExceeded", Message: "ReplicaSet has timed out progressing.", LastUpdateTime: metav1.Now()}}
+				}
+				b, _ := json.Marshal(map[string]any{"status": st})
+				_, _ = c.AppsV1().Deployments("ml").Patch(ctx, dep.Name, types.MergePatchType, b, metav1.PatchOptions{}, "status")
+			}
+		}
+	}()
+	promote := func(p *Published, run, expect string) error {
+		o := e.deployOpts("production")
+		o.ModelURI, o.Run, o.ExpectLive, o.RolloutTimeout = p.URI, run, expect, 3*time.Second
+		_, err := d.Deploy(e.ctx, o)
+		return err
+	}
+	if err := promote(v[0], "run-0", "none"); err != nil {
+		t.Fatal(err)
+	}
+	err := promote(v[1], "run-1", v[0].Manifest.Digest)
+	if err == nil || !strings.Contains(err.Error(), "not rolled out within") {
+		t.Fatalf("the promote whose rollout never finishes: %v, want it timed out", err)
+	}
+	o := e.deployOpts("production")
+	o.Run, o.UndoRun = "run-1", "run-1"
+	res, err := d.Rollback(e.ctx, o)
+	if err != nil {
+		t.Fatalf("the rollback after the timed-out promote: %v", err)
+	}
+	dep, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if got := dep.Annotations[AnnModelURI]; got != v[0].URI || !strings.Contains(res.Outcome, "rolled back to") {
+		t.Errorf("after the rollback production serves %s (%s), want %s", got, res.Outcome, v[0].URI)
+	}
+	h, err := readHistory(e.ctx, e.store, "s3://models", "fashion-mnist", "ml", "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := h.current(); cur.ModelURI != v[0].URI || len(h.Entries) != 2 || !h.Entries[1].Aborted {
+		t.Errorf("history %+v: want the first model live and the timed-out promote aborted", h.Entries)
 	}
 }
