@@ -106,6 +106,17 @@ func (f *fixture) history() []string {
 	return out
 }
 
+// released runs the pipeline with params, approves it and waits until it succeeded: the digest
+// it put into production.
+func (f *fixture) released(params ...string) string {
+	f.t.Helper()
+	run := f.submit(params...)
+	f.waitRun(run, 2*toApproval, "approval waiting", awaitingApproval)
+	f.approveAsAdmin(run)
+	w := f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
+	return output(w, "publish(0)", "model-digest")
+}
+
 // canaryReport reads the run's canary report.json.
 func (f *fixture) canaryReport(run string) canary.Report {
 	f.t.Helper()
@@ -227,11 +238,7 @@ func TestFirstReleaseFailingItsSmokeTestLeavesNothingServing(t *testing.T) {
 func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 	t.Parallel()
 	f := given(t)
-	first := f.submit(quick(4)...)
-	f.waitRun(first, 2*toApproval, "approval waiting", awaitingApproval)
-	f.approveAsAdmin(first)
-	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
-	good := output(w1, "publish(0)", "model-digest")
+	good := f.released(quick(4)...)
 
 	second, third := f.submit(quick(5)...), f.submit(quick(6, "smoke-min-accuracy=0.99")...)
 	for _, run := range []string{second, third} {
@@ -297,11 +304,7 @@ func TestFailedPromoteAndFailedSmokeAreRolledBack(t *testing.T) {
 func TestStoppedReleaseIsRolledBack(t *testing.T) {
 	t.Parallel()
 	f := given(t)
-	first := f.submit(quick(8)...)
-	f.waitRun(first, 2*toApproval, "approval waiting", awaitingApproval)
-	f.approveAsAdmin(first)
-	w1 := f.waitRun(first, toEnd, "first run succeeded", phaseIs(wfv1.WorkflowSucceeded))
-	good := output(w1, "publish(0)", "model-digest")
+	good := f.released(quick(8)...)
 
 	second := f.submit(quick(9)...)
 	f.waitRun(second, 2*toApproval, "approval waiting", awaitingApproval)

@@ -262,13 +262,9 @@ func (d *Deployer) settleInterrupted(ctx context.Context, o DeployOptions, promo
 	if pending && promoting && p.Run == o.Run && p.ModelURI == o.ModelURI {
 		return nil, "", nil
 	}
-	name := o.name()
-	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		dep = nil
-	case err != nil:
-		return nil, "", kube.Classify("getting deployment "+name, err)
+	dep, err := d.deployment(ctx, o)
+	if err != nil {
+		return nil, "", err
 	}
 	head, hasHead := h.current()
 	serves := func(e HistoryEntry) bool {
@@ -319,6 +315,19 @@ func (d *Deployer) settleInterrupted(ctx context.Context, o DeployOptions, promo
 	res.Outcome = fmt.Sprintf("rolled back to %s (%s): the release of %s by %s did not complete",
 		head.Version, head.Digest, interrupted.Version, orNone(interrupted.Run))
 	return res, interrupted.Run, nil
+}
+
+// deployment is o's environment's Deployment as read now, nil when there is none.
+func (d *Deployer) deployment(ctx context.Context, o DeployOptions) (*appsv1.Deployment, error) {
+	name := o.name()
+	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, kube.Classify("getting deployment "+name, err)
+	}
+	return dep, nil
 }
 
 // minProgressDeadline is the shortest progressDeadlineSeconds gantry gives a Deployment.
@@ -679,13 +688,9 @@ func (d *Deployer) rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	if settled != nil && (o.UndoRun == "" || o.UndoRun == by) {
 		return settled, nil
 	}
-	name := o.name()
-	dep, err := d.client.AppsV1().Deployments(o.Namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		dep = nil
-	case err != nil:
-		return nil, kube.Classify("getting deployment "+name, err)
+	dep, err := d.deployment(ctx, o)
+	if err != nil {
+		return nil, err
 	}
 	if o.UndoRun != "" {
 		if dep == nil {
