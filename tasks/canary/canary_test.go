@@ -425,17 +425,20 @@ func TestUnansweredBatchesAreRetriedWithinTheBudget(t *testing.T) {
 	quiet.Close()
 	// A share of the requests: the first ten (a burst), then every fourth.
 	held := func(n int64) bool { return n <= 10 || n%4 == 0 }
+	// The request timeout leaves a good answer ample time on a loaded machine under -race (300 ms
+	// did not: every answer came too late); a held request is held well past it.
 	for _, tc := range []struct {
-		name string
-		bad  func(w http.ResponseWriter, r *http.Request) // the requests held
+		name    string
+		timeout time.Duration
+		bad     func(w http.ResponseWriter, r *http.Request) // the requests held
 	}{
-		{"503 while overloaded", func(w http.ResponseWriter, r *http.Request) {
+		{"503 while overloaded", 10 * time.Second, func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "overloaded", http.StatusServiceUnavailable)
 		}},
-		{"too slow while starved", func(w http.ResponseWriter, r *http.Request) {
+		{"too slow while starved", 2 * time.Second, func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-r.Context().Done():
-			case <-time.After(2 * time.Second):
+			case <-time.After(10 * time.Second):
 			}
 		}},
 	} {
@@ -450,7 +453,7 @@ func TestUnansweredBatchesAreRetriedWithinTheBudget(t *testing.T) {
 			}))
 			o := opts(ts.URL, data)
 			o.Limit, o.Concurrency, o.MinAccuracy = 300, 2, 0.5
-			o.RequestTimeout, o.Retries, o.BatchRetries, o.RetryBudget = 300*time.Millisecond, 1, batchRetries, time.Minute
+			o.RequestTimeout, o.Retries, o.BatchRetries, o.RetryBudget = tc.timeout, 1, batchRetries, 2*time.Minute
 			r := evaluate(t, o)
 			ts.Close()
 			c := r.Candidate
