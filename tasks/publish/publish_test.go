@@ -124,6 +124,14 @@ func (f failingManifest) Put(ctx context.Context, uri string, r io.Reader, n int
 	return f.Router.Put(ctx, uri, r, n)
 }
 
+// PutIf: the manifest is committed create-only.
+func (f failingManifest) PutIf(ctx context.Context, uri string, b []byte, version string) error {
+	if strings.HasSuffix(uri, "/manifest.json") {
+		return errors.New("killed")
+	}
+	return f.Router.PutIf(ctx, uri, b, version)
+}
+
 func TestInterruptedPublishIsInvisibleAndARerunCompletesIt(t *testing.T) {
 	e := newEnv(t)
 	o := PublishOptions{SourceURI: e.trainerOutput("run-1", "w"), RegistryURI: "s3://models", ModelName: "fashion-mnist"}
