@@ -62,6 +62,13 @@ EOF
   flowschema gantry-bench-approver 701 "${ns}" load-approver
   flowschema gantry-bench-steps 702 "${ns}" "*"
 } | k apply -f - >/dev/null
+# They go with the bench: left behind, they would keep the controller at another priority level.
+loop=""
+cleanup() {
+  [[ -z "${loop}" ]] || kill "${loop}" 2>/dev/null || true
+  k delete flowschema gantry-bench-argo-controller gantry-bench-approver gantry-bench-steps --ignore-not-found >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 flow_requests() { k get --raw /metrics | awk -v fs="flow_schema=\"$1\"" '/^apiserver_flowcontrol_dispatched_requests_total\{/ && index($0, fs) {s += $NF} END {printf "%d\n", s}'; }
 
 # Counters before.
@@ -103,7 +110,6 @@ approver_loop() {
 }
 approver_loop &
 loop=$!
-trap 'kill "${loop}" 2>/dev/null || true' EXIT
 deadline=$((SECONDS + ${LOAD_TIMEOUT:-7200}))
 while true; do
   left=$(k -n "${ns}" get workflows -l 'workflows.argoproj.io/completed!=true' -o name 2>/dev/null | grep -c . || true)
