@@ -30,7 +30,7 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/idx"
 	"github.com/gantry-ml/gantry/internal/objstore"
-	"github.com/gantry-ml/gantry/internal/templategen"
+	"github.com/gantry-ml/gantry/pipeline"
 )
 
 const (
@@ -689,14 +689,14 @@ func TestTransientTrainingFailureIsRetriedAndPromotes(t *testing.T) {
 func TestTrainingsQueueOnTheClusterSemaphore(t *testing.T) {
 	t.Parallel()
 	f := given(t)
-	cms := kube.CoreV1().ConfigMaps(templategen.SemaphoresNamespace)
-	cm, err := cms.Get(f.ctx, templategen.SemaphoresConfigMap, metav1.GetOptions{})
+	cms := kube.CoreV1().ConfigMaps(pipeline.SemaphoresNamespace)
+	cm, err := cms.Get(f.ctx, pipeline.SemaphoresConfigMap, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the installer's semaphore ConfigMap: %v", err)
 	}
 	size := func(n string) {
 		patch := fmt.Sprintf(`{"data":{"train":%q}}`, n)
-		if _, err := cms.Patch(context.Background(), templategen.SemaphoresConfigMap, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if _, err := cms.Patch(context.Background(), pipeline.SemaphoresConfigMap, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

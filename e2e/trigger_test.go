@@ -30,8 +30,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/gantry-ml/gantry/internal/templategen"
 	"github.com/gantry-ml/gantry/internal/testenv"
+	"github.com/gantry-ml/gantry/pipeline/argo"
 	"github.com/gantry-ml/gantry/tasks/trigger"
 )
 
@@ -50,7 +50,7 @@ func (f *fixture) startPushRegistry(eventsURL, token string) *pushRegistry {
 	f.t.Helper()
 	addr := testenv.FreeAddr(f.t)
 	r := &pushRegistry{t: f.t, port: addr[strings.LastIndex(addr, ":")+1:], dir: f.t.TempDir()}
-	r.repository = "127.0.0.1:" + r.port + "/" + templategen.TrainImageRepository
+	r.repository = "127.0.0.1:" + r.port + "/" + argo.TrainImageRepository
 	r.cfg = filepath.Join(r.dir, "config.yml")
 	cfg := fmt.Sprintf(`version: 0.1
 log: {level: info}
@@ -162,17 +162,17 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	server := fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
-	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, templategen.NotifierAccount,
+	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, argo.NotifierAccount,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventsURL := server + "/api/v1/events/" + f.ns + "/" + templategen.EventDiscriminator
+	eventsURL := server + "/api/v1/events/" + f.ns + "/" + argo.EventDiscriminator
 	reg := f.startPushRegistry(eventsURL, tok.Status.Token)
 
 	// What a cluster owner sets: the repository as the nodes pull it, and as the trigger's pod
 	// reaches the registry (the node's address).
-	tmpl, err := argoWF.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Get(f.ctx, templategen.TriggerTemplate, metav1.GetOptions{})
+	tmpl, err := argoWF.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Get(f.ctx, argo.TriggerTemplate, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,18 +181,18 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 		case "repository":
 			tmpl.Spec.Arguments.Parameters[i].Value = wfv1.AnyStringPtr(reg.repository)
 		case "catch-up-repository":
-			tmpl.Spec.Arguments.Parameters[i].Value = wfv1.AnyStringPtr(nodeIP + ":" + reg.port + "/" + templategen.TrainImageRepository)
+			tmpl.Spec.Arguments.Parameters[i].Value = wfv1.AnyStringPtr(nodeIP + ":" + reg.port + "/" + argo.TrainImageRepository)
 		}
 	}
 	if _, err := argoWF.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Update(f.ctx, tmpl, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if cron, err := argoWF.ArgoprojV1alpha1().CronWorkflows(f.ns).Get(f.ctx, templategen.TriggerTemplate+"-catch-up", metav1.GetOptions{}); err != nil || !cron.Spec.Suspend {
+	if cron, err := argoWF.ArgoprojV1alpha1().CronWorkflows(f.ns).Get(f.ctx, argo.TriggerTemplate+"-catch-up", metav1.GetOptions{}); err != nil || !cron.Spec.Suspend {
 		t.Fatalf("the catch-up CronWorkflow: %v (suspended until configured: %v)", err, err == nil && cron.Spec.Suspend)
 	}
 	catchUp := func() *wfv1.Workflow {
 		t.Helper()
-		run := strings.TrimPrefix(f.argo("submit", "--from", "cronwf/"+templategen.TriggerTemplate+"-catch-up", "-o", "name"), "workflow.argoproj.io/")
+		run := strings.TrimPrefix(f.argo("submit", "--from", "cronwf/"+argo.TriggerTemplate+"-catch-up", "-o", "name"), "workflow.argoproj.io/")
 		return f.waitRun(run, 3*time.Minute, "catch-up succeeded", phaseIs(wfv1.WorkflowSucceeded))
 	}
 	if w := catchUp(); triggerOutput(w, "adopted") != "0" {
@@ -209,7 +209,7 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, w := range list.Items {
-			if !strings.HasPrefix(w.Name, templategen.TriggerTemplate+"-") || seen[w.Name] || !w.Status.Fulfilled() {
+			if !strings.HasPrefix(w.Name, argo.TriggerTemplate+"-") || seen[w.Name] || !w.Status.Fulfilled() {
 				continue
 			}
 			if w.Status.Phase != wfv1.WorkflowSucceeded {
@@ -292,12 +292,12 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 	}
 	manifest := func(digest, tag string) map[string]any {
 		return map[string]any{"action": "push", "target": map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-			"digest": digest, "repository": templategen.TrainImageRepository, "tag": tag}, "request": map[string]any{"host": "127.0.0.1:" + reg.port}}
+			"digest": digest, "repository": argo.TrainImageRepository, "tag": tag}, "request": map[string]any{"host": "127.0.0.1:" + reg.port}}
 	}
 	post(manifest(a, "v1"))
 	c, d := "sha256:"+strings.Repeat("c", 64), "sha256:"+strings.Repeat("d", 64)
 	post(map[string]any{"action": "push", "target": map[string]any{"mediaType": "application/octet-stream", "digest": "sha256:" + strings.Repeat("e", 64),
-		"repository": templategen.TrainImageRepository}}, manifest(c, "v3"), manifest(d, "v4"))
+		"repository": argo.TrainImageRepository}}, manifest(c, "v3"), manifest(d, "v4"))
 	waitStarted(c, time.Now(), 2*time.Minute)
 	waitStarted(d, time.Now(), 2*time.Minute)
 	waitTriggers(5)

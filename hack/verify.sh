@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tree's hygiene, first thing CI runs (hack/test.sh calls it): no build outputs or data in
 # git, no path a shell would read as a flag, gofmt, shellcheck on every script, and every
-# generated file current.
+# generated file current, and the dependency rules between packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -28,6 +28,23 @@ else
   mapfile -d '' scripts < <(git ls-files -z '*.sh' .ci/run)
   shellcheck -x -P SCRIPTDIR "${scripts[@]}" || fail "shellcheck findings above"
 fi
+
+echo "== dependency rules: internal/ is runtime code; the loop names no engine"
+# internal/ holds what the binaries share at run time: it imports neither the tasks nor the
+# commands (build-time code such as the template generator lives in pipeline/ and cmd/). The
+# engine-neutral loop (pipeline/) imports no engine's API: each renderer (pipeline/argo,
+# pipeline/tekton) imports its own.
+module=$(go list -m)
+while read -r pkg imports; do
+  for imp in ${imports}; do
+    case "${pkg}:${imp}" in
+      "${module}"/internal/*:"${module}"/tasks/* | "${module}"/internal/*:"${module}"/cmd/*)
+        fail "${pkg#"${module}"/} imports ${imp#"${module}"/}: internal/ is runtime code shared by the binaries, never above them" ;;
+      "${module}/pipeline:github.com/argoproj/"* | "${module}/pipeline:github.com/tektoncd/"*)
+        fail "pipeline imports ${imp}: the loop is engine-neutral; engine types belong to pipeline/argo or pipeline/tekton" ;;
+    esac
+  done
+done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./internal/... ./pipeline)
 
 echo "== generated files"
 hack/verify-generated.sh || status=1

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/taskcli"
-	"github.com/gantry-ml/gantry/internal/templategen"
+	"github.com/gantry-ml/gantry/pipeline/argo"
 )
 
 func main() { taskcli.Main(newApp()) }
@@ -25,21 +25,21 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "out", Value: "templates", Destination: &out, Usage: "directory the templates are written to (created; files in it are overwritten)"},
 			&cli.StringFlag{Name: "readmes", Destination: &readmes,
 				Usage: "repository root whose tasks/<task>/README.md flag tables are regenerated in place (empty: leave them)"},
-			&cli.StringFlag{Name: "train-repository", Value: templategen.DefaultTrainRepository, Destination: &trainRepo,
+			&cli.StringFlag{Name: "train-repository", Value: argo.DefaultTrainRepository, Destination: &trainRepo,
 				Usage: "the training image whose pushes start runs (push trigger), HOST/PATH as the nodes pull it"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return exitcode.Invalidf("unexpected argument %q (the output directory is --out DIR)", c.Args().First())
 			}
-			if _, _, err := templategen.SplitRepository(trainRepo); err != nil {
+			if _, _, err := argo.SplitRepository(trainRepo); err != nil {
 				return exitcode.Invalidf("--train-repository: %v", err)
 			}
-			if err := templategen.WriteTemplates(out, templategen.Options{TrainRepository: trainRepo}); err != nil {
+			if err := WriteTemplates(out, Options{TrainRepository: trainRepo}); err != nil {
 				return err
 			}
 			if readmes != "" {
-				return templategen.WriteReadmes(readmes)
+				return WriteReadmes(readmes)
 			}
 			return nil
 		},

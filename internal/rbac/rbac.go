@@ -1,7 +1,7 @@
 // Package rbac is the one source of what each gantry step may do in the Kubernetes API: one
 // ServiceAccount per task template with exactly the verbs its code calls (each task's tests
 // record the calls its code makes against fake clients and compare them with these rules, see
-// rbactest), plus the Argo executor's own workflowtaskresults. templategen renders it into
+// rbactest), plus the Argo executor's own workflowtaskresults. pipeline/cluster renders it into
 // templates/rbac.yaml and templates/RBAC.md.
 package rbac
 

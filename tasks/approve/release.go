@@ -193,12 +193,12 @@ func (g *Approver) policyInForceIfKube(ctx context.Context, ns, policy string) e
 	return g.policyInForce(ctx, ns, policy)
 }
 
-// PolicyProbe is the name prefix of the Lease that policy refuses (templategen matches it).
+// PolicyProbe is the name prefix of the Lease that policy refuses (pipeline/cluster matches it).
 func PolicyProbe(policy string) string {
 	return PolicyProbePrefix + "-" + strings.TrimPrefix(policy, "gantry-")
 }
 
-// Names of the approval policies (templategen.ApprovalPolicy).
+// Names of the approval policies (cluster.ApprovalPolicy in pipeline/cluster).
 const (
 	ArgoPolicy   = "gantry-approval"
 	TektonPolicy = "gantry-tekton-approval"

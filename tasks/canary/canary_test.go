@@ -266,6 +266,8 @@ func TestValidate(t *testing.T) {
 		"protocol":     func(o *Options) { o.Protocol = "grpc" },
 		"batch":        func(o *Options) { o.BatchSize = 0 },
 		"accuracy":     func(o *Options) { o.MinAccuracy = 1.5 },
+		"stage floor":  func(o *Options) { o.StageMinAccuracy = "high" },
+		"stage range":  func(o *Options) { o.StageMinAccuracy = "1.5" },
 		"dataset":      func(o *Options) { o.DatasetURI = "/data" },
 		"split":        func(o *Options) { o.Split = "val" },
 	} {
@@ -274,6 +276,17 @@ func TestValidate(t *testing.T) {
 		if err := o.Validate(); err == nil {
 			t.Errorf("%s accepted", name)
 		}
+	}
+	// A pipeline passes its canary floor as --min-accuracy and its optional smoke floor as
+	// --stage-min-accuracy: empty keeps the first, a number replaces it.
+	o := good
+	o.MinAccuracy = 0.85
+	if err := o.Validate(); err != nil || o.MinAccuracy != 0.85 {
+		t.Errorf("empty stage floor: min accuracy %g, %v; want 0.85", o.MinAccuracy, err)
+	}
+	o.StageMinAccuracy = "0.7"
+	if err := o.Validate(); err != nil || o.MinAccuracy != 0.7 {
+		t.Errorf("stage floor 0.7: min accuracy %g, %v; want 0.7", o.MinAccuracy, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,10 +44,12 @@ type Options struct {
 	BatchRetries int
 	RetryBudget  time.Duration
 
-	MinAccuracy     float64
-	MaxP99Ms        float64
-	MaxErrorRate    float64
-	MaxAccuracyDrop float64 // only with a baseline
+	MinAccuracy float64
+	// StageMinAccuracy, when not empty, replaces MinAccuracy (Validate parses it).
+	StageMinAccuracy string
+	MaxP99Ms         float64
+	MaxErrorRate     float64
+	MaxAccuracyDrop  float64 // only with a baseline
 
 	ReportURI string // prefix for report.json and report.html; empty: none
 	// ReportDir is a local directory that also receives report.json and report.html (the Argo
@@ -144,6 +147,8 @@ func (o *Options) Validate() error {
 		return exitcode.Invalidf("--batch-retries %d: want 0..10", o.BatchRetries)
 	case o.RetryBudget < 0:
 		return exitcode.Invalidf("--retry-budget %s: must not be negative", o.RetryBudget)
+	case o.StageMinAccuracy != "" && !o.stageMinAccuracy():
+		return exitcode.Invalidf("--stage-min-accuracy %q: want a number 0..1 or empty", o.StageMinAccuracy)
 	case o.MinAccuracy < 0 || o.MinAccuracy > 1:
 		return exitcode.Invalidf("--min-accuracy %g: want 0..1", o.MinAccuracy)
 	case o.MaxErrorRate < 0 || o.MaxErrorRate > 1:
@@ -154,4 +159,14 @@ func (o *Options) Validate() error {
 		return exitcode.Invalidf("--max-p99-ms must not be negative")
 	}
 	return nil
+}
+
+// stageMinAccuracy makes StageMinAccuracy the accuracy gate; false when it is not a number.
+func (o *Options) stageMinAccuracy() bool {
+	v, err := strconv.ParseFloat(strings.TrimSpace(o.StageMinAccuracy), 64)
+	if err != nil {
+		return false
+	}
+	o.MinAccuracy = v
+	return true
 }

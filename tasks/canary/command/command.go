@@ -46,6 +46,8 @@ func New() *cli.App {
 		&cli.IntFlag{Name: "batch-retries", Value: 3, Destination: &o.BatchRetries, Usage: "after the first pass, send a batch that got no answer (timeout, reset, 408/429/502/503/504) again up to this many times, with backoff"},
 		&cli.DurationFlag{Name: "retry-budget", Value: 5 * time.Minute, Destination: &o.RetryBudget, Usage: "how long the batch retries may take in all; what is still unanswered then counts in the error rate"},
 		&cli.Float64Flag{Name: "min-accuracy", Destination: &o.MinAccuracy, Usage: "gate: fail below this accuracy (0: off)"},
+		&cli.StringFlag{Name: "stage-min-accuracy", Destination: &o.StageMinAccuracy,
+			Usage: "this stage's accuracy gate instead of --min-accuracy, when not empty (a pipeline passes its canary floor as --min-accuracy and an optional smoke floor here)"},
 		&cli.Float64Flag{Name: "max-p99-ms", Destination: &o.MaxP99Ms, Usage: "gate: fail when request p99 latency exceeds this (0: off)"},
 		&cli.Float64Flag{Name: "max-error-rate", Value: 0.01, Destination: &o.MaxErrorRate, Usage: "gate: fail when more than this share of samples got an error answer or, after the retries, no answer"},
 		&cli.Float64Flag{Name: "max-accuracy-drop", Value: 0.02, Destination: &o.MaxAccuracyDrop, Usage: "gate (with a baseline): fail when accuracy is this much below the baseline's"},

@@ -1,19 +1,8 @@
-// Package pipeline builds gantry's Argo WorkflowTemplates (one per task
-// binary, plus the ml-pipeline DAG), RBAC, the push trigger and the Tekton
-// catalog from Go, with the Argo v3 API types. cmd/gen-templates writes them
-// to templates/.
-package templategen
+package pipeline
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	apiv1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/rbac"
@@ -27,6 +16,8 @@ const (
 	ResultsDir    = "/tmp/results"
 	ReportsDir    = "/tmp/reports"
 	DefaultSecret = "gantry-s3"
+	// S3SecretParam is the parameter naming the Secret whose AWS_* keys reach the binary.
+	S3SecretParam = "s3-secret"
 	// ReadSecret holds the model servers' read-only S3 credentials (they cannot write the registry).
 	ReadSecret = "gantry-s3-read"
 	// RunsSecret may read the datasets and write runs/ (training launcher, canary), not the registry.
@@ -63,8 +54,11 @@ type Param struct {
 	// Description is filled in from the flag; set it only on parameters that are not flags.
 	Description string
 	// Default nil: the caller must pass the parameter. FlagDefault: the flag's own default.
+	// RunDefault: the run's name, as the engine spells it (a template's default where the engine
+	// has one, else passed by the pipeline).
 	Default     *string
 	FlagDefault bool
+	RunDefault  bool
 	// Env, when set, passes the value as this environment variable (one the flag reads) instead of a flag.
 	Env string
 	// NotAFlag marks parameters used elsewhere in the template (e.g. the Secret name).
@@ -93,8 +87,9 @@ type Task struct {
 	// Globals are results also exported as workflow outputs of the same name
 	// ({{workflow.outputs.parameters.NAME}}), e.g. for the exit handler.
 	Globals []string
-	Metrics *wfv1.Metrics
-	Retry   bool // API-calling: retried on exit 3 and pod errors
+	// Gauges are metrics the engine exports from the step's results when it succeeds.
+	Gauges []Gauge
+	Retry  bool // API-calling: retried on exit 3 and pod errors
 	// Semaphore is the key of the cluster's semaphore ConfigMap (SemaphoresConfigMap) whose slot
 	// the step takes while it runs: the CPU-heavy steps queue there, not whole runs.
 	Semaphore string
@@ -111,7 +106,7 @@ var (
 		Default: ptr.To(RunsSecret), NotAFlag: true}
 	// s3Endpoint is optional: empty is AWS.
 	s3Endpoint = def("s3-endpoint")
-	runName    = set("run-name", "{{workflow.name}}")
+	runName    = Param{Name: "run-name", RunDefault: true}
 	// notifySecret holds the approval webhook's URL, a secret (a Slack webhook URL is a credential).
 	// registrySecret is the optional docker-config Secret of the OCI push (see DockerConfigDir).
 	registrySecret = Param{Name: "registry-secret", NotAFlag: true, Default: ptr.To(RegistrySecret),
@@ -161,16 +156,14 @@ func rawTasks() []Task {
 			Params: []Param{runName, req("environment"), def("model-name")}, Retry: true},
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
-				def("limit"), def("min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("retry-budget"), def("report-uri"), def("stage"), def("fail-on-reject"),
+				def("limit"), def("min-accuracy"), def("stage-min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("retry-budget"), def("report-uri"), def("stage"), def("fail-on-reject"),
 				s3Endpoint, runsSecret},
 			Fixed: []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true, Semaphore: "evaluate",
-			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{
-				{Name: "gantry_canary_accuracy", Help: "Accuracy of the evaluated model, by stage (canary, smoke)", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}, {Key: "stage", Value: "{{inputs.parameters.stage}}"}},
-					Gauge: &wfv1.Gauge{Value: "{{outputs.parameters.accuracy}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"},
-				{Name: "gantry_canary_p99_ms", Help: "p99 request latency in ms of the evaluated model, by stage (canary, smoke)", Labels: []*wfv1.MetricLabel{{Key: "model", Value: "{{inputs.parameters.model-name}}"}, {Key: "stage", Value: "{{inputs.parameters.stage}}"}},
-					Gauge: &wfv1.Gauge{Value: "{{outputs.parameters.p99-ms}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"},
-			}}},
+			Gauges: []Gauge{
+				{Name: "gantry_canary_accuracy", Help: "Accuracy of the evaluated model, by stage (canary, smoke)", Labels: []Label{{Key: "model", Param: "model-name"}, {Key: "stage", Param: "stage"}}, Result: "accuracy"},
+				{Name: "gantry_canary_p99_ms", Help: "p99 request latency in ms of the evaluated model, by stage (canary, smoke)", Labels: []Label{{Key: "model", Param: "model-name"}, {Key: "stage", Param: "stage"}}, Result: "p99-ms"},
+			}},
 		{Binary: "approver", Template: "request", Subcommand: []string{"request"}, Description: "Notify people that a candidate waits for approval.",
 			Params: []Param{runName, notifySecret, set("model-name", "fashion-mnist"), req("model-version"), req("model-uri"), req("accuracy"),
 				def("baseline-accuracy"), req("p99-ms"), def("report-uri")},
@@ -179,108 +172,17 @@ func rawTasks() []Task {
 			Params: []Param{runName, req("timeout"), def("approvers"), def("audit-uri"), def("model-digest"), set("model-name", "fashion-mnist"), def("model-version"),
 				def("accuracy"), def("baseline-accuracy"), def("fail-on-reject"), s3Endpoint, s3Secret},
 			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}, Retry: true,
-			Metrics: &wfv1.Metrics{Prometheus: []*wfv1.Prometheus{{Name: "gantry_approval_wait_seconds", Help: "Seconds a candidate waited for a decision",
-				Labels: []*wfv1.MetricLabel{{Key: "decision", Value: "{{outputs.parameters.decision}}"}},
-				Gauge:  &wfv1.Gauge{Value: "{{outputs.parameters.waited-seconds}}", Realtime: ptr.To(false)}, When: "{{status}} == Succeeded"}}}},
+			Gauges: []Gauge{{Name: "gantry_approval_wait_seconds", Help: "Seconds a candidate waited for a decision", Labels: []Label{{Key: "decision", Result: "decision"}}, Result: "waited-seconds"}}},
+		// The approval wait of engines without a suspend step (Tekton): Argo suspends and runs verify.
+		{Binary: "approver", Template: "wait", Subcommand: []string{"wait"},
+			Description: "Block until an approver runs `approver approve|reject RUN --tekton`, or time out (rejected); write the audit record.",
+			Params: []Param{req("run-name"), def("run-uid"), def("timeout"), def("approvers"), def("min-approvals"), def("forbid-self-approval"), def("audit-uri"), def("fail-on-reject"),
+				set("model-name", "fashion-mnist"), def("model-version"), def("model-uri"), def("accuracy"), def("baseline-accuracy"), def("p99-ms"), def("report-uri"),
+				s3Endpoint, s3Secret},
+			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}},
 		{Binary: "approver", Template: "conclude", Subcommand: []string{"conclude"}, Description: "Fail the run with the reason unless the decision is approved/pass.",
 			Params: []Param{req("decision"), def("reason")}},
 	}
-}
-
-// RetryExpression retries transient infrastructure errors (exit 3) and pod
-// errors (evictions, deleted pods), never bad input (2) or a failure (1).
-const RetryExpression = `asInt(lastRetry.exitCode) == 3 || lastRetry.status == "Error"`
-
-// RetryStrategy is every API-calling step's retry strategy.
-func RetryStrategy() *wfv1.RetryStrategy {
-	return &wfv1.RetryStrategy{
-		Limit:       ptr.To(intstrFromInt(4)),
-		RetryPolicy: wfv1.RetryPolicyAlways,
-		Expression:  RetryExpression,
-		Backoff:     &wfv1.Backoff{Duration: "10s", Factor: ptr.To(intstrFromInt(2)), MaxDuration: "10m"},
-	}
-}
-
-func (t Task) args() []string {
-	var args []string
-	for _, pr := range t.Params {
-		if pr.NotAFlag || pr.Env != "" {
-			continue
-		}
-		args = append(args, fmt.Sprintf("--%s={{inputs.parameters.%s}}", pr.Name, pr.Name))
-	}
-	args = append(args, t.Fixed...)
-	if len(t.Results) > 0 {
-		args = append(args, "--results-dir="+ResultsDir)
-	}
-	return args
-}
-
-func (t Task) template() wfv1.Template {
-	// Each template runs as its own ServiceAccount with exactly what its code calls (internal/rbac).
-	tm := wfv1.Template{Name: t.Template, Metrics: t.Metrics, ServiceAccountName: rbac.AccountFor(t.Binary, t.Template).Name}
-	for _, pr := range t.Params {
-		ip := wfv1.Parameter{Name: pr.Name, Description: wfv1.AnyStringPtr(pr.Description)}
-		if pr.Default != nil {
-			ip.Value = wfv1.AnyStringPtr(*pr.Default)
-		}
-		tm.Inputs.Parameters = append(tm.Inputs.Parameters, ip)
-	}
-	for _, r := range t.Results {
-		op := wfv1.Parameter{Name: r, ValueFrom: &wfv1.ValueFrom{Path: ResultsDir + "/" + r, Default: wfv1.AnyStringPtr("")}}
-		if slices.Contains(t.Globals, r) {
-			op.GlobalName = r
-		}
-		tm.Outputs.Parameters = append(tm.Outputs.Parameters, op)
-	}
-	for _, r := range t.Reports {
-		tm.Outputs.Artifacts = append(tm.Outputs.Artifacts, wfv1.Artifact{Name: strings.ReplaceAll(r, ".", "-"), Path: ReportsDir + "/" + r,
-			Optional: true, Archive: &wfv1.ArchiveStrategy{None: &wfv1.NoneStrategy{}}})
-	}
-	c := &apiv1.Container{
-		Name: "main", Image: Image(t.Binary), Command: Command(t.Binary), Args: append(append([]string{}, t.Subcommand...), t.args()...),
-		Env:                      []apiv1.EnvVar{{Name: "GANTRY_LOG_FORMAT", Value: "json"}},
-		TerminationMessagePolicy: apiv1.TerminationMessageFallbackToLogsOnError,
-		VolumeMounts:             []apiv1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
-		SecurityContext: &apiv1.SecurityContext{RunAsNonRoot: ptr.To(true), ReadOnlyRootFilesystem: ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false), Capabilities: &apiv1.Capabilities{Drop: []apiv1.Capability{"ALL"}}},
-		Resources: apiv1.ResourceRequirements{Requests: apiv1.ResourceList{apiv1.ResourceCPU: mustQ("50m"), apiv1.ResourceMemory: mustQ("64Mi")}},
-	}
-	if t.Binary == "canary-evaluator" {
-		c.Resources.Requests[apiv1.ResourceMemory] = mustQ("256Mi")
-	}
-	for _, pr := range t.Params {
-		switch {
-		case pr.SecretKey != "":
-			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
-				LocalObjectReference: apiv1.LocalObjectReference{Name: "{{inputs.parameters." + pr.Name + "}}"}, Key: pr.SecretKey, Optional: ptr.To(true)}}})
-		case pr.Env != "":
-			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, Value: "{{inputs.parameters." + pr.Name + "}}"})
-		}
-		if pr.Name == "s3-secret" {
-			for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
-				c.Env = append(c.Env, apiv1.EnvVar{Name: k, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
-					LocalObjectReference: apiv1.LocalObjectReference{Name: "{{inputs.parameters.s3-secret}}"}, Key: k}}})
-			}
-		}
-	}
-	tm.Container = c
-	tm.Volumes = []apiv1.Volume{{Name: "tmp", VolumeSource: apiv1.VolumeSource{EmptyDir: &apiv1.EmptyDirVolumeSource{}}}}
-	if t.has(registrySecret.Name) {
-		c.Env = append(c.Env, apiv1.EnvVar{Name: "DOCKER_CONFIG", Value: DockerConfigDir})
-		c.VolumeMounts = append(c.VolumeMounts, apiv1.VolumeMount{Name: "registry-credentials", MountPath: DockerConfigDir, ReadOnly: true})
-		tm.Volumes = append(tm.Volumes, apiv1.Volume{Name: "registry-credentials", VolumeSource: apiv1.VolumeSource{Secret: &apiv1.SecretVolumeSource{
-			SecretName: "{{inputs.parameters." + registrySecret.Name + "}}", Optional: ptr.To(true),
-			Items: []apiv1.KeyToPath{{Key: apiv1.DockerConfigJsonKey, Path: "config.json"}}}}})
-	}
-	if t.Retry {
-		tm.RetryStrategy = RetryStrategy()
-	}
-	if t.Semaphore != "" {
-		tm.Synchronization = &wfv1.Synchronization{Semaphores: []*wfv1.SemaphoreRef{{Namespace: SemaphoresNamespace,
-			ConfigMapKeyRef: &apiv1.ConfigMapKeySelector{LocalObjectReference: apiv1.LocalObjectReference{Name: SemaphoresConfigMap}, Key: t.Semaphore}}}}
-	}
-	return tm
 }
 
 // The cluster's semaphores for the CPU-heavy steps: one ConfigMap for the whole cluster (CPU is
@@ -297,37 +199,9 @@ const (
 // reads the limit again when it changes.
 var DefaultSemaphores = map[string]string{"train": "2", "evaluate": "2"}
 
-// Semaphores is the ConfigMap the installer creates once per cluster (templates/cluster/).
-func Semaphores() *apiv1.ConfigMap {
-	return &apiv1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Name: SemaphoresConfigMap, Namespace: SemaphoresNamespace, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"},
-			Annotations: map[string]string{"gantry.dev/description": "slots of gantry's CPU-heavy steps across the cluster (Argo synchronization.semaphores): train = trainings, evaluate = canaries and smoke tests"}},
-		Data: DefaultSemaphores}
-}
-
 // has says whether the task takes the parameter.
-func (t Task) has(name string) bool {
+func (t Task) Has(name string) bool {
 	return slices.ContainsFunc(t.Params, func(p Param) bool { return p.Name == name })
-}
-
-// TaskTemplates groups the tasks into one WorkflowTemplate per binary.
-func TaskTemplates() []*wfv1.WorkflowTemplate {
-	var out []*wfv1.WorkflowTemplate
-	byBinary := map[string]*wfv1.WorkflowTemplate{}
-	for _, t := range Tasks() {
-		w, ok := byBinary[t.Binary]
-		if !ok {
-			w = &wfv1.WorkflowTemplate{
-				TypeMeta:   metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "WorkflowTemplate"},
-				ObjectMeta: metav1.ObjectMeta{Name: t.Binary, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
-			}
-			byBinary[t.Binary] = w
-			out = append(out, w)
-		}
-		w.Spec.Templates = append(w.Spec.Templates, t.template())
-		w.Annotations = map[string]string{"workflows.argoproj.io/description": "gantry " + t.Binary + ": reusable via templateRef {name: " + t.Binary + ", template: <name>}"}
-	}
-	return out
 }
 
 // FindTask returns the task with binary and template name.
@@ -340,6 +214,42 @@ func FindTask(binary, template string) (Task, bool) {
 	return Task{}, false
 }
 
-func intstrFromInt(i int) intstr.IntOrString { return intstr.FromInt32(int32(i)) }
+// Gauge is a metric an engine exports from a succeeded step: its value is the result Result,
+// its labels the step's parameters or results.
+type Gauge struct {
+	Name, Help, Result string
+	Labels             []Label
+}
 
-func mustQ(s string) resource.Quantity { return resource.MustParse(s) }
+// Label is a metric label whose value is the step's parameter Param or its result Result.
+type Label struct{ Key, Param, Result string }
+
+// Args are the binary's arguments after its subcommand: every flag parameter as
+// --NAME=<ref(NAME)> (ref spells a task parameter in the engine's syntax), the fixed flags, and
+// --results-dir=resultsDir when the task has results.
+func (t Task) Args(ref func(param string) string, resultsDir string) []string {
+	var args []string
+	for _, pr := range t.Params {
+		if pr.NotAFlag || pr.Env != "" {
+			continue
+		}
+		args = append(args, "--"+pr.Name+"="+ref(pr.Name))
+	}
+	args = append(args, t.Fixed...)
+	if len(t.Results) > 0 {
+		args = append(args, "--results-dir="+resultsDir)
+	}
+	return args
+}
+
+// Memory is the memory the task's container requests.
+func (t Task) Memory() string {
+	if t.Binary == "canary-evaluator" {
+		return "256Mi"
+	}
+	return "64Mi"
+}
+
+// RegistrySecretParam is the name of the parameter whose docker-config Secret is mounted at
+// DockerConfigDir.
+const RegistrySecretParam = "registry-secret"

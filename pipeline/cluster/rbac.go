@@ -1,4 +1,4 @@
-package templategen
+package cluster
 
 import (
 	apiv1 "k8s.io/api/core/v1"
@@ -24,7 +24,8 @@ func policyRules(rules []rbac.Rule) []rbacv1.PolicyRule {
 	return out
 }
 
-func accountRules(a rbac.Account) []rbac.Rule {
+// AccountRules are what account a may do: its rules, and the executor's when Argo runs it.
+func AccountRules(a rbac.Account) []rbac.Rule {
 	if a.Executor {
 		return append(append([]rbac.Rule{}, a.Rules...), rbac.ExecutorRule)
 	}
@@ -40,7 +41,7 @@ func RBAC() []any {
 	for _, a := range rbac.Accounts() {
 		sa := &apiv1.ServiceAccount{TypeMeta: tm("ServiceAccount", "v1"), ObjectMeta: metav1.ObjectMeta{Name: a.Name,
 			Annotations: map[string]string{"gantry.dev/purpose": a.Why}}}
-		rules := accountRules(a)
+		rules := AccountRules(a)
 		if len(rules) == 0 {
 			// Pods gantry creates (training, model servers) never talk to the API: no token at all.
 			sa.AutomountServiceAccountToken = ptr.To(false)

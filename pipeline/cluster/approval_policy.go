@@ -1,4 +1,7 @@
-package templategen
+// Package cluster renders what gantry installs into a cluster besides the engines' templates:
+// one ServiceAccount and Role per task template (RBAC), the admission policies that keep
+// approvals and step pods honest, and the step semaphores.
+package cluster
 
 import (
 	"strconv"
@@ -65,7 +68,7 @@ func ApprovalPolicy() []any {
 	isApproval := func(nodes, k string) string {
 		return "(" + nodes + "[" + k + "].type == 'Suspend' && has(" + nodes + "[" + k + "].displayName) && " + nodes + "[" + k + "].displayName == 'approval')"
 	}
-	policy := newPolicy(approvalPolicyName, []admissionv1.Rule{{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}}, probeRule},
+	policy := NewPolicy(approvalPolicyName, []admissionv1.Rule{{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}}, probeRule},
 		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "not-the-argo-controller", Expression: "request.userInfo.username != '" + ArgoControllerUser + "'"},
 				{Name: "workflows-or-the-probe", Expression: "request.resource.resource == 'workflows' || object.metadata.name.startsWith('" + probePrefix(approvalPolicyName) + "')"}},
@@ -172,7 +175,7 @@ func ApprovalPolicy() []any {
 	// only in their own name, and nobody may change it. A PipelineRun's submitted-by label (for
 	// forbid-self-approval) is its creator's own name, and never changes.
 	cm := "request.resource.resource != 'configmaps' || "
-	tektonPolicy := newPolicy(tektonPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}, probeRule,
+	tektonPolicy := NewPolicy(tektonPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}, probeRule,
 		{APIGroups: []string{"tekton.dev"}, APIVersions: []string{"*"}, Resources: []string{"pipelineruns"}}},
 		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "gantry-decision", Expression: "(request.resource.resource == 'configmaps' && object.metadata.name.startsWith('" + TektonDecisionPrefix + "')) || " +
@@ -204,12 +207,12 @@ func ApprovalPolicy() []any {
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 			},
 		})
-	return []any{policy, bindingFor(approvalPolicyName), tektonPolicy, bindingFor(tektonPolicyName)}
+	return []any{policy, BindingFor(approvalPolicyName), tektonPolicy, BindingFor(tektonPolicyName)}
 }
 
-// newPolicy is a ValidatingAdmissionPolicy on CREATE and UPDATE of rules' resources that refuses
+// NewPolicy is a ValidatingAdmissionPolicy on CREATE and UPDATE of rules' resources that refuses
 // when it cannot be evaluated, with spec's conditions, variables and validations.
-func newPolicy(name string, rules []admissionv1.Rule, spec admissionv1.ValidatingAdmissionPolicySpec) *admissionv1.ValidatingAdmissionPolicy {
+func NewPolicy(name string, rules []admissionv1.Rule, spec admissionv1.ValidatingAdmissionPolicySpec) *admissionv1.ValidatingAdmissionPolicy {
 	spec.FailurePolicy = ptr.To(admissionv1.Fail)
 	spec.MatchConstraints = &admissionv1.MatchResources{}
 	for _, rule := range rules {
@@ -228,7 +231,7 @@ func newPolicy(name string, rules []admissionv1.Rule, spec admissionv1.Validatin
 // the namespace (or is gone), and promote refuses to deploy (approve.AllowRelease).
 var probeRule = admissionv1.Rule{APIGroups: []string{"coordination.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"leases"}}
 
-// probePrefix is approve.PolicyProbe (templategen does not import the task packages' internals).
+// probePrefix is approve.PolicyProbe (the generator does not import the task packages' internals).
 func probePrefix(policy string) string {
 	return "gantry-policy-probe-" + strings.TrimPrefix(policy, "gantry-")
 }
@@ -239,8 +242,8 @@ func probeValidation(policy string) admissionv1.Validation {
 		Reason:  ptr.To(metav1.StatusReasonForbidden)}
 }
 
-// bindingFor denies what the policy refuses in namespaces labelled gantry.dev/approval-policy=enforce.
-func bindingFor(policy string) *admissionv1.ValidatingAdmissionPolicyBinding {
+// BindingFor denies what the policy refuses in namespaces labelled gantry.dev/approval-policy=enforce.
+func BindingFor(policy string) *admissionv1.ValidatingAdmissionPolicyBinding {
 	return &admissionv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: policy, Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
@@ -256,5 +259,5 @@ func bindingFor(policy string) *admissionv1.ValidatingAdmissionPolicyBinding {
 // tektonRunLabel is approve.RunLabel: the run a Tekton decision ConfigMap decides.
 const tektonRunLabel = "gantry.dev/run"
 
-// submitterLabel is approve.SubmitterLabel (templategen does not import the task packages' internals).
+// submitterLabel is approve.SubmitterLabel (the generator does not import the task packages' internals).
 const submitterLabel = "gantry.dev/submitted-by"

@@ -1,4 +1,4 @@
-package templategen
+package pipeline
 
 import (
 	"fmt"

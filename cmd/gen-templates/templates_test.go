@@ -1,4 +1,4 @@
-package templategen
+package main
 
 import (
 	"context"
@@ -19,7 +19,21 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-ml/gantry/internal/rbac"
+	"github.com/gantry-ml/gantry/pipeline"
+	"github.com/gantry-ml/gantry/pipeline/argo"
+	"github.com/gantry-ml/gantry/pipeline/cluster"
+	"github.com/gantry-ml/gantry/pipeline/tekton"
 )
+
+// argoPipeline is the rendered ml-pipeline WorkflowTemplate.
+func argoPipeline(t *testing.T) *wfv1.WorkflowTemplate {
+	t.Helper()
+	w, err := argo.Pipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
 
 type wftGetter map[string]*wfv1.WorkflowTemplate
 
@@ -53,12 +67,12 @@ func fromYAML(t *testing.T, name string) *wfv1.WorkflowTemplate {
 
 func TestArgoValidatesEveryTemplate(t *testing.T) {
 	getter := wftGetter{}
-	for _, w := range TaskTemplates() {
+	for _, w := range argo.TaskTemplates() {
 		getter[w.Name] = fromYAML(t, w.Name+".yaml")
 	}
 	getter["ml-pipeline"] = fromYAML(t, "ml-pipeline.yaml")
 	var cron *wfv1.CronWorkflow
-	for _, o := range PushTrigger(TrainImageRepository) {
+	for _, o := range argo.PushTrigger(argo.TrainImageRepository) {
 		switch v := o.(type) {
 		case *wfv1.WorkflowTemplate:
 			getter[v.Name] = v
@@ -77,7 +91,7 @@ func TestArgoValidatesEveryTemplate(t *testing.T) {
 		}
 	}
 	// A broken reference must be caught: the validation is not a no-op.
-	broken := Pipeline()
+	broken := argoPipeline(t)
 	broken.Spec.Templates[0].DAG.Tasks[1].TemplateRef.Template = "nope"
 	if err := validate.ValidateWorkflowTemplate(getter, cwftGetter{}, broken, nil, validate.ValidateOpts{}); err == nil {
 		t.Error("validation accepted a templateRef to a missing template")
@@ -87,11 +101,11 @@ func TestArgoValidatesEveryTemplate(t *testing.T) {
 func TestEveryAPICallingStepRetriesOnlyTransientErrors(t *testing.T) {
 	t.Parallel()
 	apiCalling := map[string]bool{"train-launcher": true, "model-publisher": true, "canary-evaluator": true}
-	for _, w := range TaskTemplates() {
+	for _, w := range argo.TaskTemplates() {
 		for _, tm := range w.Spec.Templates {
 			calls := apiCalling[w.Name] || tm.Name == "request" || tm.Name == "verify"
 			rs := tm.RetryStrategy
-			if calls && (rs == nil || rs.Expression != RetryExpression || rs.Backoff == nil || rs.Limit == nil || rs.RetryPolicy != wfv1.RetryPolicyAlways) {
+			if calls && (rs == nil || rs.Expression != argo.RetryExpression || rs.Backoff == nil || rs.Limit == nil || rs.RetryPolicy != wfv1.RetryPolicyAlways) {
 				t.Errorf("%s/%s calls APIs but has retry strategy %+v", w.Name, tm.Name, rs)
 			}
 			if tm.Name == "conclude" && rs != nil {
@@ -100,7 +114,7 @@ func TestEveryAPICallingStepRetriesOnlyTransientErrors(t *testing.T) {
 		}
 	}
 	for _, code := range []string{"2", "1"} {
-		if strings.Contains(RetryExpression, "== "+code) {
+		if strings.Contains(argo.RetryExpression, "== "+code) {
 			t.Errorf("retry expression retries exit %s", code)
 		}
 	}
@@ -109,7 +123,7 @@ func TestEveryAPICallingStepRetriesOnlyTransientErrors(t *testing.T) {
 func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
 	t.Parallel()
 	var found bool
-	for _, tm := range Pipeline().Spec.Templates {
+	for _, tm := range argoPipeline(t).Spec.Templates {
 		if tm.Suspend == nil {
 			continue
 		}
@@ -126,7 +140,7 @@ func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
 		t.Fatal("no suspend node")
 	}
 	// Verify runs after it with the same timeout, so silence is a rejection.
-	for _, task := range Pipeline().Spec.Templates[0].DAG.Tasks {
+	for _, task := range argoPipeline(t).Spec.Templates[0].DAG.Tasks {
 		if task.Name == "approval" {
 			// The node's inputs carry the four-eyes rules approver approve and verify read.
 			for name, want := range map[string]string{"timeout": "{{workflow.parameters.approval-timeout}}",
@@ -137,12 +151,17 @@ func TestApprovalSuspendsWithDecisionAndTimeout(t *testing.T) {
 			}
 		}
 		if task.Name == "verify-approval" {
-			if task.Depends != "approval && request-approval" || argValue(task.Arguments, "timeout") != "{{workflow.parameters.approval-timeout}}" {
+			if task.Depends != "approval" || argValue(task.Arguments, "timeout") != "{{workflow.parameters.approval-timeout}}" {
 				t.Errorf("verify-approval: depends %q timeout %q", task.Depends, argValue(task.Arguments, "timeout"))
 			}
 		}
+		// The release waits for the decision and for the request (a run nobody was told of is
+		// not released).
+		if task.Name == "release" && task.Depends != "verify-approval && request-approval" {
+			t.Errorf("release depends %q, want verify-approval && request-approval", task.Depends)
+		}
 	}
-	y, _ := ToYAML(Pipeline())
+	y, _ := ToYAML(argoPipeline(t))
 	if !strings.Contains(string(y), "supplied: {}") {
 		t.Error("YAML lost valueFrom.supplied")
 	}
@@ -200,7 +219,7 @@ var refRE = regexp.MustCompile(`\{\{(inputs|workflow)\.parameters\.([a-z0-9-]+)\
 
 func TestNoParameterUnusedOrUndefined(t *testing.T) {
 	t.Parallel()
-	for _, w := range TaskTemplates() {
+	for _, w := range argo.TaskTemplates() {
 		for _, tm := range w.Spec.Templates {
 			body, _ := yaml.Marshal(struct {
 				C any
@@ -224,7 +243,7 @@ func TestNoParameterUnusedOrUndefined(t *testing.T) {
 			}
 		}
 	}
-	pl := Pipeline()
+	pl := argoPipeline(t)
 	body, _ := json.Marshal(pl.Spec.Templates)
 	for _, p := range pl.Spec.Arguments.Parameters {
 		if !strings.Contains(string(body), "{{workflow.parameters."+p.Name+"}}") && !strings.Contains(string(body), "workflow.parameters['"+p.Name+"']") {
@@ -245,7 +264,7 @@ func TestNoParameterUnusedOrUndefined(t *testing.T) {
 		if task.TemplateRef == nil {
 			continue
 		}
-		tk, ok := FindTask(task.TemplateRef.Name, task.TemplateRef.Template)
+		tk, ok := pipeline.FindTask(task.TemplateRef.Name, task.TemplateRef.Template)
 		if !ok {
 			t.Errorf("task %s calls unknown %s/%s", task.Name, task.TemplateRef.Name, task.TemplateRef.Template)
 			continue
@@ -253,7 +272,7 @@ func TestNoParameterUnusedOrUndefined(t *testing.T) {
 		inputs := map[string]bool{}
 		for _, p := range tk.Params {
 			inputs[p.Name] = true
-			if p.Default == nil && argValue(task.Arguments, p.Name) == "" {
+			if p.Default == nil && !p.RunDefault && argValue(task.Arguments, p.Name) == "" {
 				t.Errorf("task %s does not pass required %s", task.Name, p.Name)
 			}
 		}
@@ -279,7 +298,7 @@ func TestEveryImageIsKo(t *testing.T) {
 		}
 		for _, m := range imgRE.FindAllStringSubmatch(string(b), -1) {
 			n++
-			if !strings.HasPrefix(m[1], "ko://"+Module+"/") {
+			if !strings.HasPrefix(m[1], "ko://"+pipeline.Module+"/") {
 				t.Errorf("%s: image %s is not a ko:// reference", name, m[1])
 			}
 		}
@@ -301,8 +320,12 @@ func TestEveryImageIsKo(t *testing.T) {
 func TestTektonShape(t *testing.T) {
 	t.Parallel()
 	paramRE := regexp.MustCompile(`\$\(params\.([a-z0-9-]+)\)`)
-	for _, task := range TektonTasks() {
-		b, _ := yaml.Marshal(task)
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tekton.Tasks() {
+		b := []byte(strings.SplitN(string(files["tekton/"+task.Name+".yaml"]), "---\n", 2)[1])
 		var shape struct {
 			APIVersion string `json:"apiVersion"`
 			Kind       string
@@ -397,7 +420,7 @@ func TestCommittedTemplatesAreCurrent(t *testing.T) {
 func TestCommandMatchesKoEntrypoint(t *testing.T) {
 	t.Parallel()
 	n := 0
-	for _, wft := range TaskTemplates() {
+	for _, wft := range argo.TaskTemplates() {
 		for _, tmpl := range wft.Spec.Templates {
 			if tmpl.Container == nil {
 				continue
@@ -410,12 +433,12 @@ func TestCommandMatchesKoEntrypoint(t *testing.T) {
 			}
 		}
 	}
-	for _, task := range TektonTasks() {
-		for _, step := range task["spec"].(obj)["steps"].([]obj) {
+	for _, task := range tekton.Tasks() {
+		for _, step := range task.Spec.Steps {
 			n++
-			img := step["image"].(string)
-			if got, want := step["command"], Command(img[strings.LastIndex(img, "/")+1:]); !cmp.Equal(got, want) {
-				t.Errorf("tekton step %s: command %v, want %v", step["name"], got, want)
+			img := step.Image
+			if got, want := step.Command, pipeline.Command(img[strings.LastIndex(img, "/")+1:]); !cmp.Equal(got, want) {
+				t.Errorf("tekton step %s: command %v, want %v", step.Name, got, want)
 			}
 		}
 	}
@@ -437,11 +460,17 @@ func TestWebhookURLOnlyFromASecret(t *testing.T) {
 			t.Errorf("%s mentions notify-url: the webhook URL must come from a Secret", name)
 		}
 	}
-	tk, ok := FindTask("approver", "request")
-	if !ok {
+	var c *apiv1.Container
+	for _, w := range argo.TaskTemplates() {
+		for _, tm := range w.Spec.Templates {
+			if w.Name == "approver" && tm.Name == "request" {
+				c = tm.Container
+			}
+		}
+	}
+	if c == nil {
 		t.Fatal("no approver/request")
 	}
-	c := tk.template().Container
 	var env *apiv1.EnvVar
 	for i := range c.Env {
 		if c.Env[i].Name == "GANTRY_NOTIFY_URL" {
@@ -458,7 +487,7 @@ func TestWebhookURLOnlyFromASecret(t *testing.T) {
 // exists must answer: the baseline is never skipped on a guess from a failed request.
 func TestCanaryBaselineIsTheProductionDeployFound(t *testing.T) {
 	t.Parallel()
-	for _, task := range Pipeline().Spec.Templates[0].DAG.Tasks {
+	for _, task := range argoPipeline(t).Spec.Templates[0].DAG.Tasks {
 		if task.Name != "canary" {
 			continue
 		}
@@ -479,7 +508,7 @@ func TestCanaryBaselineIsTheProductionDeployFound(t *testing.T) {
 func TestEveryStepRunsAsItsOwnLeastPrivilegedAccount(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{}
-	for _, w := range TaskTemplates() {
+	for _, w := range argo.TaskTemplates() {
 		if w.Spec.ServiceAccountName != "" {
 			t.Errorf("%s: workflow-wide ServiceAccount %q", w.Name, w.Spec.ServiceAccountName)
 		}
@@ -491,13 +520,13 @@ func TestEveryStepRunsAsItsOwnLeastPrivilegedAccount(t *testing.T) {
 		}
 	}
 	seen[rbac.AccountFor("approver", "wait").Name] = true // Tekton only (a PipelineRun's taskRunSpecs name it)
-	if Pipeline().Spec.ServiceAccountName != "" {
+	if argoPipeline(t).Spec.ServiceAccountName != "" {
 		t.Errorf("ml-pipeline names a workflow-wide ServiceAccount")
 	}
-	for _, o := range RBAC() {
+	for _, o := range cluster.RBAC() {
 		switch r := o.(type) {
 		case *rbacv1.Role:
-			if r.Name == ApproverRole || r.Name == OperatorRole {
+			if r.Name == cluster.ApproverRole || r.Name == cluster.OperatorRole {
 				continue
 			}
 			if !seen[r.Name] {
@@ -524,9 +553,9 @@ func TestEveryStepRunsAsItsOwnLeastPrivilegedAccount(t *testing.T) {
 			}
 		}
 	}
-	train, _ := FindTask("train-launcher", "train")
-	deploy, _ := FindTask("model-publisher", "deploy")
-	for task, want := range map[*Task]string{&train: rbac.TrainingAccount, &deploy: rbac.ModelServerAccount} {
+	train, _ := pipeline.FindTask("train-launcher", "train")
+	deploy, _ := pipeline.FindTask("model-publisher", "deploy")
+	for task, want := range map[*pipeline.Task]string{&train: rbac.TrainingAccount, &deploy: rbac.ModelServerAccount} {
 		found := false
 		for _, p := range task.Params {
 			found = found || (p.Name == "service-account" && p.Default != nil && *p.Default == want)
@@ -541,14 +570,16 @@ func TestEveryStepRunsAsItsOwnLeastPrivilegedAccount(t *testing.T) {
 // otherwise leave the failed model serving (its retry is safe: the rollback is idempotent).
 func TestTektonFinallyTasksAreRetried(t *testing.T) {
 	t.Parallel()
-	spec := TektonPipeline()["spec"].(obj)
-	finally := spec["finally"].([]obj)
-	if len(finally) == 0 {
+	p, err := tekton.Pipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.Finally) == 0 {
 		t.Fatal("no finally tasks")
 	}
-	for _, f := range finally {
-		if r, _ := f["retries"].(int); r < 1 {
-			t.Errorf("finally task %v has no retries", f["name"])
+	for _, f := range p.Spec.Finally {
+		if f.Retries < 1 {
+			t.Errorf("finally task %v has no retries", f.Name)
 		}
 	}
 }
@@ -559,8 +590,8 @@ func TestTektonFinallyTasksAreRetried(t *testing.T) {
 func TestOnlyTheCPUHeavyStepsTakeASemaphoreSlot(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{"train-launcher/train": "train", "canary-evaluator/evaluate": "evaluate"}
-	cm := Semaphores()
-	for _, w := range TaskTemplates() {
+	cm := cluster.Semaphores()
+	for _, w := range argo.TaskTemplates() {
 		for _, tm := range w.Spec.Templates {
 			key, heavy := want[w.Name+"/"+tm.Name]
 			s := tm.Synchronization
@@ -577,7 +608,7 @@ func TestOnlyTheCPUHeavyStepsTakeASemaphoreSlot(t *testing.T) {
 			}
 		}
 	}
-	for _, tm := range Pipeline().Spec.Templates {
+	for _, tm := range argoPipeline(t).Spec.Templates {
 		if tm.Name == "approval" && tm.Synchronization != nil {
 			t.Errorf("the approval holds a lock while people decide")
 		}

@@ -1,4 +1,4 @@
-package templategen
+package argo
 
 import (
 	"fmt"
@@ -10,6 +10,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/gantry-ml/gantry/pipeline"
+	"github.com/gantry-ml/gantry/pipeline/cluster"
 )
 
 // The push trigger: a registry's push notification → Argo Server events API → the binding →
@@ -93,7 +96,7 @@ func PushTriggerAt(host, repository string) []any {
 	param := func(n, def, desc string) wfv1.Parameter {
 		return wfv1.Parameter{Name: n, Value: wfv1.AnyStringPtr(def), Description: wfv1.AnyStringPtr(desc)}
 	}
-	trigger, _ := FindTask("train-launcher", "trigger")
+	trigger, _ := pipeline.FindTask("train-launcher", "trigger")
 	desc := func(n string) string {
 		for _, p := range trigger.Params {
 			if p.Name == n {
@@ -114,12 +117,12 @@ func PushTriggerAt(host, repository string) []any {
 				param("repository", host+"/"+repository, desc("repository")),
 				param("catch-up-repository", "", desc("catch-up-repository")),
 				param("template", "ml-pipeline", desc("template")),
-				param("registry-secret", RegistrySecret, desc("registry-secret")),
+				param("registry-secret", pipeline.RegistrySecret, desc("registry-secret")),
 			}},
 			TTLStrategy: &wfv1.TTLStrategy{SecondsAfterSuccess: ptr.To(int32(3600))},
 			Templates: []wfv1.Template{{Name: "trigger", Steps: []wfv1.ParallelSteps{{Steps: []wfv1.WorkflowStep{{
 				Name: "trigger", TemplateRef: &wfv1.TemplateRef{Name: "train-launcher", Template: "trigger"},
-				Arguments: args("digests", wp("digests"), "catch-up", wp("catch-up"), "repository", wp("repository"),
+				Arguments: kvArgs("digests", wp("digests"), "catch-up", wp("catch-up"), "repository", wp("repository"),
 					"catch-up-repository", wp("catch-up-repository"), "template", wp("template"), "registry-secret", wp("registry-secret")),
 			}}}}}},
 		},
@@ -137,7 +140,7 @@ func PushTriggerAt(host, repository string) []any {
 			SuccessfulJobsHistoryLimit: ptr.To(int32(1)),
 			FailedJobsHistoryLimit:     ptr.To(int32(3)),
 			WorkflowSpec: wfv1.WorkflowSpec{WorkflowTemplateRef: &wfv1.WorkflowTemplateRef{Name: TriggerTemplate},
-				Arguments: args("catch-up", "true")},
+				Arguments: kvArgs("catch-up", "true")},
 		},
 	}
 	tm := func(kind, version string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: version, Kind: kind} }
@@ -156,7 +159,7 @@ func PushTriggerAt(host, repository string) []any {
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: NotifierAccount}, Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: NotifierAccount}}}
 	// RBAC cannot say "create only gantry-trigger runs": without this a leaked registry token could
 	// run any pod as any ServiceAccount of the namespace through a Workflow of its own.
-	policy := newPolicy(notifierPolicy, []admissionv1.Rule{{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}}},
+	policy := cluster.NewPolicy(notifierPolicy, []admissionv1.Rule{{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}}},
 		admissionv1.ValidatingAdmissionPolicySpec{
 			MatchConditions: []admissionv1.MatchCondition{{Name: "the-registry-notifier",
 				Expression: "request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.endsWith(':" + NotifierAccount + "')"}},
@@ -169,5 +172,14 @@ func PushTriggerAt(host, repository string) []any {
 				Message: NotifierAccount + " may only submit " + TriggerTemplate + " runs with their digests",
 			}},
 		})
-	return []any{binding, tmpl, cron, sa, role, rb, policy, bindingFor(notifierPolicy)}
+	return []any{binding, tmpl, cron, sa, role, rb, policy, cluster.BindingFor(notifierPolicy)}
+}
+
+// kvArgs are name/value pairs as arguments.
+func kvArgs(kv ...string) wfv1.Arguments {
+	var a wfv1.Arguments
+	for i := 0; i < len(kv); i += 2 {
+		a.Parameters = append(a.Parameters, wfv1.Parameter{Name: kv[i], Value: wfv1.AnyStringPtr(kv[i+1])})
+	}
+	return a
 }

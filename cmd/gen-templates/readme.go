@@ -1,4 +1,4 @@
-package templategen
+package main
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/pipeline"
 )
 
 // WriteTemplates writes every generated template file under dir.
@@ -41,8 +42,8 @@ const (
 
 // WriteReadmes regenerates the flag tables between the markers of every task README under root.
 func WriteReadmes(root string) error {
-	apps := Apps()
-	for _, bin := range AppNames {
+	apps := pipeline.Apps()
+	for _, bin := range pipeline.AppNames {
 		path := filepath.Join(root, ReadmeDirs[bin], "README.md")
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -141,7 +142,7 @@ func row(b *bytes.Buffer, f cli.Flag) {
 	for i, e := range doc.GetEnvVars() {
 		env[i] = "`" + e + "`"
 	}
-	def := FlagDefault(f)
+	def := pipeline.FlagDefault(f)
 	if _, isBool := f.(*cli.BoolFlag); (isBool && def == "false") || def == "0" || def == "0s" || def == "" {
 		def = ""
 	} else {

@@ -1,4 +1,4 @@
-package templategen
+package cluster
 
 import (
 	"strings"
@@ -55,7 +55,7 @@ func StepPodsPolicy() []any {
 	images := func(obj string) string {
 		return "(has(" + obj + ".spec.initContainers) ? " + obj + ".spec.initContainers.map(c, c.image) : []) + " + obj + ".spec.containers.map(c, c.image)"
 	}
-	p := newPolicy(stepPodsPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers"}}},
+	p := NewPolicy(stepPodsPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers"}}},
 		admissionv1.ValidatingAdmissionPolicySpec{
 			ParamKind: &admissionv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
 			MatchConditions: []admissionv1.MatchCondition{{Name: "runs-as-a-gantry-step-account",
@@ -77,7 +77,7 @@ func StepPodsPolicy() []any {
 					Reason:            ptr.To(metav1.StatusReasonForbidden)},
 			},
 		})
-	b := bindingFor(stepPodsPolicyName)
+	b := BindingFor(stepPodsPolicyName)
 	b.Spec.ParamRef = &admissionv1.ParamRef{Name: StepImagesConfigMap, Namespace: StepImagesNamespace, ParameterNotFoundAction: ptr.To(admissionv1.DenyAction)}
 	return []any{p, b}
 }

@@ -1,4 +1,4 @@
-package templategen
+package argo
 
 import (
 	"context"

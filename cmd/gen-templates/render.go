@@ -1,4 +1,4 @@
-package templategen
+package main
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-ml/gantry/internal/rbac"
+	"github.com/gantry-ml/gantry/pipeline/argo"
+	"github.com/gantry-ml/gantry/pipeline/cluster"
+	"github.com/gantry-ml/gantry/pipeline/tekton"
 )
 
 // Header starts every generated file.
@@ -88,9 +91,9 @@ func Files() (map[string][]byte, error) { return FilesFor(Options{}) }
 // FilesFor renders every generated file with the given options.
 func FilesFor(o Options) (map[string][]byte, error) {
 	if o.TrainRepository == "" {
-		o.TrainRepository = DefaultTrainRepository
+		o.TrainRepository = argo.DefaultTrainRepository
 	}
-	host, path, err := SplitRepository(o.TrainRepository)
+	host, path, err := argo.SplitRepository(o.TrainRepository)
 	if err != nil {
 		return nil, err
 	}
@@ -103,37 +106,49 @@ func FilesFor(o Options) (map[string][]byte, error) {
 		out[name] = b
 		return nil
 	}
-	for _, w := range TaskTemplates() {
+	for _, w := range argo.TaskTemplates() {
 		if err := add(w.Name+".yaml", w); err != nil {
 			return nil, err
 		}
 	}
-	if err := add("ml-pipeline.yaml", Pipeline()); err != nil {
+	wf, err := argo.Pipeline()
+	if err != nil {
 		return nil, err
 	}
-	if err := add("approval-policy.yaml", append(ApprovalPolicy(), StepPodsPolicy()...)...); err != nil {
+	if err := add("ml-pipeline.yaml", wf); err != nil {
 		return nil, err
 	}
-	if err := add("cluster/semaphores.yaml", Semaphores()); err != nil {
+	if err := add("approval-policy.yaml", append(cluster.ApprovalPolicy(), cluster.StepPodsPolicy()...)...); err != nil {
 		return nil, err
 	}
-	if err := add("rbac.yaml", RBAC()...); err != nil {
+	if err := add("cluster/semaphores.yaml", cluster.Semaphores()); err != nil {
+		return nil, err
+	}
+	if err := add("rbac.yaml", cluster.RBAC()...); err != nil {
 		return nil, err
 	}
 	out["RBAC.md"] = rbacDoc()
-	if err := add("push-trigger.yaml", PushTriggerAt(host, path)...); err != nil {
+	if err := add("push-trigger.yaml", argo.PushTriggerAt(host, path)...); err != nil {
 		return nil, err
 	}
-	for _, t := range TektonTasks() {
-		if err := add("tekton/"+t["metadata"].(map[string]any)["name"].(string)+".yaml", t); err != nil {
+	for _, t := range tekton.Tasks() {
+		if err := add("tekton/"+t.Name+".yaml", t); err != nil {
 			return nil, err
 		}
 	}
-	if err := add("tekton/pipeline.yaml", TektonPipeline()); err != nil {
+	tp, err := tekton.Pipeline()
+	if err != nil {
+		return nil, err
+	}
+	if err := add("tekton/pipeline.yaml", tp); err != nil {
+		return nil, err
+	}
+	run, err := tekton.PipelineRun()
+	if err != nil {
 		return nil, err
 	}
 	// Not under tekton/: `kubectl apply` cannot create a generateName object (kubectl create can).
-	if err := add("tekton-runs/ml-pipeline-run.yaml", TektonPipelineRun()); err != nil {
+	if err := add("tekton-runs/ml-pipeline-run.yaml", run); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -157,7 +172,7 @@ func rbacDoc() []byte {
 	b.WriteString("`rbac.yaml` gives every task template its own ServiceAccount, bound to a Role of the same name with exactly the verbs its code calls " +
 		"(each task's tests record the calls its code makes and fail on a missing or an extra verb: `internal/rbac/rbactest`). " +
 		"Steps run by Argo also get `" + strings.Join(rbac.ExecutorRule.Verbs, ", ") + "` on `workflowtaskresults`: Argo's executor reports the step's outputs with them. " +
-		"No step may update or patch Workflows, or create ConfigMaps: those are the approvers' (Role `" + ApproverRole + "`). " +
+		"No step may update or patch Workflows, or create ConfigMaps: those are the approvers' (Role `" + cluster.ApproverRole + "`). " +
 		"SelfSubjectReview (who am I) is open to every authenticated user by default.\n\n")
 	b.WriteString("| ServiceAccount | templates | API group | resources | verbs | why |\n|---|---|---|---|---|---|\n")
 	row := func(name, templates string, r rbac.Rule) {
@@ -169,7 +184,7 @@ func rbacDoc() []byte {
 	}
 	for _, a := range rbac.Accounts() {
 		templates := strings.Join(a.Templates, ", ")
-		rules := accountRules(a)
+		rules := cluster.AccountRules(a)
 		if len(rules) == 0 {
 			fmt.Fprintf(&b, "| %s | %s | — | — | — | %s (automountServiceAccountToken: false) |\n", a.Name, "—", a.Why)
 		}
@@ -177,8 +192,8 @@ func rbacDoc() []byte {
 			row(a.Name, templates, r)
 		}
 	}
-	b.WriteString("\n## People: Role `" + ApproverRole + "`\n\n")
-	b.WriteString("Bind it to whoever may approve runs in the namespace, e.g. `kubectl -n ml create rolebinding alice-approves --role=" + ApproverRole + " --user=alice@example.com`.\n\n")
+	b.WriteString("\n## People: Role `" + cluster.ApproverRole + "`\n\n")
+	b.WriteString("Bind it to whoever may approve runs in the namespace, e.g. `kubectl -n ml create rolebinding alice-approves --role=" + cluster.ApproverRole + " --user=alice@example.com`.\n\n")
 	b.WriteString("| API group | resources | verbs | why |\n|---|---|---|---|\n")
 	for _, r := range rbac.ApproverRules() {
 		g := r.Group
@@ -187,7 +202,7 @@ func rbacDoc() []byte {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g, strings.Join(r.Resources, ", "), strings.Join(r.Verbs, ", "), r.Why)
 	}
-	b.WriteString("\n## People: Role `" + OperatorRole + "`\n\n")
+	b.WriteString("\n## People: Role `" + cluster.OperatorRole + "`\n\n")
 	b.WriteString("Bind it to whoever may `argo retry` runs: the admission policy admits a change of a run's status (beyond its approval node) or spec (beyond suspend/shutdown) only from the Argo controller or holders of `operate`. It is no approval: promote counts decisions.\n\n")
 	b.WriteString("| API group | resources | verbs | why |\n|---|---|---|---|\n")
 	for _, r := range rbac.OperatorRules() {
