@@ -48,4 +48,10 @@ done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./internal/... ./pip
 
 echo "== generated files"
 hack/verify-generated.sh || status=1
+
+echo "== docs name only what exists (make targets, scripts, tests, gantry's flags, ml-pipeline's parameters)"
+go test -count=1 -run 'TestDocsNameWhatExists' ./cmd/gen-templates >/dev/null || {
+  go test -count=1 -run 'TestDocsNameWhatExists' ./cmd/gen-templates || true
+  fail "the docs name something that does not exist (above)"
+}
 exit "${status}"

@@ -24,7 +24,7 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: "templates", Destination: &out, Usage: "directory the templates are written to (created; files in it are overwritten)"},
 			&cli.StringFlag{Name: "readmes", Destination: &readmes,
-				Usage: "repository root whose tasks/<task>/README.md flag tables are regenerated in place (empty: leave them)"},
+				Usage: "repository root whose tasks/<task>/README.md flag tables and docs/engines.md are regenerated in place (empty: leave them)"},
 			&cli.StringFlag{Name: "train-repository", Value: argo.DefaultTrainRepository, Destination: &trainRepo,
 				Usage: "the training image whose pushes start runs (push trigger), HOST/PATH as the nodes pull it"},
 		},
@@ -39,6 +39,9 @@ func newApp() *cli.App {
 				return err
 			}
 			if readmes != "" {
+				if err := WriteEnginesDoc(readmes); err != nil {
+					return err
+				}
 				return WriteReadmes(readmes)
 			}
 			return nil

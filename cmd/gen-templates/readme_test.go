@@ -55,3 +55,15 @@ func TestCommittedReadmesAreCurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestCommittedEnginesDocIsCurrent(t *testing.T) {
+	t.Parallel()
+	want, err := enginesDoc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join("..", "..", EnginesDoc))
+	if err != nil || string(got) != string(want) {
+		t.Errorf("%s is stale (run hack/update-generated.sh): %v", EnginesDoc, err)
+	}
+}
