@@ -187,7 +187,9 @@ func TestEveryCapabilityIsRenderedOrRefused(t *testing.T) {
 			return templates[l.Release.Name].DAG != nil && slices.ContainsFunc(templates[l.Release.Name].DAG.Tasks, func(t wfv1.DAGTask) bool { return strings.Contains(t.Depends, ".Failed") })
 		},
 		pipeline.RetryByExitCode: func() bool {
-			return anyTemplate(func(t wfv1.Template) bool { return t.RetryStrategy != nil && t.RetryStrategy.Expression == argo.RetryExpression })
+			return anyTemplate(func(t wfv1.Template) bool {
+				return t.RetryStrategy != nil && t.RetryStrategy.Expression == argo.RetryExpression
+			})
 		},
 		pipeline.StepSlots:       func() bool { return anyTemplate(func(t wfv1.Template) bool { return t.Synchronization != nil }) },
 		pipeline.StepGauges:      func() bool { return anyTemplate(func(t wfv1.Template) bool { return t.Metrics != nil }) },
@@ -262,10 +264,12 @@ func TestTektonValidatesEveryTaskAndThePipeline(t *testing.T) {
 func TestCheckRefusesBrokenLoops(t *testing.T) {
 	for name, mut := range map[string]func(*pipeline.Loop){
 		"unknown parameter": func(l *pipeline.Loop) { l.Steps[0].Args[0].Value = pipeline.P("nope") },
-		"unknown argument":  func(l *pipeline.Loop) { l.Steps[0].Args = append(l.Steps[0].Args, pipeline.Arg{Name: "nope", Value: pipeline.Literal("x")}) },
-		"missing required":  func(l *pipeline.Loop) { l.Steps[0].Args = l.Steps[0].Args[1:] },
-		"unknown result":    func(l *pipeline.Loop) { l.Steps[1].Args[0].Value = pipeline.R("train", "nope") },
-		"later step":        func(l *pipeline.Loop) { l.Steps[0].After = []string{"publish"} },
+		"unknown argument": func(l *pipeline.Loop) {
+			l.Steps[0].Args = append(l.Steps[0].Args, pipeline.Arg{Name: "nope", Value: pipeline.Literal("x")})
+		},
+		"missing required": func(l *pipeline.Loop) { l.Steps[0].Args = l.Steps[0].Args[1:] },
+		"unknown result":   func(l *pipeline.Loop) { l.Steps[1].Args[0].Value = pipeline.R("train", "nope") },
+		"later step":       func(l *pipeline.Loop) { l.Steps[0].After = []string{"publish"} },
 		"unused parameter": func(l *pipeline.Loop) {
 			l.Params = append(l.Params, pipeline.PipelineParam{Name: "unused"})
 		},
