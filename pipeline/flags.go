@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	approvecmd "github.com/gantry-ml/gantry/tasks/approve/command"
 	canarycmd "github.com/gantry-ml/gantry/tasks/canary/command"
@@ -20,10 +21,10 @@ import (
 // here runs them: the generator only reads their flags.
 func Apps() map[string]*cli.App {
 	return map[string]*cli.App{
-		traincmd.Name:   traincmd.New(traincmd.Clients{}),
-		publishcmd.Name: publishcmd.New(nil),
+		traincmd.Name:   traincmd.New(kube.Clients{}),
+		publishcmd.Name: publishcmd.New(kube.Clients{}),
 		canarycmd.Name:  canarycmd.New(),
-		approvecmd.Name: approvecmd.New(nil),
+		approvecmd.Name: approvecmd.New(kube.Clients{}),
 	}
 }
 

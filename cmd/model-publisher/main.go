@@ -2,8 +2,9 @@
 package main
 
 import (
+	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/publish/command"
 )
 
-func main() { taskcli.Main(command.New(nil)) }
+func main() { taskcli.Main(command.New(kube.Real())) }

@@ -140,3 +140,33 @@ func ArgoClients(kubeconfig, namespace string) (versioned.Interface, kubernetes.
 	kc, err := kubernetes.NewForConfig(cfg)
 	return wf, kc, ns, err
 }
+
+// KubeFunc builds a Kubernetes client and returns the namespace to use (tests hand in fakes).
+type KubeFunc func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
+
+// Clients is the one seam through which every gantry binary gets its clients: each command's
+// New takes one, tests fill the members they need with fakes, and a nil member is the real
+// in-cluster / kubeconfig client, built only when a command calls it.
+type Clients struct {
+	Kube    KubeFunc
+	Dynamic DynamicFunc
+	Argo    ArgoClientsFunc
+}
+
+// Real are the in-cluster / kubeconfig clients.
+func Real() Clients { return Clients{Kube: Clientset, Dynamic: Dynamic, Argo: ArgoClients} }
+
+// OrReal fills c's nil members with the real clients.
+func (c Clients) OrReal() Clients {
+	r := Real()
+	if c.Kube == nil {
+		c.Kube = r.Kube
+	}
+	if c.Dynamic == nil {
+		c.Dynamic = r.Dynamic
+	}
+	if c.Argo == nil {
+		c.Argo = r.Argo
+	}
+	return c
+}

@@ -22,6 +22,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/approve"
 )
@@ -40,9 +41,9 @@ func TestBadInputExit2(t *testing.T) {
 		"unknown subcommand flag": {"list", "--all"},
 	} {
 		var out, errb bytes.Buffer
-		a := New(func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
+		a := New(kube.Clients{Argo: func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
 			return argofake.NewSimpleClientset(), fake.NewClientset(), "ml", nil
-		})
+		}})
 		code := taskcli.Run(context.Background(), a, append([]string{"approver"}, args...), &out, &errb)
 		if code != exitcode.BadInput {
 			t.Errorf("%s: exit %d (%s), want 2", name, code, strings.TrimSpace(errb.String()))
@@ -80,9 +81,9 @@ func TestTektonDecisionThroughTheCommand(t *testing.T) {
 		return true, &authnv1.SelfSubjectReview{Status: authnv1.SelfSubjectReviewStatus{UserInfo: authnv1.UserInfo{Username: "alice"}}}, nil
 	})
 	app := func() *cli.App {
-		return New(func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
+		return New(kube.Clients{Argo: func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
 			return argofake.NewSimpleClientset(), kc, "ml", nil
-		}, WithDynamic(func(string, string) (dynamic.Interface, error) { return dyn, nil }))
+		}, Dynamic: func(string, string) (dynamic.Interface, error) { return dyn, nil }})
 	}
 	var out, errb bytes.Buffer
 	if code := taskcli.Run(context.Background(), app(), []string{"approver", "reject", "pr-1", "--tekton", "--reason", "drift"}, &out, &errb); code != 0 {

@@ -20,9 +20,6 @@ import (
 // Name is the binary's name (and image and template name).
 const Name = "model-publisher"
 
-// KubeFunc returns the clientset and the namespace to use.
-type KubeFunc func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
-
 // Flags that several subcommands share, each described here once.
 func modelNameFlag(p *string) cli.Flag {
 	return &cli.StringFlag{Name: "model-name", Value: "fashion-mnist", Destination: p, Usage: "model name (a DNS label)"}
@@ -51,24 +48,23 @@ func serveFlags(o *publish.DeployOptions) []cli.Flag {
 	}
 }
 
-// approvalGate is the approver's release gate over the in-cluster / kubeconfig clients.
-func approvalGate(kubeconfig, namespace string, client kubernetes.Interface, log *slog.Logger) (publish.ReleaseGate, error) {
-	wf, _, _, err := kube.ArgoClients(kubeconfig, namespace)
+// approvalGate is the approver's release gate over the clients.
+func approvalGate(clients kube.Clients, kubeconfig, namespace string, client kubernetes.Interface, log *slog.Logger) (publish.ReleaseGate, error) {
+	wf, _, _, err := clients.Argo(kubeconfig, namespace)
 	if err != nil {
 		return nil, err
 	}
-	dyn, err := kube.Dynamic(kubeconfig, namespace)
+	dyn, err := clients.Dynamic(kubeconfig, namespace)
 	if err != nil {
 		return nil, err
 	}
 	return approve.NewApprover(wf, client, approve.WithDynamic(dyn), approve.WithLogger(log)), nil
 }
 
-// New returns the model-publisher app; newKube nil: in-cluster / kubeconfig clients.
-func New(newKube KubeFunc) *cli.App {
-	if newKube == nil {
-		newKube = kube.Clientset
-	}
+// New returns the model-publisher app: clients.Kube for the environments, clients.Argo and
+// clients.Dynamic for promote's release gate (nil: the real clients).
+func New(clients kube.Clients) *cli.App {
+	clients = clients.OrReal()
 	var (
 		common taskcli.Common
 		store  taskcli.Store
@@ -102,14 +98,14 @@ func New(newKube KubeFunc) *cli.App {
 		if err != nil {
 			return nil, err
 		}
-		client, ns, err := newKube(k.Kubeconfig, k.Namespace)
+		client, ns, err := clients.Kube(k.Kubeconfig, k.Namespace)
 		if err != nil {
 			return nil, err
 		}
 		do.Namespace = ns
 		opts := []publish.Option{publish.WithLogger(log)}
 		if do.Environment == "production" {
-			gate, err := approvalGate(k.Kubeconfig, ns, client, log)
+			gate, err := approvalGate(clients, k.Kubeconfig, ns, client, log)
 			if err != nil {
 				return nil, err
 			}

@@ -13,12 +13,13 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 )
 
 func run(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	app := New(func(string, string) (kubernetes.Interface, string, error) { return fake.NewClientset(), "ml", nil })
+	app := New(kube.Clients{Kube: func(string, string) (kubernetes.Interface, string, error) { return fake.NewClientset(), "ml", nil }})
 	code := taskcli.Run(context.Background(), app, append([]string{"model-publisher"}, args...), &out, &errb)
 	return code, out.String(), errb.String()
 }

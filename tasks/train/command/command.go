@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
@@ -20,24 +19,10 @@ import (
 // Name is the binary's name (and image and template name).
 const Name = "train-launcher"
 
-// Clients builds what the launcher talks to; nil members are built from the flags.
-type Clients struct {
-	// Kube returns the clientset and the namespace to use.
-	Kube func(kubeconfig, namespace string) (kubernetes.Interface, string, error)
-	// Dynamic reads the Argo run behind --delete-on-cancel (nil in tests with a fake clientset
-	// leaves the lookup out; tasks/train covers it with a fake dynamic client).
-	Dynamic kube.DynamicFunc
-	// Trigger builds the clients of the trigger subcommand (nil: the real ones).
-	Trigger triggercmd.ClientsFunc
-}
-
-// RealClients are the in-cluster / kubeconfig clients.
-func RealClients() Clients {
-	return Clients{Kube: kube.Clientset, Dynamic: kube.Dynamic}
-}
-
-// New returns the train-launcher app.
-func New(clients Clients) *cli.App {
+// New returns the train-launcher app: clients.Kube for the Job, clients.Dynamic for the Argo run
+// behind --delete-on-cancel, clients.Argo for the trigger subcommand (nil: the real clients).
+func New(clients kube.Clients) *cli.App {
+	clients = clients.OrReal()
 	var (
 		o      train.Options
 		common taskcli.Common
@@ -82,7 +67,7 @@ func New(clients Clients) *cli.App {
 			"--output-uri. Results: job-name, model-uri, metrics, duration-seconds.\n" +
 			"Exit codes: 0 ok, 1 training failed, 2 bad input, 3 transient infrastructure error.",
 		Flags:    taskcli.Flags(flags, k.Flags(), store.Flags(), common.Flags()),
-		Commands: []*cli.Command{triggercmd.New(triggerClients(clients))},
+		Commands: []*cli.Command{triggercmd.New(clients)},
 		Action: func(c *cli.Context) error {
 			log, err := common.Logger(c.App.ErrWriter)
 			if err != nil {
@@ -112,7 +97,7 @@ func New(clients Clients) *cli.App {
 				sts.AccessKey, sts.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 				opts = append(opts, train.WithMinter(sts))
 			}
-			if o.Run != "" && clients.Dynamic != nil {
+			if o.Run != "" {
 				dyn, err := clients.Dynamic(k.Kubeconfig, k.Namespace)
 				if err != nil {
 					return err
@@ -130,11 +115,4 @@ func New(clients Clients) *cli.App {
 			return common.WriteResults(c.App.Writer, res.Values())
 		},
 	}
-}
-
-func triggerClients(c Clients) triggercmd.ClientsFunc {
-	if c.Trigger != nil {
-		return c.Trigger
-	}
-	return triggercmd.RealClients
 }

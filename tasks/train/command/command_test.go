@@ -14,10 +14,14 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/kube"
 )
 
 func TestBadFlagsExit2WithoutClient(t *testing.T) {
@@ -35,7 +39,7 @@ func TestBadFlagsExit2WithoutClient(t *testing.T) {
 		"bad s3 endpoint": {"--image=i", "--run-name=r1", "--output-uri=" + out, "--s3-endpoint=minio:9000"},
 	} {
 		called := false
-		app := New(Clients{Kube: func(string, string) (kubernetes.Interface, string, error) {
+		app := New(kube.Clients{Kube: func(string, string) (kubernetes.Interface, string, error) {
 			called = true
 			return fake.NewClientset(), "ml", nil
 		}})
@@ -57,7 +61,11 @@ func TestEndToEndAgainstFakeCluster(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset()
 	outDir, resDir := t.TempDir(), t.TempDir()
-	app := New(Clients{Kube: func(string, string) (kubernetes.Interface, string, error) { return client, "ml", nil }})
+	app := New(kube.Clients{Kube: func(string, string) (kubernetes.Interface, string, error) { return client, "ml", nil },
+		// No Argo run of that name: the Job has no owner to follow.
+		Dynamic: func(string, string) (dynamic.Interface, error) {
+			return dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), nil
+		}})
 	// The trainer's work, done by the test: write outputs and complete the Job once it exists.
 	go func() {
 		w, err := client.BatchV1().Jobs("ml").Watch(context.Background(), metav1.ListOptions{})

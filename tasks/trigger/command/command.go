@@ -11,14 +11,9 @@ import (
 	"github.com/gantry-ml/gantry/tasks/trigger"
 )
 
-// ClientsFunc builds the Argo and Kubernetes clients and returns the namespace to use.
-type ClientsFunc = kube.ArgoClientsFunc
-
-// RealClients are the in-cluster / kubeconfig clients.
-var RealClients ClientsFunc = kube.ArgoClients
-
-// New returns the trigger subcommand.
-func New(clients ClientsFunc) *cli.Command {
+// New returns the trigger subcommand; it uses clients.Argo (nil: the real clients).
+func New(clients kube.Clients) *cli.Command {
+	clients = clients.OrReal()
 	var (
 		o       trigger.Options
 		digests string
@@ -54,7 +49,7 @@ func New(clients ClientsFunc) *cli.Command {
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			wf, kc, ns, err := clients(k.Kubeconfig, k.Namespace)
+			wf, kc, ns, err := clients.Argo(k.Kubeconfig, k.Namespace)
 			if err != nil {
 				return err
 			}

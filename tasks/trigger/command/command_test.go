@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	kfake "k8s.io/client-go/kubernetes/fake"
 
+	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/train/command"
 )
@@ -23,7 +24,7 @@ const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012345678
 func TestTriggerCommand(t *testing.T) {
 	wf, kc := wffake.NewSimpleClientset(), kfake.NewSimpleClientset()
 	built := 0
-	app := command.New(command.Clients{Trigger: func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
+	app := command.New(kube.Clients{Argo: func(string, string) (versioned.Interface, kubernetes.Interface, string, error) {
 		built++
 		return wf, kc, "ml", nil
 	}})
