@@ -284,3 +284,37 @@ func TestCheckRefusesBrokenLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A task is the same container on both engines: image, command, arguments (in each engine's
+// syntax), environment, mounts; only where results are collected differs.
+func TestEveryTaskIsTheSameContainerOnBothEngines(t *testing.T) {
+	steps := map[string]tkv1.Step{}
+	for _, task := range tekton.Tasks() {
+		steps[task.Name] = task.Spec.Steps[0]
+	}
+	argoSyntax := strings.NewReplacer("{{inputs.parameters.", "$(params.", "}}", ")", "--results-dir="+pipeline.ResultsDir, "--results-dir="+tekton.ResultsDir)
+	n := 0
+	for _, w := range argo.TaskTemplates() {
+		for _, tm := range w.Spec.Templates {
+			step, ok := steps[tekton.TaskName(w.Name, tm.Name)]
+			if !ok {
+				continue
+			}
+			n++
+			c := tm.Container
+			var args []string
+			for _, a := range c.Args {
+				args = append(args, argoSyntax.Replace(a))
+			}
+			if c.Image != step.Image || !slices.Equal(c.Command, step.Command) || !slices.Equal(args, step.Args) {
+				t.Errorf("%s/%s: argo runs %s %v %v, tekton %s %v %v", w.Name, tm.Name, c.Image, c.Command, args, step.Image, step.Command, step.Args)
+			}
+			if len(c.Env) != len(step.Env) || len(c.VolumeMounts) != len(step.VolumeMounts) {
+				t.Errorf("%s/%s: env %d vs %d, mounts %d vs %d", w.Name, tm.Name, len(c.Env), len(step.Env), len(c.VolumeMounts), len(step.VolumeMounts))
+			}
+		}
+	}
+	if n < 8 {
+		t.Errorf("only %d tasks on both engines", n)
+	}
+}

@@ -3,6 +3,9 @@ package pipeline
 import (
 	"slices"
 
+	apiv1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/rbac"
@@ -242,6 +245,14 @@ func (t Task) Args(ref func(param string) string, resultsDir string) []string {
 	return args
 }
 
+// CPU is the CPU the task's container requests: the steps wait on APIs and servers; the
+// training Job and the model servers request their own.
+func (t Task) CPU() string { return "50m" }
+
+// Account is the ServiceAccount the task's step runs as, with exactly the verbs its code calls
+// (internal/rbac).
+func (t Task) Account() string { return rbac.AccountFor(t.Binary, t.Template).Name }
+
 // Memory is the memory the task's container requests.
 func (t Task) Memory() string {
 	if t.Binary == "canary-evaluator" {
@@ -253,3 +264,42 @@ func (t Task) Memory() string {
 // RegistrySecretParam is the name of the parameter whose docker-config Secret is mounted at
 // DockerConfigDir.
 const RegistrySecretParam = "registry-secret"
+
+// Container is the task's container as every engine runs it — image, command, arguments after
+// the subcommand, environment (Secrets by reference, never as arguments), requests, a read-only
+// root with a writable /tmp, no privileges — and the volumes it mounts. ref spells a task
+// parameter in the engine's syntax; resultsDir is where the engine collects results.
+func (t Task) Container(ref func(param string) string, resultsDir string) (apiv1.Container, []apiv1.Volume) {
+	c := apiv1.Container{
+		Image: Image(t.Binary), Command: Command(t.Binary), Args: append(append([]string{}, t.Subcommand...), t.Args(ref, resultsDir)...),
+		Env:          []apiv1.EnvVar{{Name: "GANTRY_LOG_FORMAT", Value: "json"}},
+		VolumeMounts: []apiv1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+		SecurityContext: &apiv1.SecurityContext{RunAsNonRoot: ptr.To(true), ReadOnlyRootFilesystem: ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false), Capabilities: &apiv1.Capabilities{Drop: []apiv1.Capability{"ALL"}}},
+		Resources: apiv1.ResourceRequirements{Requests: apiv1.ResourceList{apiv1.ResourceCPU: resource.MustParse(t.CPU()), apiv1.ResourceMemory: resource.MustParse(t.Memory())}},
+	}
+	for _, pr := range t.Params {
+		switch {
+		case pr.SecretKey != "":
+			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
+				LocalObjectReference: apiv1.LocalObjectReference{Name: ref(pr.Name)}, Key: pr.SecretKey, Optional: ptr.To(true)}}})
+		case pr.Env != "":
+			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, Value: ref(pr.Name)})
+		}
+		if pr.Name == S3SecretParam {
+			for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+				c.Env = append(c.Env, apiv1.EnvVar{Name: k, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
+					LocalObjectReference: apiv1.LocalObjectReference{Name: ref(S3SecretParam)}, Key: k}}})
+			}
+		}
+	}
+	volumes := []apiv1.Volume{{Name: "tmp", VolumeSource: apiv1.VolumeSource{EmptyDir: &apiv1.EmptyDirVolumeSource{}}}}
+	if t.Has(RegistrySecretParam) {
+		c.Env = append(c.Env, apiv1.EnvVar{Name: "DOCKER_CONFIG", Value: DockerConfigDir})
+		c.VolumeMounts = append(c.VolumeMounts, apiv1.VolumeMount{Name: "registry-credentials", MountPath: DockerConfigDir, ReadOnly: true})
+		volumes = append(volumes, apiv1.Volume{Name: "registry-credentials", VolumeSource: apiv1.VolumeSource{Secret: &apiv1.SecretVolumeSource{
+			SecretName: ref(RegistrySecretParam), Optional: ptr.To(true),
+			Items: []apiv1.KeyToPath{{Key: apiv1.DockerConfigJsonKey, Path: "config.json"}}}}})
+	}
+	return c, volumes
+}

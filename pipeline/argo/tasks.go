@@ -10,12 +10,10 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	apiv1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/gantry-ml/gantry/internal/rbac"
 	"github.com/gantry-ml/gantry/pipeline"
 )
 
@@ -38,7 +36,7 @@ func ip(name string) string { return "{{inputs.parameters." + name + "}}" }
 // template renders one task as a template of its binary's WorkflowTemplate.
 func template(t pipeline.Task) wfv1.Template {
 	// Each template runs as its own ServiceAccount with exactly what its code calls (internal/rbac).
-	tm := wfv1.Template{Name: t.Template, Metrics: metrics(t.Gauges), ServiceAccountName: rbac.AccountFor(t.Binary, t.Template).Name}
+	tm := wfv1.Template{Name: t.Template, Metrics: metrics(t.Gauges), ServiceAccountName: t.Account()}
 	for _, pr := range t.Params {
 		p := wfv1.Parameter{Name: pr.Name, Description: wfv1.AnyStringPtr(pr.Description)}
 		switch {
@@ -60,39 +58,9 @@ func template(t pipeline.Task) wfv1.Template {
 		tm.Outputs.Artifacts = append(tm.Outputs.Artifacts, wfv1.Artifact{Name: strings.ReplaceAll(r, ".", "-"), Path: pipeline.ReportsDir + "/" + r,
 			Optional: true, Archive: &wfv1.ArchiveStrategy{None: &wfv1.NoneStrategy{}}})
 	}
-	c := &apiv1.Container{
-		Name: "main", Image: pipeline.Image(t.Binary), Command: pipeline.Command(t.Binary), Args: append(append([]string{}, t.Subcommand...), t.Args(ip, pipeline.ResultsDir)...),
-		Env:                      []apiv1.EnvVar{{Name: "GANTRY_LOG_FORMAT", Value: "json"}},
-		TerminationMessagePolicy: apiv1.TerminationMessageFallbackToLogsOnError,
-		VolumeMounts:             []apiv1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
-		SecurityContext: &apiv1.SecurityContext{RunAsNonRoot: ptr.To(true), ReadOnlyRootFilesystem: ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false), Capabilities: &apiv1.Capabilities{Drop: []apiv1.Capability{"ALL"}}},
-		Resources: apiv1.ResourceRequirements{Requests: apiv1.ResourceList{apiv1.ResourceCPU: resource.MustParse("50m"), apiv1.ResourceMemory: resource.MustParse(t.Memory())}},
-	}
-	for _, pr := range t.Params {
-		switch {
-		case pr.SecretKey != "":
-			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
-				LocalObjectReference: apiv1.LocalObjectReference{Name: ip(pr.Name)}, Key: pr.SecretKey, Optional: ptr.To(true)}}})
-		case pr.Env != "":
-			c.Env = append(c.Env, apiv1.EnvVar{Name: pr.Env, Value: ip(pr.Name)})
-		}
-		if pr.Name == pipeline.S3SecretParam {
-			for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
-				c.Env = append(c.Env, apiv1.EnvVar{Name: k, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
-					LocalObjectReference: apiv1.LocalObjectReference{Name: ip(pipeline.S3SecretParam)}, Key: k}}})
-			}
-		}
-	}
-	tm.Container = c
-	tm.Volumes = []apiv1.Volume{{Name: "tmp", VolumeSource: apiv1.VolumeSource{EmptyDir: &apiv1.EmptyDirVolumeSource{}}}}
-	if t.Has(pipeline.RegistrySecretParam) {
-		c.Env = append(c.Env, apiv1.EnvVar{Name: "DOCKER_CONFIG", Value: pipeline.DockerConfigDir})
-		c.VolumeMounts = append(c.VolumeMounts, apiv1.VolumeMount{Name: "registry-credentials", MountPath: pipeline.DockerConfigDir, ReadOnly: true})
-		tm.Volumes = append(tm.Volumes, apiv1.Volume{Name: "registry-credentials", VolumeSource: apiv1.VolumeSource{Secret: &apiv1.SecretVolumeSource{
-			SecretName: ip(pipeline.RegistrySecretParam), Optional: ptr.To(true),
-			Items: []apiv1.KeyToPath{{Key: apiv1.DockerConfigJsonKey, Path: "config.json"}}}}})
-	}
+	c, volumes := t.Container(ip, pipeline.ResultsDir)
+	c.Name, c.TerminationMessagePolicy = "main", apiv1.TerminationMessageFallbackToLogsOnError
+	tm.Container, tm.Volumes = &c, volumes
 	if t.Retry {
 		tm.RetryStrategy = RetryStrategy()
 	}

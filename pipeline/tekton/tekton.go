@@ -11,13 +11,9 @@ import (
 	"time"
 
 	tkv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	apiv1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/utils/ptr"
 
-	"github.com/gantry-ml/gantry/internal/rbac"
 	"github.com/gantry-ml/gantry/pipeline"
 )
 
@@ -100,38 +96,9 @@ func task(t pipeline.Task) *tkv1.Task {
 	for _, r := range t.Results {
 		results = append(results, tkv1.TaskResult{Name: r, Description: "gantry result " + r + " (≤ 1 KB)"})
 	}
-	env := []apiv1.EnvVar{{Name: "GANTRY_LOG_FORMAT", Value: "json"}}
-	for _, pr := range t.Params {
-		switch {
-		case pr.SecretKey != "":
-			env = append(env, apiv1.EnvVar{Name: pr.Env, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
-				LocalObjectReference: apiv1.LocalObjectReference{Name: pp(pr.Name)}, Key: pr.SecretKey, Optional: ptr.To(true)}}})
-		case pr.Env != "":
-			env = append(env, apiv1.EnvVar{Name: pr.Env, Value: pp(pr.Name)})
-		}
-		if pr.Name == pipeline.S3SecretParam {
-			for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
-				env = append(env, apiv1.EnvVar{Name: k, ValueFrom: &apiv1.EnvVarSource{SecretKeyRef: &apiv1.SecretKeySelector{
-					LocalObjectReference: apiv1.LocalObjectReference{Name: pp(pipeline.S3SecretParam)}, Key: k}}})
-			}
-		}
-	}
-	// As the Argo templates: a read-only root with a writable /tmp, no privileges.
-	step := tkv1.Step{Name: t.Template, Image: pipeline.Image(t.Binary), Command: pipeline.Command(t.Binary),
-		Args: append(append([]string{}, t.Subcommand...), t.Args(pp, ResultsDir)...), Env: env,
-		ComputeResources: apiv1.ResourceRequirements{Requests: apiv1.ResourceList{apiv1.ResourceCPU: resource.MustParse("50m"), apiv1.ResourceMemory: resource.MustParse(t.Memory())}},
-		SecurityContext: &apiv1.SecurityContext{RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-			Capabilities: &apiv1.Capabilities{Drop: []apiv1.Capability{"ALL"}}},
-		VolumeMounts: []apiv1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
-	}
-	volumes := []apiv1.Volume{{Name: "tmp", VolumeSource: apiv1.VolumeSource{EmptyDir: &apiv1.EmptyDirVolumeSource{}}}}
-	if t.Has(pipeline.RegistrySecretParam) {
-		step.Env = append(step.Env, apiv1.EnvVar{Name: "DOCKER_CONFIG", Value: pipeline.DockerConfigDir})
-		step.VolumeMounts = append(step.VolumeMounts, apiv1.VolumeMount{Name: "registry-credentials", MountPath: pipeline.DockerConfigDir, ReadOnly: true})
-		volumes = append(volumes, apiv1.Volume{Name: "registry-credentials", VolumeSource: apiv1.VolumeSource{Secret: &apiv1.SecretVolumeSource{
-			SecretName: pp(pipeline.RegistrySecretParam), Optional: ptr.To(true),
-			Items: []apiv1.KeyToPath{{Key: apiv1.DockerConfigJsonKey, Path: "config.json"}}}}})
-	}
+	c, volumes := t.Container(pp, ResultsDir)
+	step := tkv1.Step{Name: t.Template, Image: c.Image, Command: c.Command, Args: c.Args, Env: c.Env,
+		ComputeResources: c.Resources, SecurityContext: c.SecurityContext, VolumeMounts: c.VolumeMounts}
 	return &tkv1.Task{
 		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "Task"},
 		ObjectMeta: metav1.ObjectMeta{Name: TaskName(t.Binary, t.Template), Labels: map[string]string{"app.kubernetes.io/version": "0.1", "app.kubernetes.io/part-of": "gantry"},
@@ -400,7 +367,7 @@ func PipelineRun() (*tkv1.PipelineRun, error) {
 	}
 	var specs []tkv1.PipelineTaskRunSpec
 	for _, r := range append(tasks, finally...) {
-		specs = append(specs, tkv1.PipelineTaskRunSpec{PipelineTaskName: r.pt.Name, ServiceAccountName: rbac.AccountFor(r.task.Binary, r.task.Template).Name})
+		specs = append(specs, tkv1.PipelineTaskRunSpec{PipelineTaskName: r.pt.Name, ServiceAccountName: r.task.Account()})
 	}
 	deadline, err := time.ParseDuration(l.Deadline)
 	if err != nil {
