@@ -296,8 +296,12 @@ func TestEveryTaskIsTheSameContainerOnBothEngines(t *testing.T) {
 	n := 0
 	for _, w := range argo.TaskTemplates() {
 		for _, tm := range w.Spec.Templates {
+			if _, refused := tekton.RefusedTasks[w.Name+"/"+tm.Name]; refused {
+				continue
+			}
 			step, ok := steps[tekton.TaskName(w.Name, tm.Name)]
 			if !ok {
+				t.Errorf("%s/%s is on Argo, not on Tekton, and Tekton does not refuse it", w.Name, tm.Name)
 				continue
 			}
 			n++
