@@ -15,18 +15,20 @@ import (
 func main() { taskcli.Main(newApp()) }
 
 func newApp() *cli.App {
-	var out, readmes, trainRepo string
+	var out, readmes, trainRepo, schedule string
 	return &cli.App{
 		Name:            "gen-templates",
 		HideHelpCommand: true,
 		Usage:           "write gantry's generated templates and README flag tables",
-		UsageText:       "gen-templates [--out DIR] [--readmes ROOT] [--train-repository HOST/PATH]",
+		UsageText:       "gen-templates [--out DIR] [--readmes ROOT] [--train-repository HOST/PATH] [--catch-up-schedule CRON]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: "templates", Destination: &out, Usage: "directory the templates are written to (created; files in it are overwritten)"},
 			&cli.StringFlag{Name: "readmes", Destination: &readmes,
 				Usage: "repository root whose tasks/<task>/README.md flag tables and docs/engines.md are regenerated in place (empty: leave them)"},
 			&cli.StringFlag{Name: "train-repository", Value: argo.DefaultTrainRepository, Destination: &trainRepo,
 				Usage: "the training image whose pushes start runs (push trigger), HOST/PATH as the nodes pull it"},
+			&cli.StringFlag{Name: "catch-up-schedule", Value: argo.DefaultCatchUpSchedule, Destination: &schedule,
+				Usage: "cron schedule of the push trigger's catch-up (lists the repository's tags; the longest a lost notification waits for its run)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -35,7 +37,10 @@ func newApp() *cli.App {
 			if _, _, err := argo.SplitRepository(trainRepo); err != nil {
 				return exitcode.Invalidf("--train-repository: %v", err)
 			}
-			if err := WriteTemplates(out, Options{TrainRepository: trainRepo}); err != nil {
+			if err := argo.CheckSchedule(schedule); err != nil {
+				return exitcode.Invalidf("--catch-up-schedule: %v", err)
+			}
+			if err := WriteTemplates(out, Options{TrainRepository: trainRepo, CatchUpSchedule: schedule}); err != nil {
 				return err
 			}
 			if readmes != "" {

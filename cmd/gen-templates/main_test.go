@@ -36,3 +36,24 @@ func TestTrainRepositoryFlag(t *testing.T) {
 		}
 	}
 }
+
+// --catch-up-schedule sets the catch-up CronWorkflow's schedule; one Argo would not run is bad input.
+func TestCatchUpScheduleFlag(t *testing.T) {
+	dir := t.TempDir()
+	if err := newApp().Run([]string{"gen-templates", "--out", dir, "--catch-up-schedule", "@hourly"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "push-trigger.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "- '@hourly'") || strings.Contains(string(b), "*/5 * * * *") {
+		t.Errorf("push-trigger.yaml does not run the catch-up @hourly:\n%s", b)
+	}
+	for _, bad := range []string{"every 5 minutes", "*/5 * * *", "61 * * * *"} {
+		err := newApp().Run([]string{"gen-templates", "--out", t.TempDir(), "--catch-up-schedule", bad})
+		if exitcode.Of(err) != exitcode.BadInput {
+			t.Errorf("--catch-up-schedule %q: err = %v, want bad input (exit 2)", bad, err)
+		}
+	}
+}

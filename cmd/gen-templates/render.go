@@ -83,6 +83,8 @@ type Options struct {
 	// TrainRepository is the training image whose pushes start runs, HOST/PATH as nodes pull it
 	// (empty: DefaultTrainRepository).
 	TrainRepository string
+	// CatchUpSchedule is the catch-up CronWorkflow's schedule (empty: argo.DefaultCatchUpSchedule).
+	CatchUpSchedule string
 }
 
 // Files renders every generated file by its path under templates/, with the default options.
@@ -92,6 +94,12 @@ func Files() (map[string][]byte, error) { return FilesFor(Options{}) }
 func FilesFor(o Options) (map[string][]byte, error) {
 	if o.TrainRepository == "" {
 		o.TrainRepository = argo.DefaultTrainRepository
+	}
+	if o.CatchUpSchedule == "" {
+		o.CatchUpSchedule = argo.DefaultCatchUpSchedule
+	}
+	if err := argo.CheckSchedule(o.CatchUpSchedule); err != nil {
+		return nil, err
 	}
 	host, path, err := argo.SplitRepository(o.TrainRepository)
 	if err != nil {
@@ -128,7 +136,7 @@ func FilesFor(o Options) (map[string][]byte, error) {
 		return nil, err
 	}
 	out["RBAC.md"] = rbacDoc()
-	if err := add("push-trigger.yaml", argo.PushTriggerAt(host, path)...); err != nil {
+	if err := add("push-trigger.yaml", argo.PushTriggerFor(host, path, o.CatchUpSchedule)...); err != nil {
 		return nil, err
 	}
 	for _, t := range tekton.Tasks() {

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/gantry-ml/gantry/pipeline"
 	"github.com/gantry-ml/gantry/pipeline/cluster"
 )
@@ -60,6 +62,19 @@ func PushTrigger(repository string) []any {
 	return PushTriggerAt("127.0.0.1:5000", repository)
 }
 
+// DefaultCatchUpSchedule is how often the catch-up lists the training repository's tags: the
+// longest a digest whose notification was lost waits for its run.
+const DefaultCatchUpSchedule = "*/5 * * * *"
+
+// CheckSchedule refuses a catch-up schedule the CronWorkflow controller would not run (five
+// standard cron fields or a descriptor such as @hourly, as Argo's cron parser takes them).
+func CheckSchedule(schedule string) error {
+	if _, err := cron.ParseStandard(schedule); err != nil {
+		return fmt.Errorf("catch-up schedule %q: %v (want five cron fields, e.g. \"*/5 * * * *\", or @hourly)", schedule, err)
+	}
+	return nil
+}
+
 // SplitRepository splits an image repository as nodes pull it (HOST[:PORT]/PATH) into its
 // registry host and the repository path the registry's notifications name.
 func SplitRepository(full string) (host, path string, err error) {
@@ -75,6 +90,11 @@ func SplitRepository(full string) (host, path string, err error) {
 
 // PushTriggerAt is PushTrigger for a repository on registry host (as nodes pull from it).
 func PushTriggerAt(host, repository string) []any {
+	return PushTriggerFor(host, repository, DefaultCatchUpSchedule)
+}
+
+// PushTriggerFor is PushTriggerAt with the catch-up's schedule (CheckSchedule it first).
+func PushTriggerFor(host, repository, schedule string) []any {
 	match := PushMatch(repository)
 	binding := &wfv1.WorkflowEventBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "WorkflowEventBinding"},
@@ -131,7 +151,7 @@ func PushTriggerAt(host, repository string) []any {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "argoproj.io/v1alpha1", Kind: "CronWorkflow"},
 		ObjectMeta: metav1.ObjectMeta{Name: TriggerTemplate + "-catch-up", Labels: map[string]string{"app.kubernetes.io/part-of": "gantry"}},
 		Spec: wfv1.CronWorkflowSpec{
-			Schedules: []string{"*/5 * * * *"},
+			Schedules: []string{schedule},
 			// Suspended until the trigger's repository parameters are set for the cluster (README:
 			// the push trigger); a catch-up listing a registry it cannot reach would only fail.
 			Suspend:                    true,
