@@ -150,7 +150,7 @@ func New(clients kube.Clients) *cli.App {
 		Description: "Exit codes: 0 ok, 1 failed, 2 bad input (never retried), 3 transient infrastructure error.\n" +
 			"Versions live at <registry-uri>/<model-name>/<version>/ with manifest.json written last; a version without\n" +
 			"a manifest does not exist. Environment history: <registry-uri>/<model-name>/environments/<namespace>/<env>.json.",
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			{
 				Name:  "publish",
 				Usage: "copy trainer output into a new immutable version (server-side on S3); same content again is a no-op",
@@ -239,6 +239,6 @@ func New(clients kube.Clients) *cli.App {
 					return d.Teardown(c.Context, do)
 				},
 			},
-		},
+		}, attestCommands(&common, &store)...),
 	}
 }

@@ -1,0 +1,203 @@
+package command
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gantry-ml/gantry/internal/attest"
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/publish"
+)
+
+// readFile reads a flag's file ("-": stdin); a missing or unreadable file is bad input.
+func readFile(flag, p string, stdin io.Reader) ([]byte, error) {
+	if p == "" {
+		return nil, exitcode.Invalidf("--%s is required", flag)
+	}
+	var b []byte
+	var err error
+	if p == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
+	} else {
+		b, err = os.ReadFile(p)
+	}
+	if err != nil {
+		return nil, exitcode.Invalidf("--%s: %v", flag, err)
+	}
+	return b, nil
+}
+
+func roleOf(s string) (attest.Role, error) {
+	for _, r := range attest.Roles {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", exitcode.Invalidf("--role %q: want one of %v", s, attest.Roles)
+}
+
+// attestCommands are `attest` (sign a statement about a version, keep it beside the version) and
+// `verify` (print and check a version's chain against a trust policy).
+func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command {
+	var (
+		model, registry, version, digest string
+		role, keyFile, predicateFile     string
+		policyFile, output               string
+	)
+	where := func() []cli.Flag {
+		return []cli.Flag{modelNameFlag(&model), registryFlag(&registry),
+			&cli.StringFlag{Name: "version", Destination: &version, Usage: "the published version"}}
+	}
+	return []*cli.Command{
+		{
+			Name:  "attest",
+			Usage: "sign an in-toto statement about a published version as one role and keep it beside the version (<registry>/<model>/attestations/<version>/<role>/)",
+			Description: "The subject is the version's model digest and its manifest.json's digest; the predicate (JSON) is\n" +
+				"the role's: SLSA v1 provenance (training), gantry's evaluation or approval predicate. The envelope is\n" +
+				"DSSE, signed with an Ed25519 key (PKCS #8 PEM). Results: attestation-uri, keyid.",
+			Flags: taskcli.Flags(append(where(),
+				&cli.StringFlag{Name: "role", Destination: &role, Usage: "training, evaluation or approval"},
+				&cli.StringFlag{Name: "signing-key", EnvVars: []string{"GANTRY_SIGNING_KEY"}, Destination: &keyFile, Usage: "file with the role's Ed25519 private key (PKCS #8 PEM; a Secret mounted into the step)"},
+				&cli.StringFlag{Name: "predicate", Destination: &predicateFile, Usage: "file with the predicate, a JSON object (-: stdin)"},
+			), store.Flags(), common.Flags()),
+			Action: func(c *cli.Context) error {
+				r, err := roleOf(role)
+				if err != nil {
+					return err
+				}
+				if version == "" {
+					return exitcode.Invalidf("--version is required")
+				}
+				keyPEM, err := readFile("signing-key", keyFile, c.App.Reader)
+				if err != nil {
+					return err
+				}
+				signer, err := attest.ParseSigner(keyPEM)
+				if err != nil {
+					return exitcode.Invalidf("--signing-key: %v", err)
+				}
+				raw, err := readFile("predicate", predicateFile, c.App.Reader)
+				if err != nil {
+					return err
+				}
+				var predicate map[string]any
+				if err := json.Unmarshal(raw, &predicate); err != nil {
+					return exitcode.Invalidf("--predicate: not a JSON object: %v", err)
+				}
+				s, err := store.Open()
+				if err != nil {
+					return err
+				}
+				subject, err := publish.AttestationSubject(c.Context, s, registry, model, version)
+				if err != nil {
+					return err
+				}
+				st, err := attest.Statement(subject, r, predicate)
+				if err != nil {
+					return exitcode.Invalidf("%v", err)
+				}
+				env, err := signer.Sign(c.Context, st)
+				if err != nil {
+					return err
+				}
+				uri, err := publish.Attach(c.Context, s, registry, model, version, r, env)
+				if err != nil {
+					return err
+				}
+				return common.WriteResults(c.App.Writer, map[string]string{"attestation-uri": uri, "keyid": signer.KeyID()})
+			},
+		},
+		{
+			Name:  "verify",
+			Usage: "print a version's attestation chain (training → evaluation → approval) and check it against a trust policy",
+			Description: "--version or --digest names the model. Exit 0: every role has an attestation about this model signed\n" +
+				"by one of the role's keys; 1: a link is missing or fails (each reason is printed); 2: bad input.",
+			Flags: taskcli.Flags(append(where(),
+				&cli.StringFlag{Name: "digest", Destination: &digest, Usage: "the model digest (sha256:…), instead of --version: which version is it, and why may it serve"},
+				&cli.StringFlag{Name: "trust-policy", Destination: &policyFile, Usage: "file with the trust policy: {\"roles\": {\"training\": [{\"keyid\", \"publicKey\"}], …}}"},
+				&cli.StringFlag{Name: "output", Value: "text", Destination: &output, Usage: "text or json"},
+			), store.Flags(), common.Flags()),
+			Action: func(c *cli.Context) error {
+				if (version == "") == (digest == "") {
+					return exitcode.Invalidf("give --version or --digest")
+				}
+				if output != "text" && output != "json" {
+					return exitcode.Invalidf("--output %q: want text or json", output)
+				}
+				raw, err := readFile("trust-policy", policyFile, c.App.Reader)
+				if err != nil {
+					return err
+				}
+				policy, err := attest.ParsePolicy(raw)
+				if err != nil {
+					return exitcode.Invalidf("--trust-policy: %v", err)
+				}
+				s, err := store.Open()
+				if err != nil {
+					return err
+				}
+				if version == "" {
+					if version, err = publish.FindVersion(c.Context, s, registry, model, digest); err != nil {
+						return err
+					}
+				}
+				subject, err := publish.AttestationSubject(c.Context, s, registry, model, version)
+				if err != nil {
+					return err
+				}
+				envs, err := publish.ReadAttestations(c.Context, s, registry, model, version)
+				if err != nil {
+					return err
+				}
+				chain, verr := policy.VerifyChain(c.Context, envs, subject)
+				if output == "json" {
+					out := map[string]any{"model": subject.Name, "version": subject.Version, "modelDigest": subject.ModelDigest,
+						"manifestDigest": subject.ManifestDigest, "chain": chain, "complete": verr == nil}
+					if verr != nil {
+						out["reason"] = verr.Error()
+					}
+					b, _ := json.MarshalIndent(out, "", "  ")
+					fmt.Fprintln(c.App.Writer, string(b))
+				} else {
+					fmt.Fprintf(c.App.Writer, "%s %s (%s; manifest %s)\n", subject.Name, subject.Version, subject.ModelDigest, subject.ManifestDigest)
+					verified := map[attest.Role]*attest.Verified{}
+					for _, v := range chain {
+						verified[v.Role] = v
+					}
+					for _, r := range attest.Roles {
+						if v, ok := verified[r]; ok {
+							fmt.Fprintf(c.App.Writer, "  %-10s verified  key %s  %s\n", r, v.KeyID[:min(16, len(v.KeyID))], summary(v.Predicate))
+						} else {
+							fmt.Fprintf(c.App.Writer, "  %-10s MISSING OR INVALID\n", r)
+						}
+					}
+				}
+				if verr != nil {
+					return exitcode.With(exitcode.Failed, errors.New(verr.Error()))
+				}
+				return nil
+			},
+		},
+	}
+}
+
+// summary is a predicate's first-level scalars, sorted, for one line of text.
+func summary(p map[string]any) string {
+	var parts []string
+	for k, v := range p {
+		switch v.(type) {
+		case string, float64, bool:
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,168 @@
+package command
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/gantry-ml/gantry/internal/attest"
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/testenv"
+)
+
+// keyFile writes a new Ed25519 private key (PKCS #8 PEM) and returns its path and signer.
+func keyFile(t *testing.T, dir, name string) (string, *attest.Signer) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	p := filepath.Join(dir, name+".pem")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := attest.ParseSigner(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, s
+}
+
+// The chain of a published version on a real S3 store: each role attests with its own key, verify
+// shows and accepts the chain (by version and by digest, text and JSON), and a missing link or a
+// link signed with a key the policy does not name fails it with the reason.
+func TestAttestAndVerifyAChainOnS3(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	m.MakeBucket("models")
+	m.MakeBucket("runs")
+	v, err := m.Creds().GetWithContext(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", v.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", v.SecretAccessKey)
+	s3 := "--s3-endpoint=" + m.Endpoint
+	ctx := context.Background()
+	store, err := objstore.New(&objstore.S3Config{Endpoint: m.Endpoint, Creds: m.Creds(), MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"model.safetensors": "weights", "metrics.json": `{"test_accuracy":0.88}`} {
+		if err := objstore.PutBytes(ctx, store, "s3://runs/r1/model/"+name, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, stderr := run("publish", "--source-uri=s3://runs/r1/model/", "--registry-uri=s3://models", s3)
+	if code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	var pub map[string]string
+	json.Unmarshal([]byte(out), &pub)
+	version, digest := pub["model-version"], pub["model-digest"]
+
+	dir := t.TempDir()
+	keys, signers := map[attest.Role]string{}, map[attest.Role]*attest.Signer{}
+	for _, r := range attest.Roles {
+		keys[r], signers[r] = keyFile(t, dir, string(r))
+	}
+	predicates := map[attest.Role]string{
+		attest.Training:   `{"buildDefinition":{"buildType":"https://gantry.dev/training/v1","externalParameters":{"image":"trainer@sha256:1"}},"runDetails":{"builder":{"id":"https://gantry.dev/train-launcher"}}}`,
+		attest.Evaluation: `{"verdict":"pass","accuracy":0.88,"minAccuracy":0.85}`,
+		attest.Approval:   `{"decisions":[{"by":"alice","decision":"approved"}],"run":"ml-pipeline-abc"}`,
+	}
+	attestAs := func(r attest.Role, key string) (int, string) {
+		p := filepath.Join(dir, string(r)+".json")
+		os.WriteFile(p, []byte(predicates[r]), 0o644)
+		code, out, stderr := run("attest", "--registry-uri=s3://models", "--version="+version, "--role="+string(r), "--signing-key="+key, "--predicate="+p, s3)
+		return code, out + stderr
+	}
+	for _, r := range attest.Roles {
+		if code, out := attestAs(r, keys[r]); code != 0 || !strings.Contains(out, "attestations/"+version+"/"+string(r)+"/") {
+			t.Fatalf("attest %s: exit %d: %s", r, code, out)
+		}
+	}
+	// A retry writes the same object again, without error.
+	if code, out := attestAs(attest.Training, keys[attest.Training]); code != 0 {
+		t.Fatalf("attest again: exit %d: %s", code, out)
+	}
+	policy := map[string]any{}
+	roles := map[attest.Role][]attest.Key{}
+	for _, r := range attest.Roles {
+		pub, _ := signers[r].PublicPEM()
+		roles[r] = []attest.Key{{KeyID: signers[r].KeyID(), PublicKey: pub}}
+	}
+	policy["roles"] = roles
+	pb, _ := json.Marshal(policy)
+	policyFile := filepath.Join(dir, "policy.json")
+	os.WriteFile(policyFile, pb, 0o644)
+
+	code, out, stderr = run("verify", "--registry-uri=s3://models", "--version="+version, "--trust-policy="+policyFile, s3)
+	if code != 0 || strings.Count(out, "verified") != 3 || !strings.Contains(out, "verdict=pass") {
+		t.Fatalf("verify: exit %d:\n%s%s", code, out, stderr)
+	}
+	code, out, _ = run("verify", "--registry-uri=s3://models", "--digest="+digest, "--trust-policy="+policyFile, "--output=json", s3)
+	var js struct {
+		Version  string `json:"version"`
+		Complete bool   `json:"complete"`
+		Chain    []struct {
+			Role  string `json:"role"`
+			KeyID string `json:"keyid"`
+		} `json:"chain"`
+	}
+	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || js.Version != version || !js.Complete || len(js.Chain) != 3 || js.Chain[2].KeyID != signers[attest.Approval].KeyID() {
+		t.Fatalf("verify --digest --output=json: exit %d, %v: %s", code, err, out)
+	}
+
+	// The evaluation re-signed with a key the policy does not name: refused, and it says so.
+	foreign, _ := keyFile(t, dir, "foreign")
+	removeRole(t, m, version, attest.Evaluation)
+	if code, out := attestAs(attest.Evaluation, foreign); code != 0 {
+		t.Fatalf("attest with a foreign key: exit %d: %s", code, out)
+	}
+	code, out, stderr = run("verify", "--registry-uri=s3://models", "--version="+version, "--trust-policy="+policyFile, s3)
+	if code != exitcode.Failed || !strings.Contains(stderr, "evaluation: no signature by a evaluation key") || !strings.Contains(out, "evaluation MISSING OR INVALID") {
+		t.Errorf("foreign evaluation key: exit %d:\n%s%s", code, out, stderr)
+	}
+	// The evaluation removed: the missing link is named.
+	removeRole(t, m, version, attest.Evaluation)
+	code, _, stderr = run("verify", "--registry-uri=s3://models", "--version="+version, "--trust-policy="+policyFile, s3)
+	if code != exitcode.Failed || !strings.Contains(stderr, "evaluation: no attestation") {
+		t.Errorf("missing evaluation: exit %d: %s", code, stderr)
+	}
+
+	for name, args := range map[string][]string{
+		"unknown role":    {"attest", "--registry-uri=s3://models", "--version=" + version, "--role=deploy", "--signing-key=" + keys[attest.Training], "--predicate=" + policyFile, s3},
+		"no key":          {"attest", "--registry-uri=s3://models", "--version=" + version, "--role=training", "--predicate=" + policyFile, s3},
+		"not a key":       {"attest", "--registry-uri=s3://models", "--version=" + version, "--role=training", "--signing-key=" + policyFile, "--predicate=" + policyFile, s3},
+		"no such version": {"attest", "--registry-uri=s3://models", "--version=20990101T000000Z-000000000000", "--role=training", "--signing-key=" + keys[attest.Training], "--predicate=" + policyFile, s3},
+		"both names":      {"verify", "--registry-uri=s3://models", "--version=" + version, "--digest=" + digest, "--trust-policy=" + policyFile, s3},
+		"no policy":       {"verify", "--registry-uri=s3://models", "--version=" + version, s3},
+		"unknown digest":  {"verify", "--registry-uri=s3://models", "--digest=sha256:" + strings.Repeat("0", 64), "--trust-policy=" + policyFile, s3},
+	} {
+		if code, _, stderr := run(args...); code != exitcode.BadInput {
+			t.Errorf("%s: exit %d (%s), want 2", name, code, stderr)
+		}
+	}
+}
+
+func removeRole(t *testing.T, m *testenv.MinIO, version string, r attest.Role) {
+	t.Helper()
+	c := m.Client()
+	for o := range c.ListObjects(context.Background(), "models", minio.ListObjectsOptions{Prefix: "fashion-mnist/attestations/" + version + "/" + string(r) + "/", Recursive: true}) {
+		if err := c.RemoveObject(context.Background(), "models", o.Key, minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
