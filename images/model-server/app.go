@@ -8,6 +8,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/gantry-ml/gantry/images/mlp"
 	"github.com/gantry-ml/gantry/images/model-server/serving"
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
 	"github.com/gantry-ml/gantry/internal/taskcli"
@@ -29,6 +32,10 @@ type serveOptions struct {
 	LoadTimeout time.Duration
 	// loadBackoff is the first wait between load attempts (doubling, capped at 30 s).
 	loadBackoff time.Duration
+	// TrustPolicyFile, when set, makes the server refuse a model whose attestation chain does not
+	// verify under it (trust is the parsed policy).
+	TrustPolicyFile string
+	trust           *attest.Policy
 }
 
 func (o *serveOptions) validate() error {
@@ -57,6 +64,8 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "model-digest", Destination: &o.ModelDigest, Usage: "sha256:… digest the model files must have; the server refuses a model that differs"},
 		&cli.StringFlag{Name: "listen", Value: ":8501", Destination: &o.Listen, Usage: "listen address"},
 		&cli.IntFlag{Name: "max-batch", Value: serving.DefaultMaxBatch, Destination: &o.MaxBatch, Usage: "most instances in one request"},
+		&cli.StringFlag{Name: "trust-policy", Destination: &o.TrustPolicyFile,
+			Usage: "file with the trust policy (model-publisher verify's): refuse to load a model whose attestation chain (training, evaluation, approval, kept beside its version) does not verify under it. Empty: not required"},
 		&cli.DurationFlag{Name: "load-timeout", Value: 5 * time.Minute, Destination: &o.LoadTimeout,
 			Usage: "how long transient errors loading the model (connection reset, S3 unavailable) are retried, not ready meanwhile, before the server exits 3"},
 	}
@@ -74,6 +83,15 @@ func newApp() *cli.App {
 			}
 			if err := o.validate(); err != nil {
 				return err
+			}
+			if o.TrustPolicyFile != "" {
+				raw, err := os.ReadFile(o.TrustPolicyFile)
+				if err != nil {
+					return exitcode.Invalidf("--trust-policy: %v", err)
+				}
+				if o.trust, err = attest.ParsePolicy(raw); err != nil {
+					return exitcode.Invalidf("--trust-policy: %v", err)
+				}
 			}
 			s, err := store.Open()
 			if err != nil {
@@ -140,6 +158,9 @@ func loadRetrying(ctx context.Context, store objstore.Store, o serveOptions, log
 	b := wait.Backoff{Duration: first, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 30 * time.Second}
 	for {
 		m, got, err := serving.LoadVerified(ctx, store, o.ModelURI, o.ModelDigest)
+		if err == nil && o.trust != nil {
+			err = verifyChain(ctx, store, o.trust, o.ModelURI, got)
+		}
 		if err == nil || exitcode.Of(err) != exitcode.Transient {
 			return m, got, err
 		}
@@ -154,4 +175,35 @@ func loadRetrying(ctx context.Context, store objstore.Store, o serveOptions, log
 		case <-time.After(d):
 		}
 	}
+}
+
+// verifyChain refuses (exit 2) a model whose attestation chain does not verify: the model must be
+// a published version (<registry>/<model>/<version>/, its manifest naming the digest loaded) with
+// training, evaluation and approval attestations about it, signed by the policy's keys.
+func verifyChain(ctx context.Context, store objstore.Store, policy *attest.Policy, modelURI, digest string) error {
+	u, err := objstore.Parse(modelURI)
+	if err != nil {
+		return err
+	}
+	elems := strings.Split(strings.Trim(u.Key, "/"), "/")
+	if len(elems) < 2 {
+		return exitcode.Invalidf("--trust-policy: --model-uri %s is not a published version (<registry>/<model>/<version>/)", modelURI)
+	}
+	model, version := elems[len(elems)-2], elems[len(elems)-1]
+	registry := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(modelURI, "/"), "/"+version), "/"+model)
+	subject, err := attest.AttestationSubject(ctx, store, registry, model, version)
+	if err != nil {
+		return err
+	}
+	if subject.ModelDigest != digest {
+		return exitcode.Invalidf("refusing to serve %s: its manifest names %s, the files are %s", modelURI, subject.ModelDigest, digest)
+	}
+	envs, err := attest.ReadAttestations(ctx, store, registry, model, version)
+	if err != nil {
+		return err
+	}
+	if _, err := policy.VerifyChain(ctx, envs, subject); err != nil {
+		return exitcode.Invalidf("refusing to serve %s: %v", modelURI, err)
+	}
+	return nil
 }

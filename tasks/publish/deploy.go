@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -183,6 +184,11 @@ type ReleaseGate interface {
 // WithReleaseGate sets the gate production deploys must pass (without one, production is refused).
 func WithReleaseGate(g ReleaseGate) Option { return func(c *config) { c.gate = g } }
 
+// WithTrustPolicy makes production deploys require the model's attestation chain (training,
+// evaluation, approval), each link about the digest being deployed and signed by a key the
+// policy names for its role.
+func WithTrustPolicy(p *attest.Policy) Option { return func(c *config) { c.trust = p } }
+
 // NewDeployer returns a Deployer applying to client and keeping history in store.
 func NewDeployer(client kubernetes.Interface, store objstore.Store, opts ...Option) *Deployer {
 	return &Deployer{client: client, store: store, config: newConfig(opts)}
@@ -216,6 +222,11 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 		if err := d.gate.AllowRelease(ctx, approve.Release{Namespace: o.Namespace, Run: o.Run, Digest: m.Digest,
 			PublishedBy: m.Workflow, PublishedAt: m.Created}); err != nil {
 			return nil, err
+		}
+		if d.trust != nil {
+			if err := d.verifyChain(ctx, o); err != nil {
+				return nil, err
+			}
 		}
 	}
 	mode := recordLive
@@ -832,5 +843,23 @@ func (d *Deployer) Teardown(ctx context.Context, o DeployOptions) error {
 		return kube.Classify("deleting service "+name, err)
 	}
 	d.log.Info("torn down", "deployment", name)
+	return nil
+}
+
+// verifyChain refuses (exit 2) a model whose attestation chain does not verify under the trust
+// policy: missing, unsigned, signed by a key the policy does not name for the role, or about
+// another model.
+func (d *Deployer) verifyChain(ctx context.Context, o DeployOptions) error {
+	subject, err := attest.AttestationSubject(ctx, d.store, o.RegistryURI, o.ModelName, o.ModelVersion)
+	if err != nil {
+		return err
+	}
+	envs, err := attest.ReadAttestations(ctx, d.store, o.RegistryURI, o.ModelName, o.ModelVersion)
+	if err != nil {
+		return err
+	}
+	if _, err := d.trust.VerifyChain(ctx, envs, subject); err != nil {
+		return exitcode.Invalidf("not promoted: %v", err)
+	}
 	return nil
 }

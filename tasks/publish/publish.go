@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/manifest"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -144,6 +145,8 @@ type config struct {
 	lockTiming lockTiming
 	// gate decides whether a production deploy may go ahead (nil: production is refused).
 	gate ReleaseGate
+	// trust, when set, makes production deploys require the model's attestation chain.
+	trust *attest.Policy
 }
 
 func newConfig(opts []Option) config {

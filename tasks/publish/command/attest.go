@@ -14,7 +14,6 @@ import (
 	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/taskcli"
-	"github.com/gantry-ml/gantry/tasks/publish"
 )
 
 // readFile reads a flag's file ("-": stdin); a missing or unreadable file is bad input.
@@ -96,7 +95,7 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				if err != nil {
 					return err
 				}
-				subject, err := publish.AttestationSubject(c.Context, s, registry, model, version)
+				subject, err := attest.AttestationSubject(c.Context, s, registry, model, version)
 				if err != nil {
 					return err
 				}
@@ -108,7 +107,7 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				if err != nil {
 					return err
 				}
-				uri, err := publish.Attach(c.Context, s, registry, model, version, r, env)
+				uri, err := attest.Attach(c.Context, s, registry, model, version, r, env)
 				if err != nil {
 					return err
 				}
@@ -145,15 +144,15 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 					return err
 				}
 				if version == "" {
-					if version, err = publish.FindVersion(c.Context, s, registry, model, digest); err != nil {
+					if version, err = attest.FindVersion(c.Context, s, registry, model, digest); err != nil {
 						return err
 					}
 				}
-				subject, err := publish.AttestationSubject(c.Context, s, registry, model, version)
+				subject, err := attest.AttestationSubject(c.Context, s, registry, model, version)
 				if err != nil {
 					return err
 				}
-				envs, err := publish.ReadAttestations(c.Context, s, registry, model, version)
+				envs, err := attest.ReadAttestations(c.Context, s, registry, model, version)
 				if err != nil {
 					return err
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
 	"github.com/gantry-ml/gantry/internal/taskcli"
@@ -71,7 +72,9 @@ func New(clients kube.Clients) *cli.App {
 		k      taskcli.Kube
 		po     publish.PublishOptions
 		do     publish.DeployOptions
-		ro     publish.RecordOptions
+		// trustPolicy is deploy --trust-policy: the file a production deploy verifies the chain with.
+		trustPolicy string
+		ro          publish.RecordOptions
 	)
 	publisher := func(c *cli.Context) (*publish.Publisher, error) {
 		log, err := common.Logger(c.App.ErrWriter)
@@ -110,6 +113,17 @@ func New(clients kube.Clients) *cli.App {
 				return nil, err
 			}
 			opts = append(opts, publish.WithReleaseGate(gate))
+			if trustPolicy != "" {
+				raw, err := readFile("trust-policy", trustPolicy, c.App.Reader)
+				if err != nil {
+					return nil, err
+				}
+				p, err := attest.ParsePolicy(raw)
+				if err != nil {
+					return nil, exitcode.Invalidf("--trust-policy: %v", err)
+				}
+				opts = append(opts, publish.WithTrustPolicy(p))
+			}
 		}
 		return publish.NewDeployer(client, s, opts...), nil
 	}
@@ -192,6 +206,8 @@ func New(clients kube.Clients) *cli.App {
 						Usage: "deploy only over the model with this digest (\"none\": only where nothing is served): the canary's baseline-digest, so an older approval never replaces a newer production (required for production; empty: not checked, staging only)"},
 					&cli.StringFlag{Name: "model-uri", Destination: &do.ModelURI, Usage: "published version prefix (from publish's model-uri)"},
 					&cli.StringFlag{Name: "model-digest", Destination: &do.ModelDigest, Usage: "expected model digest (from publish's model-digest)"},
+					&cli.StringFlag{Name: "trust-policy", Destination: &trustPolicy,
+						Usage: "production: file with the trust policy (model-publisher verify's); the model's attestation chain must verify under it, or nothing is deployed (exit 2). Empty: not required"},
 				}, storeFlags, kubeFlags, common.Flags()),
 				Action: roll(true),
 			},

@@ -1,4 +1,4 @@
-package publish
+package attest
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
-	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/manifest"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -26,35 +25,35 @@ import (
 func attestationsDir(registry, model, version string) (objstore.URI, error) {
 	reg, err := objstore.Parse(strings.TrimSuffix(registry, "/") + "/")
 	if err != nil {
-		return objstore.URI{}, exitcode.Invalidf("--registry-uri %q: %v", registry, err)
+		return objstore.URI{}, exitcode.Invalidf("registry %q: %v", registry, err)
 	}
 	return reg.Join(model, "attestations", version), nil
 }
 
 // AttestationSubject is what every attestation of a published version is about: its model
 // digest and the digest of its manifest.json.
-func AttestationSubject(ctx context.Context, s objstore.Store, registry, model, version string) (attest.Subject, error) {
+func AttestationSubject(ctx context.Context, s objstore.Store, registry, model, version string) (Subject, error) {
 	reg, err := objstore.Parse(strings.TrimSuffix(registry, "/") + "/")
 	if err != nil {
-		return attest.Subject{}, exitcode.Invalidf("--registry-uri %q: %v", registry, err)
+		return Subject{}, exitcode.Invalidf("registry %q: %v", registry, err)
 	}
 	b, err := objstore.ReadAll(ctx, s, reg.Join(model, version, manifest.FileName).String(), 16<<20)
 	if objstore.IsNotExist(err) {
-		return attest.Subject{}, exitcode.Invalidf("%s has no version %s (no manifest)", model, version)
+		return Subject{}, exitcode.Invalidf("%s has no version %s (no manifest)", model, version)
 	}
 	if err != nil {
-		return attest.Subject{}, err
+		return Subject{}, err
 	}
 	var m manifest.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return attest.Subject{}, fmt.Errorf("manifest of %s %s is corrupt: %w", model, version, err)
+		return Subject{}, fmt.Errorf("manifest of %s %s is corrupt: %w", model, version, err)
 	}
 	sum := sha256.Sum256(b)
-	return attest.Subject{Name: model, Version: version, ModelDigest: m.Digest, ManifestDigest: "sha256:" + hex.EncodeToString(sum[:])}, nil
+	return Subject{Name: model, Version: version, ModelDigest: m.Digest, ManifestDigest: "sha256:" + hex.EncodeToString(sum[:])}, nil
 }
 
 // Attach writes a signed attestation beside the version; it returns where.
-func Attach(ctx context.Context, s objstore.Store, registry, model, version string, role attest.Role, env *dsse.Envelope) (string, error) {
+func Attach(ctx context.Context, s objstore.Store, registry, model, version string, role Role, env *dsse.Envelope) (string, error) {
 	dir, err := attestationsDir(registry, model, version)
 	if err != nil {
 		return "", err
@@ -76,7 +75,7 @@ func Attach(ctx context.Context, s objstore.Store, registry, model, version stri
 }
 
 // ReadAttestations reads every attestation kept beside the version, by role.
-func ReadAttestations(ctx context.Context, s objstore.Store, registry, model, version string) (map[attest.Role][]*dsse.Envelope, error) {
+func ReadAttestations(ctx context.Context, s objstore.Store, registry, model, version string) (map[Role][]*dsse.Envelope, error) {
 	dir, err := attestationsDir(registry, model, version)
 	if err != nil {
 		return nil, err
@@ -85,9 +84,9 @@ func ReadAttestations(ctx context.Context, s objstore.Store, registry, model, ve
 	if err != nil && !objstore.IsNotExist(err) {
 		return nil, err
 	}
-	out := map[attest.Role][]*dsse.Envelope{}
+	out := map[Role][]*dsse.Envelope{}
 	for _, info := range infos {
-		role := attest.Role(path.Base(path.Dir(info.URI)))
+		role := Role(path.Base(path.Dir(info.URI)))
 		b, err := objstore.ReadAll(ctx, s, info.URI, 1<<20)
 		if err != nil {
 			return nil, err
@@ -105,7 +104,7 @@ func ReadAttestations(ctx context.Context, s objstore.Store, registry, model, ve
 func FindVersion(ctx context.Context, s objstore.Store, registry, model, digest string) (string, error) {
 	reg, err := objstore.Parse(strings.TrimSuffix(registry, "/") + "/")
 	if err != nil {
-		return "", exitcode.Invalidf("--registry-uri %q: %v", registry, err)
+		return "", exitcode.Invalidf("registry %q: %v", registry, err)
 	}
 	infos, err := s.List(ctx, reg.Join(model).String()+"/")
 	if err != nil {

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantry-ml/gantry/internal/attest"
+	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/manifest"
+	"github.com/gantry-ml/gantry/internal/objstore"
+)
+
+// With --trust-policy the server loads only a published version whose attestation chain
+// verifies: with the chain it becomes ready; without its approval it exits 2 and is never ready.
+func TestRequiresTheAttestationChainWithATrustPolicy(t *testing.T) {
+	store, _ := objstore.New(nil)
+	ctx := context.Background()
+	root := "file://" + t.TempDir()
+	trainSmall(t, store, root+"/out/")
+	registry := root + "/registry"
+	signers := map[attest.Role]*attest.Signer{}
+	roles := map[attest.Role][]attest.Key{}
+	for _, r := range attest.Roles {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		der, _ := x509.MarshalPKCS8PrivateKey(priv)
+		s, err := attest.ParseSigner(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers[r] = s
+		pub, _ := s.PublicPEM()
+		roles[r] = []attest.Key{{KeyID: s.KeyID(), PublicKey: pub}}
+	}
+	raw, _ := json.Marshal(map[string]any{"roles": roles})
+	policy, err := attest.ParsePolicy(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two published versions of the same model: one attested by every role, one not approved.
+	publish := func(version string, attested []attest.Role) string {
+		uri := registry + "/fashion-mnist/" + version + "/"
+		digest := copyModel(t, store, root+"/out/", uri)
+		m, _ := json.Marshal(manifest.Manifest{SchemaVersion: 1, ModelName: "fashion-mnist", Version: version, Digest: digest})
+		if err := objstore.PutBytes(ctx, store, uri+manifest.FileName, m); err != nil {
+			t.Fatal(err)
+		}
+		subject, err := attest.AttestationSubject(ctx, store, registry, "fashion-mnist", version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range attested {
+			st, _ := attest.Statement(subject, r, map[string]any{"role": string(r)})
+			env, err := signers[r].Sign(ctx, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := attest.Attach(ctx, store, registry, "fashion-mnist", version, r, env); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return uri
+	}
+	good := publish("v1", attest.Roles)
+	unapproved := publish("v2", []attest.Role{attest.Training, attest.Evaluation})
+
+	base, errc := startServerWith(t, store, serveOptions{ModelURI: good, trust: policy})
+	waitReady(t, base, errc)
+
+	base, errc = startServerWith(t, store, serveOptions{ModelURI: unapproved, trust: policy})
+	select {
+	case err := <-errc:
+		if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "approval: no attestation") {
+			t.Errorf("unapproved model: %v, want exit 2 naming the missing approval", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server kept running with a model that has no approval attestation")
+	}
+	if resp, err := http.Get(base + "/v2/health/ready"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("ready with an unattested model")
+		}
+	}
+}
