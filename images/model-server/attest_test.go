@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +12,7 @@ import (
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/manifest"
 	"github.com/gantry-ml/gantry/internal/objstore"
+	"github.com/gantry-ml/gantry/internal/testenv"
 )
 
 // With --trust-policy the server loads only a published version whose attestation chain
@@ -26,24 +23,7 @@ func TestRequiresTheAttestationChainWithATrustPolicy(t *testing.T) {
 	root := "file://" + t.TempDir()
 	trainSmall(t, store, root+"/out/")
 	registry := root + "/registry"
-	signers := map[attest.Role]*attest.Signer{}
-	roles := map[attest.Role][]attest.Key{}
-	for _, r := range attest.Roles {
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		der, _ := x509.MarshalPKCS8PrivateKey(priv)
-		s, err := attest.ParseSigner(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		signers[r] = s
-		pub, _ := s.PublicPEM()
-		roles[r] = []attest.Key{{KeyID: s.KeyID(), PublicKey: pub}}
-	}
-	raw, _ := json.Marshal(map[string]any{"roles": roles})
-	policy, err := attest.ParsePolicy(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signers, policy := testenv.Signers(t)
 	// Two published versions of the same model: one attested by every role, one not approved.
 	publish := func(version string, attested []attest.Role) string {
 		uri := registry + "/fashion-mnist/" + version + "/"

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -334,4 +335,33 @@ func (p *Policy) VerifyChain(ctx context.Context, envs map[Role][]*dsse.Envelope
 		return chain, errors.New("attestation chain of " + want.ModelDigest + " incomplete: " + strings.Join(errs, "; "))
 	}
 	return chain, nil
+}
+
+// GenerateKey returns a new Ed25519 private key as PKCS #8 PEM (what ParseSigner reads, what
+// `openssl genpkey -algorithm ed25519` writes).
+func GenerateKey() ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// PolicyJSON is the trust policy naming each role's signers' public keys.
+func PolicyJSON(roles map[Role][]*Signer) ([]byte, error) {
+	keys := map[Role][]Key{}
+	for role, signers := range roles {
+		for _, s := range signers {
+			pub, err := s.PublicPEM()
+			if err != nil {
+				return nil, err
+			}
+			keys[role] = append(keys[role], Key{KeyID: s.KeyID(), PublicKey: pub})
+		}
+	}
+	return json.MarshalIndent(Policy{Roles: keys}, "", "  ")
 }

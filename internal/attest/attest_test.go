@@ -2,12 +2,8 @@ package attest
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"strings"
 	"testing"
 
@@ -16,15 +12,11 @@ import (
 
 func newSigner(t *testing.T) *Signer {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	key, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ParseSigner(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	s, err := ParseSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,19 +25,10 @@ func newSigner(t *testing.T) *Signer {
 
 func policy(t *testing.T, roles map[Role][]*Signer) *Policy {
 	t.Helper()
-	raw := map[string]any{}
-	keys := map[Role][]Key{}
-	for role, signers := range roles {
-		for _, s := range signers {
-			pub, err := s.PublicPEM()
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys[role] = append(keys[role], Key{KeyID: s.KeyID(), PublicKey: pub})
-		}
+	b, err := PolicyJSON(roles)
+	if err != nil {
+		t.Fatal(err)
 	}
-	raw["roles"] = keys
-	b, _ := json.Marshal(raw)
 	p, err := ParsePolicy(b)
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,6 @@
 package publish
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"strings"
 	"testing"
 
@@ -13,13 +8,16 @@ import (
 
 	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
+	"github.com/gantry-ml/gantry/internal/testenv"
 )
 
 func testSigner(t *testing.T) *attest.Signer {
 	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	s, err := attest.ParseSigner(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	key, err := attest.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := attest.ParseSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,18 +30,7 @@ func testSigner(t *testing.T) *attest.Signer {
 func TestPromoteRequiresTheAttestationChain(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.cluster(t, true)
-	signers := map[attest.Role]*attest.Signer{}
-	roles := map[attest.Role][]attest.Key{}
-	for _, r := range attest.Roles {
-		signers[r] = testSigner(t)
-		pub, _ := signers[r].PublicPEM()
-		roles[r] = []attest.Key{{KeyID: signers[r].KeyID(), PublicKey: pub}}
-	}
-	raw, _ := json.Marshal(map[string]any{"roles": roles})
-	policy, err := attest.ParsePolicy(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signers, policy := testenv.Signers(t)
 	d := NewDeployer(c, e.store, WithReleaseGate(allowAll{}), WithTrustPolicy(policy))
 	publish := func(dir, weights string) *Published {
 		v, err := e.publisher().Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput(dir, weights), RegistryURI: "s3://models", ModelName: "fashion-mnist"})
@@ -84,7 +71,7 @@ func TestPromoteRequiresTheAttestationChain(t *testing.T) {
 	attestAs(unattested, attest.Training, signers[attest.Training])
 	attestAs(unattested, attest.Approval, signers[attest.Approval])
 	attestAs(unattested, attest.Evaluation, testSigner(t)) // a key the policy does not name
-	err = promote(unattested)
+	err := promote(unattested)
 	if exitcode.Of(err) != exitcode.BadInput || !strings.Contains(err.Error(), "not promoted: attestation chain") || !strings.Contains(err.Error(), "evaluation: no signature by a evaluation key") {
 		t.Errorf("an evaluation signed by a foreign key: %v, want exit 2 naming the link", err)
 	}

@@ -2,11 +2,7 @@ package command
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,12 +19,10 @@ import (
 // keyFile writes a new Ed25519 private key (PKCS #8 PEM) and returns its path and signer.
 func keyFile(t *testing.T, dir, name string) (string, *attest.Signer) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	b, err := attest.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	p := filepath.Join(dir, name+".pem")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -97,14 +91,14 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 	if code, out := attestAs(attest.Training, keys[attest.Training]); code != 0 {
 		t.Fatalf("attest again: exit %d: %s", code, out)
 	}
-	policy := map[string]any{}
-	roles := map[attest.Role][]attest.Key{}
+	roles := map[attest.Role][]*attest.Signer{}
 	for _, r := range attest.Roles {
-		pub, _ := signers[r].PublicPEM()
-		roles[r] = []attest.Key{{KeyID: signers[r].KeyID(), PublicKey: pub}}
+		roles[r] = []*attest.Signer{signers[r]}
 	}
-	policy["roles"] = roles
-	pb, _ := json.Marshal(policy)
+	pb, err := attest.PolicyJSON(roles)
+	if err != nil {
+		t.Fatal(err)
+	}
 	policyFile := filepath.Join(dir, "policy.json")
 	os.WriteFile(policyFile, pb, 0o644)
 
