@@ -284,9 +284,19 @@ func (p *Policy) Verify(ctx context.Context, env *dsse.Envelope, role Role, want
 	if st.GetPredicateType() != PredicateTypes[role] {
 		return nil, fmt.Errorf("%s: predicate type %q, want %q", role, st.GetPredicateType(), PredicateTypes[role])
 	}
-	wantDescs, err := want.descriptors()
+	// The model digest always binds; the manifest's when known (a registry holds the model, not
+	// its manifest.json).
+	modelHex, err := hexOf(want.ModelDigest)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model %w", err)
+	}
+	wantDescs := []*ita1.ResourceDescriptor{{Name: want.Name + "@" + want.Version, Digest: map[string]string{"sha256": modelHex}}}
+	if want.ManifestDigest != "" {
+		manifestHex, err := hexOf(want.ManifestDigest)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %w", err)
+		}
+		wantDescs = append(wantDescs, &ita1.ResourceDescriptor{Name: want.Name + "@" + want.Version + "/manifest.json", Digest: map[string]string{"sha256": manifestHex}})
 	}
 	for _, w := range wantDescs {
 		if !slices.ContainsFunc(st.GetSubject(), func(d *ita1.ResourceDescriptor) bool { return d.GetDigest()["sha256"] == w.GetDigest()["sha256"] }) {

@@ -9,11 +9,13 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/tasks/publish"
 )
 
 // readFile reads a flag's file ("-": stdin); a missing or unreadable file is bad input.
@@ -49,8 +51,9 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 	var (
 		model, registry, version, digest string
 		role, keyFile, predicateFile     string
-		policyFile, output               string
+		policyFile, output, ociRef       string
 	)
+	var oci publish.RemotePusher
 	where := func() []cli.Flag {
 		return []cli.Flag{modelNameFlag(&model), registryFlag(&registry),
 			&cli.StringFlag{Name: "version", Destination: &version, Usage: "the published version"}}
@@ -61,11 +64,13 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 			Usage: "sign an in-toto statement about a published version as one role and keep it beside the version (<registry>/<model>/attestations/<version>/<role>/)",
 			Description: "The subject is the version's model digest and its manifest.json's digest; the predicate (JSON) is\n" +
 				"the role's: SLSA v1 provenance (training), gantry's evaluation or approval predicate. The envelope is\n" +
-				"DSSE, signed with an Ed25519 key (PKCS #8 PEM). Results: attestation-uri, keyid.",
+				"DSSE, signed with an Ed25519 key (PKCS #8 PEM); with --oci-ref also an OCI 1.1 referrer of the model's artifact.\n" +
+				"Results: attestation-uri, keyid, oci-attestation.",
 			Flags: taskcli.Flags(append(where(),
 				&cli.StringFlag{Name: "role", Destination: &role, Usage: "training, evaluation or approval"},
 				&cli.StringFlag{Name: "signing-key", EnvVars: []string{"GANTRY_SIGNING_KEY"}, Destination: &keyFile, Usage: "file with the role's Ed25519 private key (PKCS #8 PEM; a Secret mounted into the step)"},
 				&cli.StringFlag{Name: "predicate", Destination: &predicateFile, Usage: "file with the predicate, a JSON object (-: stdin)"},
+				&cli.StringFlag{Name: "oci-ref", Destination: &ociRef, Usage: "the model's OCI artifact, REPO@sha256:… (publish's oci-digest): also push the attestation as an OCI 1.1 referrer of it"},
 			), store.Flags(), common.Flags()),
 			Action: func(c *cli.Context) error {
 				r, err := roleOf(role)
@@ -111,7 +116,13 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				if err != nil {
 					return err
 				}
-				return common.WriteResults(c.App.Writer, map[string]string{"attestation-uri": uri, "keyid": signer.KeyID()})
+				res := map[string]string{"attestation-uri": uri, "keyid": signer.KeyID(), "oci-attestation": ""}
+				if ociRef != "" {
+					if res["oci-attestation"], err = oci.PushAttestation(c.Context, ociRef, r, env); err != nil {
+						return err
+					}
+				}
+				return common.WriteResults(c.App.Writer, res)
 			},
 		},
 		{
@@ -123,10 +134,11 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				&cli.StringFlag{Name: "digest", Destination: &digest, Usage: "the model digest (sha256:…), instead of --version: which version is it, and why may it serve"},
 				&cli.StringFlag{Name: "trust-policy", Destination: &policyFile, Usage: "file with the trust policy: {\"roles\": {\"training\": [{\"keyid\", \"publicKey\"}], …}}"},
 				&cli.StringFlag{Name: "output", Value: "text", Destination: &output, Usage: "text or json"},
+				&cli.StringFlag{Name: "oci-ref", Destination: &ociRef, Usage: "verify a model in an OCI registry instead, REPO@sha256:… of its artifact: the chain from its referrers (the model digest from the artifact's annotations)"},
 			), store.Flags(), common.Flags()),
 			Action: func(c *cli.Context) error {
-				if (version == "") == (digest == "") {
-					return exitcode.Invalidf("give --version or --digest")
+				if n := btoi(version != "") + btoi(digest != "") + btoi(ociRef != ""); n != 1 {
+					return exitcode.Invalidf("give one of --version, --digest, --oci-ref")
 				}
 				if output != "text" && output != "json" {
 					return exitcode.Invalidf("--output %q: want text or json", output)
@@ -139,22 +151,31 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				if err != nil {
 					return exitcode.Invalidf("--trust-policy: %v", err)
 				}
-				s, err := store.Open()
-				if err != nil {
-					return err
-				}
-				if version == "" {
-					if version, err = attest.FindVersion(c.Context, s, registry, model, digest); err != nil {
+				var subject attest.Subject
+				var envs map[attest.Role][]*dsse.Envelope
+				if ociRef != "" {
+					if subject, err = oci.ModelOf(c.Context, ociRef); err != nil {
 						return err
 					}
-				}
-				subject, err := attest.AttestationSubject(c.Context, s, registry, model, version)
-				if err != nil {
-					return err
-				}
-				envs, err := attest.ReadAttestations(c.Context, s, registry, model, version)
-				if err != nil {
-					return err
+					if envs, err = oci.PullAttestations(c.Context, ociRef); err != nil {
+						return err
+					}
+				} else {
+					s, err := store.Open()
+					if err != nil {
+						return err
+					}
+					if version == "" {
+						if version, err = attest.FindVersion(c.Context, s, registry, model, digest); err != nil {
+							return err
+						}
+					}
+					if subject, err = attest.AttestationSubject(c.Context, s, registry, model, version); err != nil {
+						return err
+					}
+					if envs, err = attest.ReadAttestations(c.Context, s, registry, model, version); err != nil {
+						return err
+					}
 				}
 				chain, verr := policy.VerifyChain(c.Context, envs, subject)
 				if output == "json" {
@@ -199,4 +220,11 @@ func summary(p map[string]any) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

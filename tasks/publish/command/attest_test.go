@@ -3,11 +3,15 @@ package command
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/minio/minio-go/v7"
 
 	"github.com/gantry-ml/gantry/internal/attest"
@@ -58,13 +62,16 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	code, out, stderr := run("publish", "--source-uri=s3://runs/r1/model/", "--registry-uri=s3://models", s3)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
+	defer reg.Close()
+	ociRepo := strings.TrimPrefix(reg.URL, "http://") + "/ml/fashion-mnist"
+	code, out, stderr := run("publish", "--source-uri=s3://runs/r1/model/", "--registry-uri=s3://models", "--oci-ref="+ociRepo, s3)
 	if code != 0 {
 		t.Fatalf("publish: exit %d: %s", code, stderr)
 	}
 	var pub map[string]string
 	json.Unmarshal([]byte(out), &pub)
-	version, digest := pub["model-version"], pub["model-digest"]
+	version, digest, artifact := pub["model-version"], pub["model-digest"], pub["oci-digest"]
 
 	dir := t.TempDir()
 	keys, signers := map[attest.Role]string{}, map[attest.Role]*attest.Signer{}
@@ -79,7 +86,7 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 	attestAs := func(r attest.Role, key string) (int, string) {
 		p := filepath.Join(dir, string(r)+".json")
 		os.WriteFile(p, []byte(predicates[r]), 0o644)
-		code, out, stderr := run("attest", "--registry-uri=s3://models", "--version="+version, "--role="+string(r), "--signing-key="+key, "--predicate="+p, s3)
+		code, out, stderr := run("attest", "--registry-uri=s3://models", "--version="+version, "--role="+string(r), "--signing-key="+key, "--predicate="+p, "--oci-ref="+artifact, s3)
 		return code, out + stderr
 	}
 	for _, r := range attest.Roles {
@@ -117,6 +124,12 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || js.Version != version || !js.Complete || len(js.Chain) != 3 || js.Chain[2].KeyID != signers[attest.Approval].KeyID() {
 		t.Fatalf("verify --digest --output=json: exit %d, %v: %s", code, err, out)
+	}
+
+	// The same chain from the OCI registry alone: the referrers of the model's artifact.
+	code, out, stderr = run("verify", "--oci-ref="+artifact, "--trust-policy="+policyFile)
+	if code != 0 || strings.Count(out, "verified") != 3 {
+		t.Fatalf("verify --oci-ref: exit %d:\n%s%s", code, out, stderr)
 	}
 
 	// The evaluation re-signed with a key the policy does not name: refused, and it says so.
