@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,4 +70,49 @@ func TestRequiresTheAttestationChainWithATrustPolicy(t *testing.T) {
 			t.Error("ready with an unattested model")
 		}
 	}
+}
+
+// What the chain adds to loading a model from S3: the digest-checked load alone, side by side
+// with the load plus the chain's manifest, listing, three envelopes and their verification.
+func BenchmarkModelLoad(b *testing.B) {
+	m := testenv.StartMinIO(b)
+	m.MakeBucket("models")
+	ctx := context.Background()
+	local, _ := objstore.New(nil)
+	dir := "file://" + b.TempDir() + "/"
+	trainSmall(b, local, dir)
+	s3, err := objstore.New(&objstore.S3Config{Endpoint: m.Endpoint, Creds: m.Creds(), MaxRetries: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	uri := "s3://models/fashion-mnist/v1/"
+	files, _ := manifest.Scan(ctx, local, dir, nil)
+	for _, f := range files {
+		body, _ := objstore.ReadAll(ctx, local, dir+f.Path, 1<<30)
+		objstore.PutBytes(ctx, s3, uri+f.Path, body)
+	}
+	digest := manifest.Digest(files)
+	mf, _ := json.Marshal(manifest.Manifest{SchemaVersion: 1, ModelName: "fashion-mnist", Version: "v1", Digest: digest})
+	objstore.PutBytes(ctx, s3, uri+manifest.FileName, mf)
+	signers, policy := testenv.Signers(b)
+	subject, _ := attest.AttestationSubject(ctx, s3, "s3://models", "fashion-mnist", "v1")
+	for _, r := range attest.Roles {
+		st, _ := attest.Statement(subject, r, map[string]any{"role": string(r)})
+		env, _ := signers[r].Sign(ctx, st)
+		attest.Attach(ctx, s3, "s3://models", "fashion-mnist", "v1", r, env)
+	}
+	b.Run("digest-only", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := loadRetrying(ctx, s3, serveOptions{ModelURI: uri, ModelDigest: digest}, slog.New(slog.DiscardHandler)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("with-chain", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := loadRetrying(ctx, s3, serveOptions{ModelURI: uri, ModelDigest: digest, trust: policy}, slog.New(slog.DiscardHandler)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -23,7 +23,7 @@ import (
 )
 
 // trainSmall trains on a small subset of the real dataset (seconds).
-func trainSmall(t *testing.T, store objstore.Store, out string) string {
+func trainSmall(t testing.TB, store objstore.Store, out string) string {
 	t.Helper()
 	data := testenv.FashionMNIST(t)
 	_, err := trainer.Run(context.Background(), store, trainer.Options{DatasetURI: data, OutputURI: out, Hidden: []int{32}, TrainLimit: 2000,
