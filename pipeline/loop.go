@@ -154,17 +154,29 @@ func (s Step) Deps() []string {
 
 // Results lists the step results v reads.
 func Results(v Value) []Result {
-	switch x := v.(type) {
-	case Result:
-		return []Result{x}
-	case Concat:
-		var out []Result
-		for _, p := range x {
-			out = append(out, Results(p)...)
+	var out []Result
+	for _, l := range leaves(v) {
+		if r, ok := l.(Result); ok {
+			out = append(out, r)
 		}
-		return out
 	}
-	return nil
+	return out
+}
+
+// leaves are the values v is made of: v itself, or a concatenation's parts, flattened.
+func leaves(v Value) []Value {
+	c, ok := v.(Concat)
+	if !ok {
+		if v == nil {
+			return nil
+		}
+		return []Value{v}
+	}
+	var out []Value
+	for _, p := range c {
+		out = append(out, leaves(p)...)
+	}
+	return out
 }
 
 // Arg returns the value of the argument name.
@@ -208,39 +220,33 @@ func (l Loop) Check() error {
 				errs = append(errs, fmt.Sprintf("step %s runs after %s, which is not an earlier step", s.Name, d))
 			}
 		}
-		var walk func(v Value)
-		walk = func(v Value) {
-			switch x := v.(type) {
-			case Input:
-				used[string(x)] = true
-				if !params[string(x)] {
-					errs = append(errs, fmt.Sprintf("step %s reads parameter %s, which the pipeline does not have", s.Name, x))
-				}
-			case Result, PublishedResult:
-				var step, name string
-				if r, ok := x.(Result); ok {
-					step, name = r.Step, r.Name
-					if finally {
-						errs = append(errs, fmt.Sprintf("finally step %s reads %s.%s: a finally step takes a PublishedResult (the step may not have run)", s.Name, step, name))
+		for _, a := range s.Args {
+			for _, v := range leaves(a.Value) {
+				switch x := v.(type) {
+				case Input:
+					used[string(x)] = true
+					if !params[string(x)] {
+						errs = append(errs, fmt.Sprintf("step %s reads parameter %s, which the pipeline does not have", s.Name, x))
 					}
-				} else {
-					p := x.(PublishedResult)
-					step, name = p.Step, p.Name
-				}
-				st, ok := seen[step]
-				if !ok {
-					errs = append(errs, fmt.Sprintf("step %s reads a result of %s, which is not an earlier step", s.Name, step))
-				} else if !slices.Contains(st.Results, name) {
-					errs = append(errs, fmt.Sprintf("step %s reads result %s of %s, which %s/%s does not write", s.Name, name, step, st.Binary, st.Template))
-				}
-			case Concat:
-				for _, p := range x {
-					walk(p)
+				case Result, PublishedResult:
+					var step, name string
+					if r, ok := x.(Result); ok {
+						step, name = r.Step, r.Name
+						if finally {
+							errs = append(errs, fmt.Sprintf("finally step %s reads %s.%s: a finally step takes a PublishedResult (the step may not have run)", s.Name, step, name))
+						}
+					} else {
+						p := x.(PublishedResult)
+						step, name = p.Step, p.Name
+					}
+					st, ok := seen[step]
+					if !ok {
+						errs = append(errs, fmt.Sprintf("step %s reads a result of %s, which is not an earlier step", s.Name, step))
+					} else if !slices.Contains(st.Results, name) {
+						errs = append(errs, fmt.Sprintf("step %s reads result %s of %s, which %s/%s does not write", s.Name, name, step, st.Binary, st.Template))
+					}
 				}
 			}
-		}
-		for _, a := range s.Args {
-			walk(a.Value)
 		}
 		if c, ok := s.When.(ParamIsNot); ok {
 			used[c.Param] = true
@@ -281,19 +287,10 @@ func (l Loop) Check() error {
 	for _, s := range l.Finally {
 		check(s, true)
 	}
-	if l.Release.Mutex != nil {
-		var walk func(v Value)
-		walk = func(v Value) {
-			switch x := v.(type) {
-			case Input:
-				used[string(x)] = true
-			case Concat:
-				for _, p := range x {
-					walk(p)
-				}
-			}
+	for _, v := range leaves(l.Release.Mutex) {
+		if in, ok := v.(Input); ok {
+			used[string(in)] = true
 		}
-		walk(l.Release.Mutex)
 	}
 	for _, p := range l.Params {
 		if !used[p.Name] {

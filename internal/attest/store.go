@@ -23,19 +23,25 @@ import (
 // and written create-only, so an attestation is never replaced, a retry writes the same object,
 // and several of one role (two runs that evaluated the same model) live side by side.
 func attestationsDir(registry, model, version string) (objstore.URI, error) {
+	reg, err := registryURI(registry)
+	return reg.Join(model, "attestations", version), err
+}
+
+// registryURI parses the registry prefix; a bad one is bad input.
+func registryURI(registry string) (objstore.URI, error) {
 	reg, err := objstore.Parse(strings.TrimSuffix(registry, "/") + "/")
 	if err != nil {
 		return objstore.URI{}, exitcode.Invalidf("registry %q: %v", registry, err)
 	}
-	return reg.Join(model, "attestations", version), nil
+	return reg, nil
 }
 
 // AttestationSubject is what every attestation of a published version is about: its model
 // digest and the digest of its manifest.json.
 func AttestationSubject(ctx context.Context, s objstore.Store, registry, model, version string) (Subject, error) {
-	reg, err := objstore.Parse(strings.TrimSuffix(registry, "/") + "/")
+	reg, err := registryURI(registry)
 	if err != nil {
-		return Subject{}, exitcode.Invalidf("registry %q: %v", registry, err)
+		return Subject{}, err
 	}
 	b, err := objstore.ReadAll(ctx, s, reg.Join(model, version, manifest.FileName).String(), 16<<20)
 	if objstore.IsNotExist(err) {
@@ -102,9 +108,9 @@ func ReadAttestations(ctx context.Context, s objstore.Store, registry, model, ve
 
 // FindVersion returns the version of model whose model digest is digest.
 func FindVersion(ctx context.Context, s objstore.Store, registry, model, digest string) (string, error) {
-	reg, err := objstore.Parse(strings.TrimSuffix(registry, "/") + "/")
+	reg, err := registryURI(registry)
 	if err != nil {
-		return "", exitcode.Invalidf("registry %q: %v", registry, err)
+		return "", err
 	}
 	infos, err := s.List(ctx, reg.Join(model).String()+"/")
 	if err != nil {

@@ -40,8 +40,7 @@ var approvalDrops = map[string]string{
 // scope spells values where a template of the pipeline reads them.
 type scope struct {
 	// tasks are the task of each step of the loop.
-	tasks   map[string]pipeline.Task
-	finally bool
+	tasks map[string]pipeline.Task
 	// inputs maps results read from outside a section to the section template's inputs.
 	inputs map[pipeline.Result]string
 }
@@ -348,7 +347,7 @@ func finally(top scope, steps []pipeline.Step) (*wfv1.Template, error) {
 	if len(steps) == 0 {
 		return nil, nil
 	}
-	sc := scope{tasks: top.tasks, finally: true}
+	sc := scope{tasks: top.tasks}
 	var group []wfv1.WorkflowStep
 	for _, s := range steps {
 		a, err := sc.args(s, nil)
