@@ -81,7 +81,7 @@ func ML() Loop {
 	evaluate := func(stage string, kv ...any) []Arg {
 		return with(runsS3, append(kv, "model-name", P("model-name"), "model-digest", digest, "dataset-uri", P("dataset-uri"),
 			"min-accuracy", P("min-accuracy"), "max-p99-ms", P("max-p99-ms"), "max-error-rate", P("max-error-rate"), "retry-budget", P("retry-budget"),
-			"report-uri", Concat{runDir, Literal("/" + stage + "/")},
+			"report-uri", Concat{runDir, Literal("/" + stage + "/")}, "registry-uri", registry, "model-version", version,
 			// A failed gate fails the step with its reason as the message: no gate step.
 			"fail-on-reject", "true")...)
 	}
@@ -112,7 +112,7 @@ func ML() Loop {
 				Args: with(s3, "run-uid", RunUID{}, "timeout", P("approval-timeout"), "approvers", P("approvers"), "min-approvals", P("min-approvals"),
 					"forbid-self-approval", P("forbid-self-approval"), "fail-on-reject", "true",
 					"audit-uri", Concat{registry, Literal("/"), P("model-name"), Literal("/approvals/"), version, Literal("/")},
-					"model-name", P("model-name"), "model-version", version, "model-digest", digest, "model-uri", uri,
+					"model-name", P("model-name"), "model-version", version, "model-digest", digest, "model-uri", uri, "registry-uri", registry,
 					"accuracy", R("canary", "accuracy"), "baseline-accuracy", R("canary", "baseline-accuracy"), "p99-ms", R("canary", "p99-ms"),
 					"report-uri", R("canary", "report-uri"))},
 		},

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/rbac"
 )
 
@@ -96,6 +97,10 @@ type Task struct {
 	// Semaphore is the key of the cluster's semaphore ConfigMap (SemaphoresConfigMap) whose slot
 	// the step takes while it runs: the CPU-heavy steps queue there, not whole runs.
 	Semaphore string
+	// Signs is the evidence role whose key the step signs with: its Secret (attest.SigningSecret)
+	// is mounted into this step only, optionally (without it the step signs nothing), and the
+	// admission policy gantry-signing-keys admits it only into pods running as this step's account.
+	Signs attest.Role
 	// Reports are files the binary writes into ReportsDir (its --report-dir), declared as
 	// optional output artifacts in the namespace's default artifact repository: `argo get` lists
 	// them, the Argo Server and UI serve them. Artifact name: the file name with '.' → '-'.
@@ -142,7 +147,7 @@ func rawTasks() []Task {
 			Results: []string{"submitted", "existing", "adopted"}, Retry: true},
 		{Binary: "model-publisher", Template: "publish", Subcommand: []string{"publish"}, Description: "Publish trainer output as an immutable model version.",
 			Params:  []Param{runName, req("source-uri"), req("registry-uri"), def("model-name"), def("training-image-digest"), def("oci-ref"), def("oci-format"), registrySecret, s3Endpoint, s3Secret},
-			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true},
+			Results: []string{"model-version", "model-uri", "model-digest", "oci-digest"}, Globals: []string{"model-version"}, Retry: true, Signs: attest.Training},
 		{Binary: "model-publisher", Template: "deploy", Subcommand: []string{"deploy"}, Description: "Serve a published version in an environment and wait for the rollout.",
 			Params: []Param{runName, req("environment"), req("model-uri"), req("model-digest"), req("registry-uri"), def("model-name"),
 				req("server-image"), def("replicas"), def("rollout-timeout"), set("server-s3-secret", ReadSecret), set("service-account", rbac.ModelServerAccount),
@@ -160,7 +165,8 @@ func rawTasks() []Task {
 		{Binary: "canary-evaluator", Template: "evaluate", Description: "Score a served model on real predictions against the gates.",
 			Params: []Param{req("endpoint"), def("baseline-endpoint"), set("baseline-optional", "true"), def("model-name"), def("model-digest"), def("protocol"), req("dataset-uri"),
 				def("limit"), def("min-accuracy"), def("stage-min-accuracy"), def("max-p99-ms"), def("max-error-rate"), def("max-accuracy-drop"), def("retry-budget"), def("report-uri"), def("stage"), def("fail-on-reject"),
-				s3Endpoint, runsSecret},
+				def("registry-uri"), def("model-version"), s3Endpoint, runsSecret},
+			Signs: attest.Evaluation,
 			Fixed: []string{"--report-dir=" + ReportsDir}, Reports: []string{"report.html", "report.json"},
 			Results: []string{"verdict", "accuracy", "baseline-accuracy", "baseline-digest", "p99-ms", "reason", "report-uri"}, Retry: true, Semaphore: "evaluate",
 			Gauges: []Gauge{
@@ -173,7 +179,8 @@ func rawTasks() []Task {
 			Results: []string{"message", "notified", "candidate"}, Retry: true},
 		{Binary: "approver", Template: "verify", Subcommand: []string{"verify"}, Description: "Read the approval decision; silence and unknown approvers are rejections.",
 			Params: []Param{runName, req("timeout"), def("approvers"), def("audit-uri"), def("model-digest"), set("model-name", "fashion-mnist"), def("model-version"),
-				def("accuracy"), def("baseline-accuracy"), def("fail-on-reject"), s3Endpoint, s3Secret},
+				def("accuracy"), def("baseline-accuracy"), def("fail-on-reject"), def("registry-uri"), s3Endpoint, s3Secret},
+			Signs:   attest.Approval,
 			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}, Retry: true,
 			Gauges: []Gauge{{Name: "gantry_approval_wait_seconds", Help: "Seconds a candidate waited for a decision", Labels: []Label{{Key: "decision", Result: "decision"}}, Result: "waited-seconds"}}},
 		// The approval wait of engines without a suspend step (Tekton): Argo suspends and runs verify.
@@ -181,8 +188,8 @@ func rawTasks() []Task {
 			Description: "Block until an approver runs `approver approve|reject RUN --tekton`, or time out (rejected); write the audit record.",
 			Params: []Param{req("run-name"), def("run-uid"), def("timeout"), def("approvers"), def("min-approvals"), def("forbid-self-approval"), def("audit-uri"), def("fail-on-reject"),
 				set("model-name", "fashion-mnist"), def("model-version"), def("model-uri"), def("accuracy"), def("baseline-accuracy"), def("p99-ms"), def("report-uri"),
-				s3Endpoint, s3Secret},
-			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}},
+				def("model-digest"), def("registry-uri"), s3Endpoint, s3Secret},
+			Results: []string{"decision", "approved-by", "reason", "waited-seconds"}, Signs: attest.Approval},
 		{Binary: "approver", Template: "conclude", Subcommand: []string{"conclude"}, Description: "Fail the run with the reason unless the decision is approved/pass.",
 			Params: []Param{req("decision"), def("reason")}},
 	}
@@ -239,6 +246,9 @@ func (t Task) Args(ref func(param string) string, resultsDir string) []string {
 		args = append(args, "--"+pr.Name+"="+ref(pr.Name))
 	}
 	args = append(args, t.Fixed...)
+	if t.Signs != "" {
+		args = append(args, "--signing-key="+attest.SigningKeyFile)
+	}
 	if len(t.Results) > 0 {
 		args = append(args, "--results-dir="+resultsDir)
 	}
@@ -301,5 +311,23 @@ func (t Task) Container(ref func(param string) string, resultsDir string) (apiv1
 			SecretName: ref(RegistrySecretParam), Optional: ptr.To(true),
 			Items: []apiv1.KeyToPath{{Key: apiv1.DockerConfigJsonKey, Path: "config.json"}}}}})
 	}
+	if t.Signs != "" {
+		c.VolumeMounts = append(c.VolumeMounts, apiv1.VolumeMount{Name: "signing-key", MountPath: attest.SigningKeyDir, ReadOnly: true})
+		volumes = append(volumes, apiv1.Volume{Name: "signing-key", VolumeSource: apiv1.VolumeSource{Secret: &apiv1.SecretVolumeSource{
+			SecretName: attest.SigningSecret(t.Signs), Optional: ptr.To(true),
+			Items: []apiv1.KeyToPath{{Key: attest.SigningKeyName, Path: attest.SigningKeyName}}}}})
+	}
 	return c, volumes
+}
+
+// SigningAccounts are, per evidence role, the accounts of the steps that sign as it: the only
+// pods its key's Secret may be mounted into.
+func SigningAccounts() map[attest.Role][]string {
+	out := map[attest.Role][]string{}
+	for _, t := range Tasks() {
+		if t.Signs != "" && !slices.Contains(out[t.Signs], t.Account()) {
+			out[t.Signs] = append(out[t.Signs], t.Account())
+		}
+	}
+	return out
 }

@@ -126,7 +126,7 @@ func FilesFor(o Options) (map[string][]byte, error) {
 	if err := add("ml-pipeline.yaml", wf); err != nil {
 		return nil, err
 	}
-	if err := add("approval-policy.yaml", append(cluster.ApprovalPolicy(), cluster.StepPodsPolicy()...)...); err != nil {
+	if err := add("approval-policy.yaml", append(append(cluster.ApprovalPolicy(), cluster.StepPodsPolicy()...), cluster.SigningKeysPolicy()...)...); err != nil {
 		return nil, err
 	}
 	if err := add("cluster/semaphores.yaml", cluster.Semaphores()); err != nil {

@@ -4,7 +4,7 @@
 #      → _output/gantry-release.yaml (WorkflowTemplates + RBAC, every image pinned by digest);
 #   2. uploads Fashion-MNIST to s3://datasets/fashion-mnist/ on the cluster's MinIO (once);
 #   3. MinIO users by role: gantry-model-server (read the registry), gantry-runs (read datasets,
-#      write runs/: the training launcher and the canary);
+#      write runs/, read the registry and add attestations: the training launcher and the canary);
 #   4. per NAMESPACE (Argo and Tekton alike): the namespace (labelled gantry.dev/approval-policy=enforce: the API server
 #      enforces who may approve, templates/approval-policy.yaml), the `gantry-s3` Secret and the
 #      release (its cluster-scoped admission policy included), server-side applied, and the
@@ -50,7 +50,8 @@ fi
 # shellcheck disable=SC1091
 source "${RUN}/etc/users.env"
 s3 user gantry-model-server "${READER_PASSWORD}" read:s3://models/registry/ >/dev/null
-s3 user gantry-runs "${RUNS_PASSWORD}" read:s3://datasets/ write:s3://models/runs/ >/dev/null
+# The canary signs its evaluation: it reads a version's manifest and adds its attestation beside it.
+s3 user gantry-runs "${RUNS_PASSWORD}" read:s3://datasets/ write:s3://models/runs/ read:s3://models/registry/ attest:s3://models/registry/ >/dev/null
 secret() { # NAMESPACE NAME USER PASSWORD
   k -n "$1" create secret generic "$2" --from-literal=AWS_ACCESS_KEY_ID="$3" --from-literal=AWS_SECRET_ACCESS_KEY="$4" \
     --dry-run=client -o yaml | k apply -f - >/dev/null

@@ -38,7 +38,7 @@ func TestRequiresTheAttestationChainWithATrustPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range attested {
-			st, _ := attest.Statement(subject, r, map[string]any{"role": string(r)})
+			st, _ := attest.Statement(subject, r, testenv.Passing(r))
 			env, err := signers[r].Sign(ctx, st)
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +97,7 @@ func BenchmarkModelLoad(b *testing.B) {
 	signers, policy := testenv.Signers(b)
 	subject, _ := attest.AttestationSubject(ctx, s3, "s3://models", "fashion-mnist", "v1")
 	for _, r := range attest.Roles {
-		st, _ := attest.Statement(subject, r, map[string]any{"role": string(r)})
+		st, _ := attest.Statement(subject, r, testenv.Passing(r))
 		env, _ := signers[r].Sign(ctx, st)
 		attest.Attach(ctx, s3, "s3://models", "fashion-mnist", "v1", r, env)
 	}

@@ -303,7 +303,24 @@ func (p *Policy) Verify(ctx context.Context, env *dsse.Envelope, role Role, want
 			return nil, fmt.Errorf("%s: the attestation is about another model (subject %s), not sha256:%s (%s)", role, subjects(&st), w.GetDigest()["sha256"], w.GetName())
 		}
 	}
-	return &Verified{Role: role, KeyID: accepted[0].KeyID, Statement: &st, Predicate: st.GetPredicate().AsMap()}, nil
+	predicate := st.GetPredicate().AsMap()
+	// A signed "no" is evidence too, but not for production: the evaluation must have passed and
+	// the approval approved.
+	if field, want, ok := outcome(role); ok && predicate[field] != want {
+		return nil, fmt.Errorf("%s: %s %v, not %s", role, field, predicate[field], want)
+	}
+	return &Verified{Role: role, KeyID: accepted[0].KeyID, Statement: &st, Predicate: predicate}, nil
+}
+
+// outcome is the predicate field that must say yes for a role's link to count, and that yes.
+func outcome(role Role) (field, want string, ok bool) {
+	switch role {
+	case Evaluation:
+		return "verdict", "pass", true
+	case Approval:
+		return "decision", "approved", true
+	}
+	return "", "", false
 }
 
 func subjects(st *ita1.Statement) string {
@@ -363,14 +380,63 @@ func GenerateKey() ([]byte, error) {
 
 // PolicyJSON is the trust policy naming each role's signers' public keys.
 func PolicyJSON(roles map[Role][]*Signer) ([]byte, error) {
-	keys := map[Role][]Key{}
+	keys := map[Role][][]byte{}
 	for role, signers := range roles {
 		for _, s := range signers {
 			pub, err := s.PublicPEM()
 			if err != nil {
 				return nil, err
 			}
-			keys[role] = append(keys[role], Key{KeyID: s.KeyID(), PublicKey: pub})
+			keys[role] = append(keys[role], []byte(pub))
+		}
+	}
+	return PolicyFromPEM(keys)
+}
+
+// PolicyFromPEM is the trust policy naming, per role, the public keys in PEM files: a public key
+// (PKIX, `openssl pkey -pubout`) or a private one (PKCS #8), of which only the public half is
+// kept. Rotation: list the old and the new key of a role, then drop the old one.
+func PolicyFromPEM(roles map[Role][][]byte) ([]byte, error) {
+	keys := map[Role][]Key{}
+	for role, pems := range roles {
+		if _, ok := PredicateTypes[role]; !ok {
+			return nil, fmt.Errorf("no role %q (want %v)", role, Roles)
+		}
+		for _, b := range pems {
+			block, _ := pem.Decode(b)
+			if block == nil {
+				return nil, fmt.Errorf("%s key: no PEM block", role)
+			}
+			var pub crypto.PublicKey
+			switch block.Type {
+			case "PRIVATE KEY":
+				s, err := ParseSigner(b)
+				if err != nil {
+					return nil, fmt.Errorf("%s key: %w", role, err)
+				}
+				pub = s.key.Public()
+			case "PUBLIC KEY":
+				k, err := x509.ParsePKIXPublicKey(block.Bytes)
+				if err != nil {
+					return nil, fmt.Errorf("%s key: %w", role, err)
+				}
+				pub = k
+			default:
+				return nil, fmt.Errorf("%s key: PEM block %q, want PUBLIC KEY or PRIVATE KEY", role, block.Type)
+			}
+			ed, ok := pub.(ed25519.PublicKey)
+			if !ok {
+				return nil, fmt.Errorf("%s key: %T, want Ed25519", role, pub)
+			}
+			id, err := KeyID(ed)
+			if err != nil {
+				return nil, err
+			}
+			pemPub, err := publicPEM(ed)
+			if err != nil {
+				return nil, err
+			}
+			keys[role] = append(keys[role], Key{KeyID: id, PublicKey: pemPub})
 		}
 	}
 	return json.MarshalIndent(Policy{Roles: keys}, "", "  ")

@@ -61,7 +61,7 @@ func TestChainVerifiesAndEveryBrokenLinkFailsWithItsReason(t *testing.T) {
 	predicates := map[Role]any{
 		Training:   map[string]any{"buildDefinition": map[string]any{"buildType": "https://gantry.dev/training/v1"}},
 		Evaluation: map[string]any{"verdict": "pass", "accuracy": 0.88},
-		Approval:   map[string]any{"decisions": []any{map[string]any{"by": "alice", "decision": "approved"}}},
+		Approval:   map[string]any{"decision": "approved", "decisions": []any{map[string]any{"by": "alice", "decision": "approved"}}},
 	}
 	chain := func() map[Role]*dsse.Envelope {
 		out := map[Role]*dsse.Envelope{}
@@ -122,6 +122,12 @@ func TestChainVerifiesAndEveryBrokenLinkFailsWithItsReason(t *testing.T) {
 		}, "approval: no signature"},
 		"missing link": {func(e map[Role]*dsse.Envelope) { delete(e, Evaluation) }, "evaluation: no attestation"},
 		"unsigned":     {func(e map[Role]*dsse.Envelope) { e[Training].Signatures = nil }, "training: unsigned"},
+		"a signed fail": {func(e map[Role]*dsse.Envelope) {
+			e[Evaluation] = sign(t, keys[Evaluation], model, Evaluation, map[string]any{"verdict": "fail", "accuracy": 0.5})
+		}, "evaluation: verdict fail, not pass"},
+		"a signed rejection": {func(e map[Role]*dsse.Envelope) {
+			e[Approval] = sign(t, keys[Approval], model, Approval, map[string]any{"decision": "rejected"})
+		}, "approval: decision rejected, not approved"},
 		"wrong predicate": {func(e map[Role]*dsse.Envelope) {
 			e[Evaluation] = sign(t, keys[Evaluation], model, Approval, predicates[Approval])
 		}, "evaluation: predicate type"},

@@ -49,6 +49,8 @@ var (
 		{Group: "coordination.k8s.io", Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"},
 			Why: "the model's release lock (Lease gantry-release-<model>): promote and rollback hold it while they change production"},
 		podLogs,
+		{Group: "", Resources: []string{"configmaps"}, Verbs: []string{"get"},
+			Why: "the namespace's trust policy (ConfigMap gantry-trust-policy): where it exists, production serves only models whose attestation chain it verifies"},
 	}
 	// probeRule: fail closed — a dry-run create of the Lease the approval policy must refuse.
 	probeRule = Rule{Group: "coordination.k8s.io", Resources: []string{"leases"}, Verbs: []string{"create"},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
 	"github.com/gantry-ml/gantry/internal/results"
@@ -91,6 +92,19 @@ func (o *Store) Flags() []cli.Flag {
 func (o *Store) Open() (*objstore.Router, error) {
 	return objstore.New(&objstore.S3Config{Endpoint: o.Endpoint, Region: o.Region})
 }
+
+// Signing is the flag of a step that signs the link of a model's evidence it establishes.
+type Signing struct{ KeyFile string }
+
+// Flags of the signing key, for role's step.
+func (o *Signing) Flags(role attest.Role) []cli.Flag {
+	return []cli.Flag{&cli.StringFlag{Name: "signing-key", Destination: &o.KeyFile,
+		Usage: "file with the " + string(role) + " role's Ed25519 key (PKCS #8 PEM; in the pipeline the Secret " + attest.SigningSecret(role) +
+			", mounted into this step only): sign the model's " + string(role) + " attestation and keep it beside the version. Empty or no such file: sign nothing"}}
+}
+
+// Signer is the key's signer; nil when there is no key (the step signs nothing).
+func (o *Signing) Signer() (*attest.Signer, error) { return attest.LoadSigner(o.KeyFile) }
 
 // Kube are the flags of every binary that talks to Kubernetes.
 type Kube struct {

@@ -30,3 +30,9 @@ func Signers(t testing.TB) (map[attest.Role]*attest.Signer, *attest.Policy) {
 	}
 	return signers, policy
 }
+
+// Passing is a predicate a role's link counts with: an evaluation that passed, an approval that
+// approved (attest.Policy.Verify refuses a signed "no").
+func Passing(r attest.Role) map[string]any {
+	return map[string]any{"role": string(r), "verdict": "pass", "decision": "approved"}
+}

@@ -7,7 +7,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/rbac"
+	"github.com/gantry-ml/gantry/pipeline"
 )
 
 // Who runs code as a gantry step account. RBAC lets whoever may create pods, Jobs, Deployments
@@ -80,4 +82,43 @@ func StepPodsPolicy() []any {
 	b := BindingFor(stepPodsPolicyName)
 	b.Spec.ParamRef = &admissionv1.ParamRef{Name: StepImagesConfigMap, Namespace: StepImagesNamespace, ParameterNotFoundAction: ptr.To(admissionv1.DenyAction)}
 	return []any{p, b}
+}
+
+// signingKeysPolicyName admits a role's signing key (the Secret attest.SigningSecret(role)) only
+// into pods running as the account of a step that signs as that role (pipeline.SigningAccounts).
+// With gantry-step-pods (only the engines' controllers create pods as a step account, with
+// gantry's pinned images and binaries), the key signs only what gantry's own step established:
+// nobody who may create pods, Jobs or Workflows in the namespace can mount it into code of theirs
+// and sign a training, an evaluation or an approval that never happened.
+const signingKeysPolicyName = "gantry-signing-keys"
+
+// SigningKeysPolicy is the ValidatingAdmissionPolicy and binding.
+func SigningKeysPolicy() []any {
+	// refers is a CEL expression: does the pod name Secret s anywhere it could reach a container —
+	// a volume (secret or projected), an env var, envFrom — of its containers, init or ephemeral.
+	containers := func(list, s string) string {
+		return "(has(" + list + ") && " + list + ".exists(c, (has(c.env) && c.env.exists(e, has(e.valueFrom) && has(e.valueFrom.secretKeyRef) && e.valueFrom.secretKeyRef.name == '" + s + "')) || " +
+			"(has(c.envFrom) && c.envFrom.exists(f, has(f.secretRef) && f.secretRef.name == '" + s + "'))))"
+	}
+	refers := func(s string) string {
+		return "((has(object.spec.volumes) && object.spec.volumes.exists(v, (has(v.secret) && v.secret.secretName == '" + s + "') || " +
+			"(has(v.projected) && has(v.projected.sources) && v.projected.sources.exists(p, has(p.secret) && p.secret.name == '" + s + "')))) || " +
+			containers("object.spec.containers", s) + " || " + containers("object.spec.initContainers", s) + " || " + containers("object.spec.ephemeralContainers", s) + ")"
+	}
+	accounts := pipeline.SigningAccounts()
+	var validations []admissionv1.Validation
+	for _, role := range attest.Roles {
+		s := attest.SigningSecret(role)
+		var quoted []string
+		for _, a := range accounts[role] {
+			quoted = append(quoted, "'"+a+"'")
+		}
+		validations = append(validations, admissionv1.Validation{
+			Expression: "!" + refers(s) + " || (has(object.spec.serviceAccountName) && object.spec.serviceAccountName in [" + strings.Join(quoted, ", ") + "])",
+			Message:    "the " + string(role) + " signing key (Secret " + s + ") is mounted only into pods running as " + strings.Join(accounts[role], " or ") + " (gantry's step that signs as " + string(role) + ")",
+			Reason:     ptr.To(metav1.StatusReasonForbidden)})
+	}
+	p := NewPolicy(signingKeysPolicyName, []admissionv1.Rule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers"}}},
+		admissionv1.ValidatingAdmissionPolicySpec{Validations: validations})
+	return []any{p, BindingFor(signingKeysPolicyName)}
 }

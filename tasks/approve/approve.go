@@ -308,10 +308,35 @@ type Verdict struct {
 	MinApprovals int       `json:"minApprovals"`
 	Reason       string    `json:"reason"`
 	Run          string    `json:"run"`
+	RunUID       string    `json:"runUID,omitempty"`
 	DecidedAt    time.Time `json:"decidedAt"`
 	WaitedSecs   float64   `json:"waitedSeconds"`
 	Candidate    Candidate `json:"candidate"`
 	AuditURI     string    `json:"auditURI,omitempty"`
+}
+
+// Bound is what an approval was bound to, as the approval attestation records it.
+type Bound struct {
+	Namespace, Node, ModelDigest string
+}
+
+// Approval is the predicate of the approval attestation (gantry's approval/v1, documented in
+// docs/contracts.md): the decision, who made it as the API server vouched for them (the approval
+// policy admits a decision only under its author's own name), when, and the run, node and
+// candidate it was bound to.
+func (v *Verdict) Approval(b Bound) map[string]any {
+	approvers := []any{}
+	for _, a := range v.Approvers {
+		approvers = append(approvers, a)
+	}
+	return map[string]any{
+		"decision": v.Decision, "approvers": approvers, "minApprovals": v.MinApprovals, "reason": v.Reason,
+		"decidedAt": v.DecidedAt.UTC().Format(time.RFC3339),
+		"run":       map[string]any{"namespace": b.Namespace, "name": v.Run, "uid": v.RunUID, "node": b.Node},
+		"candidate": map[string]any{"modelName": v.Candidate.ModelName, "modelVersion": v.Candidate.ModelVersion, "modelDigest": b.ModelDigest,
+			"accuracy": v.Candidate.Accuracy, "reportURI": v.Candidate.ReportURI},
+		"auditURI": v.AuditURI,
+	}
 }
 
 // Values renders the results.
@@ -359,7 +384,7 @@ func (g *Approver) Verify(ctx context.Context, s objstore.Store, o VerifyOptions
 	if node.Phase != wfv1.NodeSucceeded {
 		return nil, fmt.Errorf("approval node of %s is %s, not finished", o.Run, node.Phase)
 	}
-	v := &Verdict{Run: o.Run, DecidedAt: node.FinishedAt.UTC(), Candidate: o.Candidate,
+	v := &Verdict{Run: o.Run, RunUID: string(wf.UID), DecidedAt: node.FinishedAt.UTC(), Candidate: o.Candidate,
 		WaitedSecs: node.FinishedAt.Sub(node.StartedAt.Time).Seconds()}
 	param := decisionOutput(node)
 	pol, err := policyOf(node)

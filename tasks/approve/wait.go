@@ -178,7 +178,7 @@ func (g *Approver) Wait(ctx context.Context, s objstore.Store, o WaitOptions) (*
 		}
 		return done, nil
 	})
-	v := &Verdict{Run: run, DecidedAt: g.now().UTC(), WaitedSecs: g.now().Sub(start).Seconds(), MinApprovals: c.MinApprovals, Candidate: o.Candidate}
+	v := &Verdict{Run: run, RunUID: o.RunUID, DecidedAt: g.now().UTC(), WaitedSecs: g.now().Sub(start).Seconds(), MinApprovals: c.MinApprovals, Candidate: o.Candidate}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, ctx.Err()

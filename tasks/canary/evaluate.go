@@ -99,6 +99,35 @@ type Report struct {
 	BaselineNote string    `json:"baselineNote,omitempty"`
 	Created      time.Time `json:"created"`
 	ReportURI    string    `json:"reportURI,omitempty"`
+	// reportDigest is the sha256 of report.json as written (empty: not written).
+	reportDigest string
+}
+
+// Evaluation is the predicate of the evaluation attestation (gantry's evaluation/v1, documented
+// in docs/contracts.md): what was measured on which served model, against which gates, and the
+// verdict — a pass is the link promote counts.
+func (r *Report) Evaluation(o Options) map[string]any {
+	metrics := map[string]any{"accuracy": r.Candidate.Accuracy, "errorRate": r.Candidate.ErrorRate, "p99Ms": r.Candidate.LatencyMs.P99,
+		"samples": r.Candidate.Samples, "answered": r.Candidate.Answered}
+	var gates []any
+	for _, g := range r.Gates {
+		gates = append(gates, map[string]any{"name": g.Name, "limit": g.Limit, "value": g.Value, "passed": g.Passed})
+	}
+	p := map[string]any{
+		"stage": o.Stage, "verdict": r.Verdict, "reason": r.Reason,
+		"servedDigest": r.Candidate.ModelDigest, "endpoint": o.Endpoint, "protocol": r.Protocol, "wire": r.Candidate.Wire,
+		"dataset": map[string]any{"uri": r.Dataset, "digest": r.Digest, "seed": r.Seed, "limit": o.Limit},
+		"metrics": metrics, "gates": gates, "evaluatedAt": r.Created.Format(time.RFC3339),
+	}
+	if r.Baseline != nil {
+		p["baseline"] = map[string]any{"digest": r.Baseline.ModelDigest, "accuracy": r.Baseline.Accuracy, "endpoint": r.Baseline.Endpoint}
+	} else {
+		p["baseline"] = map[string]any{"note": r.BaselineNote}
+	}
+	if r.ReportURI != "" || r.reportDigest != "" {
+		p["report"] = map[string]any{"uri": r.ReportURI, "digest": r.reportDigest}
+	}
+	return p
 }
 
 // Evaluator runs evaluations.

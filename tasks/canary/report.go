@@ -3,6 +3,8 @@ package canary
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -35,6 +37,8 @@ func (e *Evaluator) writeReports(ctx context.Context, r *Report, o Options) erro
 		return nil
 	}
 	j, _ := json.MarshalIndent(r, "", "  ")
+	sum := sha256.Sum256(j)
+	r.reportDigest = "sha256:" + hex.EncodeToString(sum[:])
 	h, err := RenderHTML(r)
 	if err != nil {
 		return err

@@ -71,6 +71,9 @@ type DeployOptions struct {
 	ExpectLive string
 	// UndoRun makes Rollback undo only this run's deploy (see Rollback). Empty: whatever is live.
 	UndoRun string
+	// serverTrust is set when the namespace has a trust policy (attest.TrustPolicyConfigMap):
+	// the production server mounts it and refuses a model whose chain does not verify.
+	serverTrust bool
 }
 
 // Validate checks the options (bad input).
@@ -223,8 +226,16 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 			PublishedBy: m.Workflow, PublishedAt: m.Created}); err != nil {
 			return nil, err
 		}
-		if d.trust != nil {
-			if err := d.verifyChain(ctx, o); err != nil {
+		cluster, err := d.clusterTrust(ctx, o.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		o.serverTrust = cluster != nil
+		for _, p := range []*attest.Policy{cluster, d.trust} {
+			if p == nil {
+				continue
+			}
+			if err := d.verifyChain(ctx, p, o); err != nil {
 				return nil, err
 			}
 		}
@@ -463,7 +474,13 @@ func deploymentConfig(o DeployOptions, name, prevURI, prevDigest string) *appsac
 		}
 	}
 	// A model server never needs the Kubernetes API: no token.
-	pod := coreac.PodSpec().WithContainers(c).WithAutomountServiceAccountToken(false)
+	pod := coreac.PodSpec().WithAutomountServiceAccountToken(false)
+	if o.serverTrust && o.Environment == "production" {
+		c.WithArgs("--trust-policy=" + attest.TrustPolicyDir + "/" + attest.TrustPolicyKey).
+			WithVolumeMounts(coreac.VolumeMount().WithName("trust-policy").WithMountPath(attest.TrustPolicyDir).WithReadOnly(true))
+		pod.WithVolumes(coreac.Volume().WithName("trust-policy").WithConfigMap(coreac.ConfigMapVolumeSource().WithName(attest.TrustPolicyConfigMap)))
+	}
+	pod.WithContainers(c)
 	if o.ServiceAccount != "" {
 		pod.WithServiceAccountName(o.ServiceAccount)
 	}
@@ -679,8 +696,15 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	if o.Environment != "production" {
 		return nil, exitcode.Invalidf("--environment %s: only production rolls back (staging is one server per run: deploy again or tear it down)", o.Environment)
 	}
+	// The server a rollback starts is production's: under the namespace's trust policy it loads
+	// only a model whose chain verifies (a model promoted before the policy existed is refused).
+	cluster, err := d.clusterTrust(ctx, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	o.serverTrust = cluster != nil
 	var res *Deployed
-	err := d.locked(ctx, o, func(ctx context.Context) error {
+	err = d.locked(ctx, o, func(ctx context.Context) error {
 		var err error
 		res, err = d.rollback(ctx, o)
 		return err
@@ -846,10 +870,29 @@ func (d *Deployer) Teardown(ctx context.Context, o DeployOptions) error {
 	return nil
 }
 
+// clusterTrust is the namespace's trust policy (the ConfigMap attest.TrustPolicyConfigMap), nil
+// when it has none. Read by promote itself, whatever called it: no parameter of a run can turn it
+// off, and only whoever may write that ConfigMap (an admin) decides what production requires. A
+// policy that does not parse refuses every production deploy (exit 2): fail closed.
+func (d *Deployer) clusterTrust(ctx context.Context, ns string) (*attest.Policy, error) {
+	cm, err := d.client.CoreV1().ConfigMaps(ns).Get(ctx, attest.TrustPolicyConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, kube.Classify("reading the trust policy "+attest.TrustPolicyConfigMap, err)
+	}
+	p, err := attest.ParsePolicy([]byte(cm.Data[attest.TrustPolicyKey]))
+	if err != nil {
+		return nil, exitcode.Invalidf("ConfigMap %s/%s (key %s): %v: production is refused until it is fixed", ns, attest.TrustPolicyConfigMap, attest.TrustPolicyKey, err)
+	}
+	return p, nil
+}
+
 // verifyChain refuses (exit 2) a model whose attestation chain does not verify under the trust
 // policy: missing, unsigned, signed by a key the policy does not name for the role, or about
 // another model.
-func (d *Deployer) verifyChain(ctx context.Context, o DeployOptions) error {
+func (d *Deployer) verifyChain(ctx context.Context, trust *attest.Policy, o DeployOptions) error {
 	subject, err := attest.AttestationSubject(ctx, d.store, o.RegistryURI, o.ModelName, o.ModelVersion)
 	if err != nil {
 		return err
@@ -858,7 +901,7 @@ func (d *Deployer) verifyChain(ctx context.Context, o DeployOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.trust.VerifyChain(ctx, envs, subject); err != nil {
+	if _, err := trust.VerifyChain(ctx, envs, subject); err != nil {
 		return exitcode.Invalidf("not promoted: %v", err)
 	}
 	return nil

@@ -147,6 +147,8 @@ type config struct {
 	gate ReleaseGate
 	// trust, when set, makes production deploys require the model's attestation chain.
 	trust *attest.Policy
+	// signer, when set, signs the training provenance of what Publish publishes.
+	signer *attest.Signer
 }
 
 func newConfig(opts []Option) config {
@@ -199,6 +201,14 @@ func modelDir(registry, model string) objstore.URI {
 // objects are unchanged (same ETags as recorded in a manifest) is recognised from a listing and
 // that manifest: nothing is copied.
 func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (*Published, error) {
+	out, err := p.publish(ctx, o)
+	if err != nil || p.signer == nil {
+		return out, err
+	}
+	return out, p.attestTraining(ctx, o, out)
+}
+
+func (p *Publisher) publish(ctx context.Context, o PublishOptions) (*Published, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}

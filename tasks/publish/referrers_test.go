@@ -72,7 +72,7 @@ func TestAttestationsTravelAsReferrers(t *testing.T) {
 	signers, policy := testenv.Signers(t)
 	var p RemotePusher
 	for _, r := range attest.Roles {
-		st, _ := attest.Statement(subject, r, map[string]any{"role": string(r)})
+		st, _ := attest.Statement(subject, r, testenv.Passing(r))
 		env, err := signers[r].Sign(ctx, st)
 		if err != nil {
 			t.Fatal(err)

@@ -4,8 +4,9 @@
 //	s3 mb BUCKET...                 # make buckets (existing ones are fine)
 //	s3 put FILE... s3://BUCKET/PREFIX/
 //	s3 get s3://BUCKET/KEY FILE
-//	s3 user USER PASSWORD read:s3://BUCKET/PREFIX/ [write:s3://BUCKET/PREFIX/]...
-//	                                 # a MinIO user that may do only that (write includes read)
+//	s3 user USER PASSWORD read:s3://BUCKET/PREFIX/ [write:s3://BUCKET/PREFIX/] [attest:s3://BUCKET/PREFIX/]...
+//	                                 # a MinIO user that may do only that (write includes read;
+//	                                 # attest: add objects under PREFIX*/attestations/ only)
 //
 // The endpoint and credentials come from S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 package main
@@ -101,8 +102,14 @@ func user(ctx context.Context, host string, secure bool, name, password string, 
 	for _, g := range grants {
 		mode, uri, _ := strings.Cut(g, ":")
 		u, err := objstore.Parse(uri)
-		if err != nil || u.Scheme != "s3" || (mode != "read" && mode != "write") {
-			return fmt.Errorf("user: want read:s3://BUCKET/PREFIX/ or write:s3://BUCKET/PREFIX/, got %q", g)
+		if err != nil || u.Scheme != "s3" || (mode != "read" && mode != "write" && mode != "attest") {
+			return fmt.Errorf("user: want read:, write: or attest:s3://BUCKET/PREFIX/, got %q", g)
+		}
+		if mode == "attest" {
+			// Add attestations beside the versions under PREFIX (never change or delete anything):
+			// they are signed, so whoever may add one cannot forge one.
+			st = append(st, fmt.Sprintf(`{"Effect":"Allow","Action":["s3:PutObject"],"Resource":["arn:aws:s3:::%s/%s*/attestations/*"]}`, u.Bucket, u.Key))
+			continue
 		}
 		actions := `"s3:GetObject"`
 		if mode == "write" {

@@ -14,8 +14,10 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/urfave/cli/v2"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/kube"
+	"github.com/gantry-ml/gantry/internal/objstore"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/approve"
 )
@@ -73,6 +75,45 @@ func (a *app) withDynamic(ap *approve.Approver) error {
 		return err
 	}
 	approve.WithDynamic(dyn)(ap)
+	return nil
+}
+
+// attestation binds the approval attestation's flags: the role's key and where the version lives.
+type attestation struct {
+	signing  taskcli.Signing
+	registry string
+	signer   *attest.Signer
+}
+
+func (at *attestation) flags() []cli.Flag {
+	return append(at.signing.Flags(attest.Approval),
+		&cli.StringFlag{Name: "registry-uri", Destination: &at.registry, Usage: "with --signing-key: the model registry prefix the candidate (--model-name, --model-version) lives in"})
+}
+
+// load reads the key before anything waits or is read: a bad key is bad input at once.
+func (at *attestation) load(c approve.Candidate, digest string) error {
+	var err error
+	if at.signer, err = at.signing.Signer(); err != nil || at.signer == nil {
+		return err
+	}
+	if at.registry == "" || c.ModelName == "" || c.ModelVersion == "" || digest == "" {
+		return exitcode.Invalidf("--signing-key needs --registry-uri, --model-name, --model-version and --model-digest: the attestation is about that version")
+	}
+	return nil
+}
+
+// sign signs an approval (a rejection is in the audit record and the results, not evidence).
+func (a *app) sign(c *cli.Context, at *attestation, s objstore.Store, v *approve.Verdict, b approve.Bound) error {
+	if at.signer == nil || v.Decision != approve.Approved {
+		return nil
+	}
+	_, uri, err := at.signer.SignVersion(c.Context, s, at.registry, v.Candidate.ModelName, v.Candidate.ModelVersion, attest.Approval, v.Approval(b))
+	if err != nil {
+		return err
+	}
+	if log, err := a.common.Logger(c.App.ErrWriter); err == nil {
+		log.Info("signed the approval", "attestation", uri, "keyid", at.signer.KeyID())
+	}
 	return nil
 }
 

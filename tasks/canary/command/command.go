@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/taskcli"
 	"github.com/gantry-ml/gantry/tasks/canary"
@@ -24,6 +25,9 @@ func New() *cli.App {
 		failOnReject bool
 		common       taskcli.Common
 		store        taskcli.Store
+		signing      taskcli.Signing
+		// where the evaluation attestation goes (with --signing-key)
+		registry, version string
 	)
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", Destination: &o.Endpoint, Usage: "candidate model server base URL, e.g. http://fashion-mnist-staging:8501"},
@@ -55,6 +59,8 @@ func New() *cli.App {
 		&cli.StringFlag{Name: "report-dir", Destination: &o.ReportDir, Usage: "local directory that also receives report.json and report.html (the Argo template's output artifacts)"},
 		&cli.BoolFlag{Name: "fail-on-reject", Destination: &failOnReject, Usage: "exit 1 with the reason (the step's message) when the verdict is fail, after writing the results; never retried (default: exit 0 with verdict=fail)"},
 		&cli.StringFlag{Name: "stage", Value: "canary", Destination: &o.Stage, Usage: "what this evaluation is (canary, smoke, …): it names the verdict's reason and labels the template's metrics"},
+		&cli.StringFlag{Name: "registry-uri", Destination: &registry, Usage: "with --signing-key: the model registry prefix the evaluated version lives in (its attestation is kept beside it)"},
+		&cli.StringFlag{Name: "model-version", Destination: &version, Usage: "with --signing-key: the evaluated version (its manifest and --model-digest name the attestation's subject)"},
 	}
 	return &cli.App{
 		Name:      Name,
@@ -63,8 +69,9 @@ func New() *cli.App {
 		Description: "Sends batched, concurrent predict requests for a labelled dataset, computes accuracy, per-class\n" +
 			"precision/recall, confusion matrix, latency p50/p90/p99, throughput and error rate, and applies the\n" +
 			"gates. Results: verdict (pass|fail), accuracy, baseline-accuracy, p99-ms, reason, report-uri.\n" +
+			"With --signing-key the verdict is signed as the model's evaluation attestation (pass or fail: promote counts only a pass).\n" +
 			"A failed gate is a result (exit 0) unless --fail-on-reject. Exit 2: bad input; 3: transient error.",
-		Flags: taskcli.Flags(flags, store.Flags(), common.Flags()),
+		Flags: taskcli.Flags(flags, signing.Flags(attest.Evaluation), store.Flags(), common.Flags()),
 		Action: func(c *cli.Context) error {
 			log, err := common.Logger(c.App.ErrWriter)
 			if err != nil {
@@ -73,6 +80,13 @@ func New() *cli.App {
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			signer, err := signing.Signer()
+			if err != nil {
+				return err
+			}
+			if signer != nil && (registry == "" || version == "" || o.ModelDigest == "") {
+				return exitcode.Invalidf("--signing-key needs --registry-uri, --model-version and --model-digest: the attestation is about that version")
+			}
 			s, err := store.Open()
 			if err != nil {
 				return err
@@ -80,6 +94,13 @@ func New() *cli.App {
 			rep, err := canary.NewEvaluator(s, canary.WithLogger(log)).Evaluate(c.Context, o)
 			if err != nil {
 				return err
+			}
+			if signer != nil {
+				_, uri, err := signer.SignVersion(c.Context, s, registry, o.ModelName, version, attest.Evaluation, rep.Evaluation(o))
+				if err != nil {
+					return err
+				}
+				log.Info("signed the evaluation", "attestation", uri, "keyid", signer.KeyID(), "verdict", rep.Verdict)
 			}
 			if err := common.WriteResults(c.App.Writer, rep.Values()); err != nil {
 				return err

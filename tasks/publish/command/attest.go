@@ -100,19 +100,7 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				if err != nil {
 					return err
 				}
-				subject, err := attest.AttestationSubject(c.Context, s, registry, model, version)
-				if err != nil {
-					return err
-				}
-				st, err := attest.Statement(subject, r, predicate)
-				if err != nil {
-					return exitcode.Invalidf("%v", err)
-				}
-				env, err := signer.Sign(c.Context, st)
-				if err != nil {
-					return err
-				}
-				uri, err := attest.Attach(c.Context, s, registry, model, version, r, env)
+				env, uri, err := signer.SignVersion(c.Context, s, registry, model, version, r, predicate)
 				if err != nil {
 					return err
 				}
@@ -123,6 +111,38 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 					}
 				}
 				return common.WriteResults(c.App.Writer, res)
+			},
+		},
+		{
+			Name:  "trust-policy",
+			Usage: "write the trust policy (JSON) naming each role's public keys, for the ConfigMap gantry-trust-policy or --trust-policy",
+			Description: "Each flag takes PEM files, public (openssl pkey -pubout) or private (only the public half is used),\n" +
+				"and may repeat: to rotate a role's key, list the old and the new key, then the new one alone.",
+			Flags: taskcli.Flags([]cli.Flag{
+				&cli.StringSliceFlag{Name: string(attest.Training), Usage: "training role's key files (signed by publish)"},
+				&cli.StringSliceFlag{Name: string(attest.Evaluation), Usage: "evaluation role's key files (signed by the canary)"},
+				&cli.StringSliceFlag{Name: string(attest.Approval), Usage: "approval role's key files (signed by approver verify/wait)"},
+			}),
+			Action: func(c *cli.Context) error {
+				keys := map[attest.Role][][]byte{}
+				for _, r := range attest.Roles {
+					for _, f := range c.StringSlice(string(r)) {
+						b, err := readFile(string(r), f, c.App.Reader)
+						if err != nil {
+							return err
+						}
+						keys[r] = append(keys[r], b)
+					}
+				}
+				if len(keys) == 0 {
+					return exitcode.Invalidf("name at least one key: --training, --evaluation, --approval")
+				}
+				b, err := attest.PolicyFromPEM(keys)
+				if err != nil {
+					return exitcode.Invalidf("%v", err)
+				}
+				fmt.Fprintln(c.App.Writer, string(b))
+				return nil
 			},
 		},
 		{

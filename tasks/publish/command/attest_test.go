@@ -81,7 +81,7 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 	predicates := map[attest.Role]string{
 		attest.Training:   `{"buildDefinition":{"buildType":"https://gantry.dev/training/v1","externalParameters":{"image":"trainer@sha256:1"}},"runDetails":{"builder":{"id":"https://gantry.dev/train-launcher"}}}`,
 		attest.Evaluation: `{"verdict":"pass","accuracy":0.88,"minAccuracy":0.85}`,
-		attest.Approval:   `{"decisions":[{"by":"alice","decision":"approved"}],"run":"ml-pipeline-abc"}`,
+		attest.Approval:   `{"decision":"approved","decisions":[{"by":"alice","decision":"approved"}],"run":"ml-pipeline-abc"}`,
 	}
 	attestAs := func(r attest.Role, key string) (int, string) {
 		p := filepath.Join(dir, string(r)+".json")
@@ -98,16 +98,19 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 	if code, out := attestAs(attest.Training, keys[attest.Training]); code != 0 {
 		t.Fatalf("attest again: exit %d: %s", code, out)
 	}
-	roles := map[attest.Role][]*attest.Signer{}
-	for _, r := range attest.Roles {
-		roles[r] = []*attest.Signer{signers[r]}
+	// The policy from the keys, as an admin writes it: private key files, or public ones.
+	evalPub, _ := signers[attest.Evaluation].PublicPEM()
+	pubFile := filepath.Join(dir, "evaluation.pub")
+	os.WriteFile(pubFile, []byte(evalPub), 0o644)
+	code, pb, stderr := run("trust-policy", "--training="+keys[attest.Training], "--evaluation="+pubFile, "--approval="+keys[attest.Approval])
+	if code != 0 || strings.Contains(pb, "PRIVATE") {
+		t.Fatalf("trust-policy: exit %d: %s%s", code, pb, stderr)
 	}
-	pb, err := attest.PolicyJSON(roles)
-	if err != nil {
-		t.Fatal(err)
+	if code, _, stderr := run("trust-policy", "--training="+notAKey(dir)); code != exitcode.BadInput {
+		t.Errorf("trust-policy of a file that is no key: exit %d (%s), want 2", code, stderr)
 	}
 	policyFile := filepath.Join(dir, "policy.json")
-	os.WriteFile(policyFile, pb, 0o644)
+	os.WriteFile(policyFile, []byte(pb), 0o644)
 
 	code, out, stderr = run("verify", "--registry-uri=s3://models", "--version="+version, "--trust-policy="+policyFile, s3)
 	if code != 0 || strings.Count(out, "verified") != 3 || !strings.Contains(out, "verdict=pass") {
@@ -172,4 +175,11 @@ func removeRole(t *testing.T, m *testenv.MinIO, version string, r attest.Role) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// notAKey writes a file that is no key.
+func notAKey(dir string) string {
+	p := filepath.Join(dir, "not-a-key.json")
+	os.WriteFile(p, []byte(`{"roles":{}}`), 0o644)
+	return p
 }

@@ -75,6 +75,8 @@ func New(clients kube.Clients) *cli.App {
 		// trustPolicy is deploy --trust-policy: the file a production deploy verifies the chain with.
 		trustPolicy string
 		ro          publish.RecordOptions
+		// signing is publish --signing-key: the training role's key.
+		signing taskcli.Signing
 	)
 	publisher := func(c *cli.Context) (*publish.Publisher, error) {
 		log, err := common.Logger(c.App.ErrWriter)
@@ -85,7 +87,15 @@ func New(clients kube.Clients) *cli.App {
 		if err != nil {
 			return nil, err
 		}
-		return publish.NewPublisher(s, publish.WithLogger(log)), nil
+		signer, err := signing.Signer()
+		if err != nil {
+			return nil, err
+		}
+		opts := []publish.Option{publish.WithLogger(log)}
+		if signer != nil {
+			opts = append(opts, publish.WithSigner(signer))
+		}
+		return publish.NewPublisher(s, opts...), nil
 	}
 	// deployer validates the options before building any client.
 	deployer := func(c *cli.Context, validate func() error) (*publish.Deployer, error) {
@@ -169,6 +179,7 @@ func New(clients kube.Clients) *cli.App {
 				Name:  "publish",
 				Usage: "copy trainer output into a new immutable version (server-side on S3); same content again is a no-op",
 				Description: "Results: model-version, model-uri, model-digest, oci-digest.\n" +
+					"With --signing-key, the version's training provenance (SLSA v1) is signed and kept beside it (and pushed as a referrer of the OCI artifact).\n" +
 					"Versions are named <UTC yyyymmddThhmmssZ>-<first 12 hex of the model digest> unless --version is given.",
 				Flags: taskcli.Flags([]cli.Flag{
 					&cli.StringFlag{Name: "source-uri", Destination: &po.SourceURI, Usage: "trainer output prefix (file:// or s3://)"},
@@ -179,7 +190,7 @@ func New(clients kube.Clients) *cli.App {
 					&cli.StringFlag{Name: "oci-ref", Destination: &po.OCIRef, Usage: "also push the model to this OCI repository, tagged with the version"},
 					&cli.StringFlag{Name: "oci-format", Value: "artifact", Destination: &po.OCIFormat, Usage: "artifact: an OCI v1.1 artifact, one raw layer per file titled with its path (oras pull gives the files back); modelcar: an image KServe runs as a modelcar, files under /models"},
 					&cli.StringFlag{Name: "oci-base", Destination: &po.OCIBase, Usage: "base image of a modelcar (it needs a shell, e.g. busybox); default: none"},
-				}, storeFlags, common.Flags()),
+				}, signing.Flags(attest.Training), storeFlags, common.Flags()),
 				Action: func(c *cli.Context) error {
 					if err := po.Validate(); err != nil {
 						return err
