@@ -42,7 +42,7 @@ var (
 	kube     kubernetes.Interface
 	argoWF   wfclient.Interface
 	repoRoot string
-	binDir   string // gantry binaries built for the test run (approver)
+	binDir   string // gantry binaries built for the test run (approver, model-publisher)
 )
 
 func TestMain(m *testing.M) {
@@ -70,7 +70,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(binDir)
 		// Built as ko builds the images (static, trimmed): hack/e2e.sh compiles this suite the
 		// same way, so every package here is compiled once, for the images, and shared.
-		build := exec.Command("go", "build", "-trimpath", "-o", binDir, "./cmd/approver")
+		build := exec.Command("go", "build", "-trimpath", "-o", binDir, "./cmd/approver", "./cmd/model-publisher")
 		build.Dir, build.Stdout, build.Stderr = repoRoot, os.Stderr, os.Stderr
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if err := build.Run(); err != nil {
