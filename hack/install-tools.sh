@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the out-of-module tools the tests need (MinIO server) into $GANTRY_TOOLS/bin.
+# Installs the out-of-module tools the tests need (MinIO server, cosign) into $GANTRY_TOOLS/bin.
 # Idempotent: a tool already built at the pinned version is kept. Nothing here enters go.mod.
 set -euo pipefail
 
@@ -13,6 +13,13 @@ if [[ ! -x "${bin}/minio" || ! -f "${stamp}" ]]; then
   echo "install-tools: building minio ${MINIO_VERSION} (several minutes cold)" >&2
   GOBIN="${bin}" GOFLAGS=-mod=mod CGO_ENABLED=0 go install -trimpath "github.com/minio/minio@${MINIO_VERSION}"
   touch "${stamp}"
+fi
+# cosign: the tests check that `cosign verify-attestation --key` accepts gantry's attestations.
+COSIGN_VERSION="${COSIGN_VERSION:-v2.6.2}"
+if [[ ! -x "${bin}/cosign" || ! -f "${bin}/.cosign-${COSIGN_VERSION}" ]]; then
+  echo "install-tools: building cosign ${COSIGN_VERSION} (a few minutes cold)" >&2
+  GOBIN="${bin}" CGO_ENABLED=0 go install -trimpath "github.com/sigstore/cosign/v2/cmd/cosign@${COSIGN_VERSION}"
+  touch "${bin}/.cosign-${COSIGN_VERSION}"
 fi
 # ko and crane: only for building images (hack/images.sh), not for the tests.
 if [[ "${1:-}" == "--images" ]]; then

@@ -81,7 +81,7 @@ func ML() Loop {
 	evaluate := func(stage string, kv ...any) []Arg {
 		return with(runsS3, append(kv, "model-name", P("model-name"), "model-digest", digest, "dataset-uri", P("dataset-uri"),
 			"min-accuracy", P("min-accuracy"), "max-p99-ms", P("max-p99-ms"), "max-error-rate", P("max-error-rate"), "retry-budget", P("retry-budget"),
-			"report-uri", Concat{runDir, Literal("/" + stage + "/")}, "registry-uri", registry, "model-version", version,
+			"report-uri", Concat{runDir, Literal("/" + stage + "/")}, "registry-uri", registry, "model-version", version, "oci-digest", R("publish", "oci-digest"),
 			// A failed gate fails the step with its reason as the message: no gate step.
 			"fail-on-reject", "true")...)
 	}
@@ -112,7 +112,7 @@ func ML() Loop {
 				Args: with(s3, "run-uid", RunUID{}, "timeout", P("approval-timeout"), "approvers", P("approvers"), "min-approvals", P("min-approvals"),
 					"forbid-self-approval", P("forbid-self-approval"), "fail-on-reject", "true",
 					"audit-uri", Concat{registry, Literal("/"), P("model-name"), Literal("/approvals/"), version, Literal("/")},
-					"model-name", P("model-name"), "model-version", version, "model-digest", digest, "model-uri", uri, "registry-uri", registry,
+					"model-name", P("model-name"), "model-version", version, "model-digest", digest, "model-uri", uri, "registry-uri", registry, "oci-digest", R("publish", "oci-digest"),
 					"accuracy", R("canary", "accuracy"), "baseline-accuracy", R("canary", "baseline-accuracy"), "p99-ms", R("canary", "p99-ms"),
 					"report-uri", R("canary", "report-uri"))},
 		},
@@ -143,9 +143,9 @@ func ML() Loop {
 			{Name: "teardown-staging", Binary: "model-publisher", Template: "teardown", When: ParamIsNot{"keep-staging", "true"}, Timeout: "10m",
 				Args: args("environment", "staging", "model-name", P("model-name"))},
 			{Name: "record-outcome", Binary: "model-publisher", Template: "record", Timeout: "10m",
-				Comment: "the run record names the version when publish got that far",
+				Comment: "the run record names the version when publish got that far; the version's attestations go to its OCI artifact (when pushed)",
 				Args: with(s3, "status", RunStatus{}, "failures", RunFailures{}, "model-version", PublishedResult{"publish", "model-version"},
-					"registry-uri", registry, "model-name", P("model-name"))},
+					"registry-uri", registry, "model-name", P("model-name"), "oci-digest", PublishedResult{"publish", "oci-digest"}, "registry-secret", P("registry-secret"))},
 		},
 	}
 }

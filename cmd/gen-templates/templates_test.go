@@ -188,10 +188,14 @@ func TestExitHandlerRecordsThePublishedVersion(t *testing.T) {
 	if record == nil {
 		t.Fatalf("exit handler %q has no record step", pl.Spec.OnExit)
 	}
-	got := argValue(record.Arguments, "model-version")
-	m := regexp.MustCompile(`^\{\{=sprig\.dig\('outputs', 'parameters', '([a-z0-9-]+)', '', workflow\)\}\}$`).FindStringSubmatch(got)
-	if m == nil {
-		t.Fatalf("record model-version = %q, want a workflow output with an empty default", got)
+	var want []string
+	for _, arg := range []string{"model-version", "oci-digest"} {
+		got := argValue(record.Arguments, arg)
+		m := regexp.MustCompile(`^\{\{=sprig\.dig\('outputs', 'parameters', '([a-z0-9-]+)', '', workflow\)\}\}$`).FindStringSubmatch(got)
+		if m == nil {
+			t.Fatalf("record %s = %q, want a workflow output with an empty default", arg, got)
+		}
+		want = append(want, "publish."+arg+"→"+m[1])
 	}
 	var exported []string
 	for _, tm := range fromYAML(t, "model-publisher.yaml").Spec.Templates {
@@ -201,7 +205,7 @@ func TestExitHandlerRecordsThePublishedVersion(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"publish.model-version→" + m[1]}; !slices.Equal(exported, want) {
+	if !slices.Equal(exported, want) {
 		t.Errorf("model-publisher exports %v, want %v", exported, want)
 	}
 }

@@ -55,6 +55,9 @@ type Subject struct {
 	Name, Version string
 	// ModelDigest is publish's model digest (sha256:…); ManifestDigest the sha256 of manifest.json.
 	ModelDigest, ManifestDigest string
+	// Artifact, when the model was pushed to an OCI registry, is its artifact (REPO@sha256:… of
+	// its manifest): a subject too, the one `cosign verify-attestation` matches.
+	Artifact string
 }
 
 func hexOf(digest string) (string, error) {
@@ -74,10 +77,19 @@ func (s Subject) descriptors() ([]*ita1.ResourceDescriptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest %w", err)
 	}
-	return []*ita1.ResourceDescriptor{
+	out := []*ita1.ResourceDescriptor{
 		{Name: s.Name + "@" + s.Version, Digest: map[string]string{"sha256": model}},
 		{Name: s.Name + "@" + s.Version + "/manifest.json", Digest: map[string]string{"sha256": manifest}},
-	}, nil
+	}
+	if s.Artifact != "" {
+		repo, digest, ok := strings.Cut(s.Artifact, "@")
+		h, err := hexOf(digest)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("OCI artifact %q: want REPO@sha256:<64 hex>", s.Artifact)
+		}
+		out = append(out, &ita1.ResourceDescriptor{Name: repo, Digest: map[string]string{"sha256": h}})
+	}
+	return out, nil
 }
 
 // Statement is an in-toto v1 statement about the subject with role's predicate type.

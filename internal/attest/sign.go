@@ -57,14 +57,20 @@ func LoadSigner(path string) (*Signer, error) {
 	return s, nil
 }
 
+// Version names a published version: its registry prefix, model and version, and — when it was
+// pushed to an OCI registry — its artifact (REPO@sha256:…, publish's oci-digest; optional).
+type Version struct{ Registry, Model, Version, Artifact string }
+
 // SignVersion signs a statement about the published version (its model and manifest.json
-// digests) as role and keeps it beside the version; it returns the envelope and where it is. model-publisher attest,
-// and the steps that establish a link (publish, the canary, the approval), all sign through it.
-func (s *Signer) SignVersion(ctx context.Context, store objstore.Store, registry, model, version string, role Role, predicate any) (*dsse.Envelope, string, error) {
-	subject, err := AttestationSubject(ctx, store, registry, model, version)
+// digests, and its OCI artifact when named) as role and keeps it beside the version; it returns
+// the envelope and where it is. model-publisher attest, and the steps that establish a link
+// (publish, the canary, the approval), all sign through it.
+func (s *Signer) SignVersion(ctx context.Context, store objstore.Store, v Version, role Role, predicate any) (*dsse.Envelope, string, error) {
+	subject, err := AttestationSubject(ctx, store, v.Registry, v.Model, v.Version)
 	if err != nil {
 		return nil, "", err
 	}
+	subject.Artifact = v.Artifact
 	st, err := Statement(subject, role, predicate)
 	if err != nil {
 		return nil, "", exitcode.Invalidf("%s attestation: %v", role, err)
@@ -73,6 +79,6 @@ func (s *Signer) SignVersion(ctx context.Context, store objstore.Store, registry
 	if err != nil {
 		return nil, "", fmt.Errorf("signing the %s attestation: %w", role, err)
 	}
-	uri, err := Attach(ctx, store, registry, model, version, role, env)
+	uri, err := Attach(ctx, store, v.Registry, v.Model, v.Version, role, env)
 	return env, uri, err
 }

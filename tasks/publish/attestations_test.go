@@ -154,7 +154,7 @@ func TestNamespaceTrustPolicyRulesProduction(t *testing.T) {
 		t.Fatal("production exists after a refused promote")
 	}
 	for _, r := range []attest.Role{attest.Evaluation, attest.Approval} {
-		if _, _, err := signers[r].SignVersion(e.ctx, e.store, "s3://models", "fashion-mnist", v.Manifest.Version, r, testenv.Passing(r)); err != nil {
+		if _, _, err := signers[r].SignVersion(e.ctx, e.store, attest.Version{Registry: "s3://models", Model: "fashion-mnist", Version: v.Manifest.Version}, r, testenv.Passing(r)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -52,7 +52,8 @@ func WithSigner(s *attest.Signer) Option { return func(c *config) { c.signer = s
 // attestTraining signs what publish established (a retry or a re-publish of the same content
 // signs the same statement again; Attach is create-only and content-named).
 func (p *Publisher) attestTraining(ctx context.Context, o PublishOptions, out *Published) error {
-	env, uri, err := p.signer.SignVersion(ctx, p.store, o.RegistryURI, o.ModelName, out.Manifest.Version, attest.Training, TrainingProvenance(out.Manifest))
+	env, uri, err := p.signer.SignVersion(ctx, p.store, attest.Version{Registry: o.RegistryURI, Model: o.ModelName, Version: out.Manifest.Version, Artifact: out.OCIDigest},
+		attest.Training, TrainingProvenance(out.Manifest))
 	if err != nil {
 		return err
 	}

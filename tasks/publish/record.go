@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gantry-ml/gantry/internal/attest"
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
 )
@@ -33,6 +34,9 @@ type RecordOptions struct {
 	Status       string // Argo {{workflow.status}}
 	Failures     string // Argo {{workflow.failures}}: JSON, or "" / "null" when none
 	ModelVersion string // the version the run published, if any
+	// OCIDigest is the version's OCI artifact (REPO@sha256:…, publish's oci-digest), if pushed:
+	// the version's attestations — whatever the run's steps signed — go there too.
+	OCIDigest string
 }
 
 // Record writes the run's outcome next to the model's versions and returns its URI.
@@ -57,5 +61,34 @@ func (p *Publisher) Record(ctx context.Context, o RecordOptions) (string, error)
 	if err := objstore.PutBytes(ctx, p.store, uri, b); err != nil {
 		return "", fmt.Errorf("recording run: %w", err)
 	}
+	if o.OCIDigest != "" && o.ModelVersion != "" {
+		if err := p.attachToOCI(ctx, o); err != nil {
+			return uri, err
+		}
+	}
 	return uri, nil
+}
+
+// attachToOCI pushes every attestation kept beside the version as a referrer of its OCI artifact
+// (and into cosign's attestation image): the canary and the approval sign without registry
+// credentials, so the run's last step carries their links to where the model goes. Idempotent.
+func (p *Publisher) attachToOCI(ctx context.Context, o RecordOptions) error {
+	rp, ok := p.oci.(RemotePusher)
+	if !ok {
+		return nil
+	}
+	envs, err := attest.ReadAttestations(ctx, p.store, o.RegistryURI, o.ModelName, o.ModelVersion)
+	if err != nil {
+		return err
+	}
+	for _, role := range attest.Roles {
+		for _, env := range envs[role] {
+			ref, err := rp.PushAttestation(ctx, o.OCIDigest, role, env)
+			if err != nil {
+				return err
+			}
+			p.log.Info("attestation attached to the OCI artifact", "role", role, "ref", ref)
+		}
+	}
+	return nil
 }

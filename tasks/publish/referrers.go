@@ -5,13 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -79,7 +84,53 @@ func (r RemotePusher) PushAttestation(ctx context.Context, subject string, role 
 	if err := remote.Put(at, rawManifest{raw, types.OCIManifestSchema1}, opts...); err != nil {
 		return "", pushError(fmt.Errorf("pushing the attestation manifest to %s: %w", repo, err))
 	}
+	if err := r.appendCosignAttestation(ref, desc.Digest, role, layer, opts); err != nil {
+		return "", err
+	}
 	return at.String(), nil
+}
+
+// CosignSignatureAnnotation and CosignPredicateAnnotation are what cosign reads on each layer of
+// its attestation image.
+const (
+	CosignSignatureAnnotation = "dev.cosignproject.cosign/signature"
+	CosignPredicateAnnotation = "predicateType"
+)
+
+// appendCosignAttestation also keeps the envelope where `cosign verify-attestation` looks (it
+// reads no referrers): the image tagged sha256-<hex>.att in the artifact's repository, one layer
+// per DSSE envelope. An envelope already there is not added again. Two pushers appending at the
+// same moment can lose one layer of this tag (a registry has no compare-and-swap on tags): the
+// referrer above is what gantry itself reads.
+func (r RemotePusher) appendCosignAttestation(ref name.Digest, subject v1.Hash, role attest.Role, layer v1.Layer, opts []remote.Option) error {
+	tag := ref.Context().Tag(subject.Algorithm + "-" + subject.Hex + ".att")
+	img, err := remote.Image(tag, opts...)
+	var terr *transport.Error
+	switch {
+	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+		img = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	case err != nil:
+		return pushError(fmt.Errorf("reading the cosign attestations %s: %w", tag, err))
+	}
+	ld, _ := layer.Digest()
+	m, err := img.Manifest()
+	if err != nil {
+		return pushError(fmt.Errorf("reading the cosign attestations %s: %w", tag, err))
+	}
+	for _, l := range m.Layers {
+		if l.Digest == ld {
+			return nil
+		}
+	}
+	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: DSSEMediaType,
+		Annotations: map[string]string{CosignSignatureAnnotation: "", CosignPredicateAnnotation: attest.PredicateTypes[role]}})
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(tag, img, opts...); err != nil {
+		return pushError(fmt.Errorf("pushing the cosign attestations %s: %w", tag, err))
+	}
+	return nil
 }
 
 // PullAttestations reads, through the referrers API, the attestations that refer to subject

@@ -125,3 +125,51 @@ func TestAttestationsTravelAsReferrers(t *testing.T) {
 		t.Errorf("another model has referrers: %v", envs)
 	}
 }
+
+// The run's last step carries the evidence to the model's OCI artifact: publish pushes the
+// artifact and signs the training link with it as a subject; the canary and the approval sign
+// beside the version only (they hold no registry credentials); record --oci-digest attaches every
+// link as a referrer, again without duplicates when the step is retried.
+func TestRecordAttachesTheRunsEvidenceToTheArtifact(t *testing.T) {
+	e := newEnv(t)
+	signers, policy := testenv.Signers(t)
+	repo := referrersRegistry(t) + "/ml/fashion-mnist"
+	p := e.publisher(WithSigner(signers[attest.Training]))
+	v, err := p.Publish(e.ctx, PublishOptions{SourceURI: e.trainerOutput("oci", "w-oci"), RegistryURI: "s3://models", ModelName: "fashion-mnist", Run: "run-1", OCIRef: repo})
+	if err != nil || v.OCIDigest == "" {
+		t.Fatalf("publish --oci-ref: %v (%q)", err, v.OCIDigest)
+	}
+	where := attest.Version{Registry: "s3://models", Model: "fashion-mnist", Version: v.Manifest.Version, Artifact: v.OCIDigest}
+	for _, r := range []attest.Role{attest.Evaluation, attest.Approval} {
+		if _, _, err := signers[r].SignVersion(e.ctx, e.store, where, r, testenv.Passing(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var oci RemotePusher
+	before, err := oci.PullAttestations(e.ctx, v.OCIDigest)
+	if err != nil || len(before[attest.Training]) != 1 || len(before[attest.Evaluation]) != 0 {
+		t.Fatalf("after publish: %d training, %d evaluation referrers (%v), want 1 and 0", len(before[attest.Training]), len(before[attest.Evaluation]), err)
+	}
+	for range 2 { // a retried record attaches nothing twice
+		if _, err := p.Record(e.ctx, RecordOptions{RegistryURI: "s3://models", ModelName: "fashion-mnist", Run: "run-1", Status: "Succeeded",
+			ModelVersion: v.Manifest.Version, OCIDigest: v.OCIDigest}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	envs, err := oci.PullAttestations(e.ctx, v.OCIDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range attest.Roles {
+		if len(envs[r]) != 1 {
+			t.Errorf("%s: %d referrers, want 1", r, len(envs[r]))
+		}
+	}
+	subject, err := oci.ModelOf(e.ctx, v.OCIDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policy.VerifyChain(e.ctx, envs, subject); err != nil {
+		t.Errorf("the chain from the registry alone: %v", err)
+	}
+}

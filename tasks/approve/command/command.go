@@ -80,14 +80,16 @@ func (a *app) withDynamic(ap *approve.Approver) error {
 
 // attestation binds the approval attestation's flags: the role's key and where the version lives.
 type attestation struct {
-	signing  taskcli.Signing
-	registry string
-	signer   *attest.Signer
+	signing            taskcli.Signing
+	registry, artifact string
+	signer             *attest.Signer
 }
 
 func (at *attestation) flags() []cli.Flag {
 	return append(at.signing.Flags(attest.Approval),
-		&cli.StringFlag{Name: "registry-uri", Destination: &at.registry, Usage: "with --signing-key: the model registry prefix the candidate (--model-name, --model-version) lives in"})
+		&cli.StringFlag{Name: "registry-uri", Destination: &at.registry, Usage: "with --signing-key: the model registry prefix the candidate (--model-name, --model-version) lives in"},
+		&cli.StringFlag{Name: "oci-digest", Destination: &at.artifact,
+			Usage: "with --signing-key: the candidate's OCI artifact, REPO@sha256:… (publish's oci-digest; empty: none) — also a subject of the attestation, the one cosign verify-attestation matches"})
 }
 
 // load reads the key before anything waits or is read: a bad key is bad input at once.
@@ -107,7 +109,8 @@ func (a *app) sign(c *cli.Context, at *attestation, s objstore.Store, v *approve
 	if at.signer == nil || v.Decision != approve.Approved {
 		return nil
 	}
-	_, uri, err := at.signer.SignVersion(c.Context, s, at.registry, v.Candidate.ModelName, v.Candidate.ModelVersion, attest.Approval, v.Approval(b))
+	_, uri, err := at.signer.SignVersion(c.Context, s, attest.Version{Registry: at.registry, Model: v.Candidate.ModelName, Version: v.Candidate.ModelVersion, Artifact: at.artifact},
+		attest.Approval, v.Approval(b))
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,12 @@ import (
 	"github.com/gantry-ml/gantry/tasks/canary"
 )
 
+// ociDigestFlag is --oci-digest: the evaluated version's OCI artifact, a subject of its attestation.
+func ociDigestFlag(p *string) cli.Flag {
+	return &cli.StringFlag{Name: "oci-digest", Destination: p,
+		Usage: "with --signing-key: the version's OCI artifact, REPO@sha256:… (publish's oci-digest; empty: none) — also a subject of the attestation, the one cosign verify-attestation matches"}
+}
+
 // Name is the binary's name (and image and template name).
 const Name = "canary-evaluator"
 
@@ -27,7 +33,7 @@ func New() *cli.App {
 		store        taskcli.Store
 		signing      taskcli.Signing
 		// where the evaluation attestation goes (with --signing-key)
-		registry, version string
+		registry, version, artifact string
 	)
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", Destination: &o.Endpoint, Usage: "candidate model server base URL, e.g. http://fashion-mnist-staging:8501"},
@@ -61,6 +67,7 @@ func New() *cli.App {
 		&cli.StringFlag{Name: "stage", Value: "canary", Destination: &o.Stage, Usage: "what this evaluation is (canary, smoke, …): it names the verdict's reason and labels the template's metrics"},
 		&cli.StringFlag{Name: "registry-uri", Destination: &registry, Usage: "with --signing-key: the model registry prefix the evaluated version lives in (its attestation is kept beside it)"},
 		&cli.StringFlag{Name: "model-version", Destination: &version, Usage: "with --signing-key: the evaluated version (its manifest and --model-digest name the attestation's subject)"},
+		ociDigestFlag(&artifact),
 	}
 	return &cli.App{
 		Name:      Name,
@@ -96,7 +103,8 @@ func New() *cli.App {
 				return err
 			}
 			if signer != nil {
-				_, uri, err := signer.SignVersion(c.Context, s, registry, o.ModelName, version, attest.Evaluation, rep.Evaluation(o))
+				_, uri, err := signer.SignVersion(c.Context, s, attest.Version{Registry: registry, Model: o.ModelName, Version: version, Artifact: artifact},
+					attest.Evaluation, rep.Evaluation(o))
 				if err != nil {
 					return err
 				}

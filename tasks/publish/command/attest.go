@@ -100,7 +100,7 @@ func attestCommands(common *taskcli.Common, store *taskcli.Store) []*cli.Command
 				if err != nil {
 					return err
 				}
-				env, uri, err := signer.SignVersion(c.Context, s, registry, model, version, r, predicate)
+				env, uri, err := signer.SignVersion(c.Context, s, attest.Version{Registry: registry, Model: model, Version: version, Artifact: ociRef}, r, predicate)
 				if err != nil {
 					return err
 				}

@@ -236,11 +236,12 @@ func New(clients kube.Clients) *cli.App {
 			{
 				Name:        "record",
 				Usage:       "record how a pipeline run ended at <registry>/<model>/runs/<run>.json (the exit handler)",
-				Description: "Results: record-uri.",
+				Description: "Results: record-uri. With --oci-digest, the evidence the run's steps signed goes with the OCI artifact too.",
 				Flags: taskcli.Flags([]cli.Flag{modelNameFlag(&ro.ModelName), registryFlag(&ro.RegistryURI), runFlag(&ro.Run),
 					&cli.StringFlag{Name: "status", Destination: &ro.Status, Usage: "the run's status (Argo: workflow.status)"},
 					&cli.StringFlag{Name: "failures", Destination: &ro.Failures, Usage: "JSON list of failed steps (Argo: workflow.failures, in the exit handler)"},
 					&cli.StringFlag{Name: "model-version", Destination: &ro.ModelVersion, Usage: "the version the run published, if any"},
+					&cli.StringFlag{Name: "oci-digest", Destination: &ro.OCIDigest, Usage: "the version's OCI artifact, REPO@sha256:… (publish's oci-digest; empty: none): the version's attestations are attached to it as referrers (and where cosign verify-attestation looks)"},
 				}, storeFlags, common.Flags()),
 				Action: func(c *cli.Context) error {
 					p, err := publisher(c)
