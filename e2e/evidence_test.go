@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gantry-ml/gantry/internal/attest"
+	"github.com/gantry-ml/gantry/internal/testenv"
 	"github.com/gantry-ml/gantry/tasks/publish"
 )
 
@@ -46,7 +47,8 @@ func TestEvidenceChainRulesProduction(t *testing.T) {
 		}
 	}
 
-	run := f.submit()
+	// The model also goes to the cluster's OCI registry (pods reach it at the node's address).
+	run := f.submit("oci-ref=10.250.0.1:5000/" + f.ns + "/fashion-mnist")
 	f.waitRun(run, toApproval, "approval waiting", awaitingApproval)
 	if _, err := f.argoAs(alice, "resume", run); err != nil {
 		t.Fatalf("alice's argo resume: %v", err)
@@ -73,6 +75,22 @@ func TestEvidenceChainRulesProduction(t *testing.T) {
 	if links[attest.Training]["runDetails"].(map[string]any)["metadata"].(map[string]any)["invocationId"] != run {
 		t.Errorf("training link %v, want run %s", links[attest.Training], run)
 	}
+	// The chain travels with the OCI artifact: referrers (the run's last step attached the
+	// canary's and the approval's links), and cosign verify-attestation accepts each link.
+	artifact := output(w, "publish(0)", "oci-digest")
+	envs, err := (publish.RemotePusher{}).PullAttestations(f.ctx, artifact)
+	if err != nil {
+		t.Fatalf("referrers of %s: %v", artifact, err)
+	}
+	subject, err := (publish.RemotePusher{}).ModelOf(f.ctx, artifact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.policy().VerifyChain(f.ctx, envs, subject); err != nil {
+		t.Errorf("the chain from the OCI registry alone (%s): %v", artifact, err)
+	}
+	f.cosignVerifies(artifact)
+
 	dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
 	if err != nil || !strings.Contains(strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " "), "--trust-policy=") {
 		t.Fatalf("production %v: want a server that verifies the chain at load", err)
@@ -131,6 +149,45 @@ func TestEvidenceChainRulesProduction(t *testing.T) {
 	})
 	if chain := f.verifyChain(version); chain.Complete || !strings.Contains(chain.Reason, "evaluation: no attestation") {
 		t.Errorf("verify after the evaluation attestation was removed: %+v, want incomplete", chain)
+	}
+}
+
+// policy is the namespace's trust policy.
+func (f *fixture) policy() *attest.Policy {
+	f.t.Helper()
+	cm, err := kube.CoreV1().ConfigMaps(f.ns).Get(f.ctx, attest.TrustPolicyConfigMap, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	p, err := attest.ParsePolicy([]byte(cm.Data[attest.TrustPolicyKey]))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+// cosignVerifies runs `cosign verify-attestation --key` on the artifact for each role, with the
+// role's public key from the namespace's trust policy.
+func (f *fixture) cosignVerifies(artifact string) {
+	f.t.Helper()
+	cosign := testenv.Binary(f.t, "cosign", "GANTRY_COSIGN_BIN")
+	dir := f.t.TempDir()
+	// An empty trusted root: the key alone vouches, and cosign never reaches for Sigstore's TUF.
+	root := filepath.Join(dir, "trusted_root.json")
+	if err := os.WriteFile(root, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	p := f.policy()
+	for _, r := range attest.Roles {
+		key := filepath.Join(dir, string(r)+".pub")
+		if err := os.WriteFile(key, []byte(p.Roles[r][0].PublicKey), 0o600); err != nil {
+			f.t.Fatal(err)
+		}
+		out, err := f.try(map[string]string{"DOCKER_CONFIG": dir}, cosign, "verify-attestation", "--key="+key, "--type="+attest.PredicateTypes[r],
+			"--insecure-ignore-tlog=true", "--offline=true", "--trusted-root="+root, "--allow-http-registry=true", artifact)
+		if err != nil {
+			f.t.Errorf("cosign verify-attestation of the %s link of %s: %v\n%s", r, artifact, err, out)
+		}
 	}
 }
 
