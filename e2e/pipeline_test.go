@@ -164,14 +164,20 @@ func (f *fixture) reportArtifacts(w *wfv1.Workflow, step string) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	get := func(person, artifact string) (int, []byte) {
+	token := func(person string) string {
 		tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(600))}}, metav1.CreateOptions{})
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		url := fmt.Sprintf("http://%s:%d/artifact-files/%s/workflows/%s/%s/outputs/%s", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port, f.ns, w.Name, node.ID, artifact)
+		return tok.Status.Token
+	}
+	urlOf := func(artifact string) string {
+		return fmt.Sprintf("http://%s:%d/artifact-files/%s/workflows/%s/%s/outputs/%s", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port, f.ns, w.Name, node.ID, artifact)
+	}
+	get := func(person, artifact string) (int, []byte) {
+		url := urlOf(artifact)
 		req, _ := http.NewRequestWithContext(f.ctx, http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+tok.Status.Token)
+		req.Header.Set("Authorization", "Bearer "+token(person))
 		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 		if err != nil {
 			f.t.Fatalf("GET %s: %v", url, err)
@@ -191,14 +197,12 @@ func (f *fixture) reportArtifacts(w *wfv1.Workflow, step string) {
 		_ = os.WriteFile(out, html, 0o644)
 	}
 	code, js := get(reader, "report-json")
-	var rep struct {
-		Candidate struct {
-			Accuracy float64 `json:"accuracy"`
-		} `json:"candidate"`
-	}
+	var rep shownReport
 	if err := json.Unmarshal(js, &rep); code != http.StatusOK || err != nil || fmt.Sprintf("%.4f", rep.Candidate.Accuracy) != accuracy {
 		f.t.Errorf("%s report.json through the Argo Server: %d %v, accuracy %.4f, step's result %s: %.300s", step, code, err, rep.Candidate.Accuracy, accuracy, js)
 	}
+	// As a person sees it: the same page in a real browser.
+	f.seeReport(urlOf("report-html"), token(reader), strings.TrimSuffix(step, "(0)"), rep)
 	if code, b := get(mallory, "report-html"); code == http.StatusOK {
 		f.t.Errorf("mallory (may read runs, not the artifact repository's Secret) got %s's report: %.100s", step, b)
 	}

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=${SECONDS}
-hack/install-deps.sh >/dev/null
+hack/install-deps.sh --browser >/dev/null
+hack/install-tools.sh >/dev/null # cosign: the evidence test runs cosign verify-attestation
 hack/cluster/up.sh --nodes "${E2E_NODES:-2}"
 hack/cluster/gantry.sh
 root=$(pwd)
@@ -19,7 +20,7 @@ mkdir -p _output
 # Static and trimmed, as ko builds the images (and the suite builds the approver): the packages
 # they share are compiled once (cold, that is one compile of gantry's dependencies, not three).
 CGO_ENABLED=0 go test -c -trimpath -tags e2e -o _output/e2e.test ./e2e
-CGO_ENABLED=0 go build -trimpath -o /dev/null ./cmd/approver # warms the build cache: the node namespace has no module proxy
+CGO_ENABLED=0 go build -trimpath -o /dev/null ./cmd/approver ./cmd/model-publisher # warms the build cache: the node namespace has no module proxy
 echo "e2e: cluster and images ready in $((SECONDS - t0))s; running the suite" >&2
 cd e2e
 GOPROXY=off GOFLAGS=-mod=readonly ../hack/cluster/exec.sh ../_output/e2e.test -test.v -test.timeout "${E2E_TIMEOUT:-45m}" \
