@@ -96,6 +96,20 @@ func TestEvidenceChainRulesProduction(t *testing.T) {
 		t.Fatalf("production %v: want a server that verifies the chain at load", err)
 	}
 
+	// Rotating the evaluation key: while the policy lists the old key beside the new one, what
+	// the old key signed still verifies; once the old key is retired, it does not.
+	f.sh(nil, "hack/cluster/keys.sh", f.ns, "--rotate", "evaluation")
+	if n := len(f.policy().Roles[attest.Evaluation]); n != 2 {
+		t.Errorf("after --rotate evaluation the policy lists %d evaluation keys, want the old and the new", n)
+	}
+	if chain := f.verifyChain(version); !chain.Complete {
+		t.Errorf("the serving model's chain with the old evaluation key still listed: %s", chain.Reason)
+	}
+	f.sh(nil, "hack/cluster/keys.sh", f.ns, "--retire", "evaluation")
+	if chain := f.verifyChain(version); chain.Complete || !strings.Contains(chain.Reason, "evaluation: no signature by a evaluation key") {
+		t.Errorf("the chain once the old evaluation key is retired: %+v, want its evaluation link refused", chain)
+	}
+
 	// A second run whose canary signs with a key the policy does not name (the Secret replaced):
 	// approved, and still refused by promote; production keeps the first model.
 	foreign, err := attest.GenerateKey()
