@@ -16,6 +16,8 @@
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.32.2}"
 ARGO_VERSION="${ARGO_VERSION:-v3.7.18}"
+# Argo's module path follows its major version (v3.x: …/v3, v4.x: …/v4).
+ARGO_MODULE="github.com/argoproj/argo-workflows/${ARGO_VERSION%%.*}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 # etcd ≥ 3.5.13 answers progress requests; without them (Debian's 3.4.23) the apiserver refuses
 # the watch-list streams that client-go v0.33 informers (Argo, controller-manager) open.
@@ -36,7 +38,7 @@ components() {
 k8s|demo|${K8S_VERSION}|kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl|Kubernetes: control plane, node, kubectl
 etcd|demo|${ETCD_VERSION}|etcd|the API server's store
 coredns|demo|${COREDNS_VERSION}|coredns|Service names for pods (MinIO, model servers)
-argo|demo|${ARGO_VERSION}|workflow-controller argoexec argo|Argo Workflows: controller, executor, CLI and Argo Server
+argo|demo|${ARGO_VERSION}|argo-${ARGO_VERSION}/workflow-controller argo-${ARGO_VERSION}/argoexec argo-${ARGO_VERSION}/argo|Argo Workflows: controller, executor, CLI and Argo Server
 registry|extras|${DISTRIBUTION_VERSION}|registry|distribution registry with push notifications (the push-trigger e2e)
 tekton|extras|${TEKTON_VERSION}|tekton-${TEKTON_VERSION}/controller tekton-${TEKTON_VERSION}/webhook tekton-${TEKTON_VERSION}/resolvers tekton-${TEKTON_VERSION}/entrypoint tekton-${TEKTON_VERSION}/nop tekton-${TEKTON_VERSION}/workingdirinit tekton-${TEKTON_VERSION}/sidecarlogresults|Tekton Pipelines: controller, webhook, resolvers, injected images
 EOF
@@ -94,7 +96,8 @@ build_k8s() {
 }
 
 # Argo's controller, executor and CLI (which is also the Argo Server's image), in one module and
-# one `go build`. The module zip lacks the UI (ui/dist/app, embedded by the CLI): a placeholder
+# one `go build`, into ${bin}/argo-${ARGO_VERSION}/ (up.sh puts the version it runs in ${bin}/:
+# ARGO_VERSION=v4.x brings up Argo v4 beside a built v3). The module zip lacks the UI (ui/dist/app, embedded by the CLI): a placeholder
 # page stands in, so the local Argo Server serves its API but no UI. It also lacks
 # workflow/executor/osspecific's Linux signal file (argoexec then fails with "undefined:
 # Setpgid"): the Darwin one, which is plain POSIX, stands in.
@@ -102,23 +105,23 @@ build_argo() {
   local mod; mod=$(in_module argo)
   (
     cd "${mod}"
-    go mod edit -require="github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+    go mod edit -require="${ARGO_MODULE}@${ARGO_VERSION}"
     go mod edit -replace=github.com/olekukonko/tablewriter=github.com/olekukonko/tablewriter@v0.0.5
-    go mod download -json "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}" >/dev/null
-    local src; src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+    go mod download -json "${ARGO_MODULE}@${ARGO_VERSION}" >/dev/null
+    local src; src="$(go env GOMODCACHE)/${ARGO_MODULE}@${ARGO_VERSION}"
     cp -r "${src}" argo-src && chmod -R u+w argo-src
     if [[ ! -f argo-src/workflow/executor/osspecific/signal_linux.go ]]; then
       cp argo-src/workflow/executor/osspecific/signal_darwin.go argo-src/workflow/executor/osspecific/signal_linux.go
     fi
     mkdir -p argo-src/ui/dist/app
     echo '<!doctype html><title>argo</title>' >argo-src/ui/dist/app/index.html
-    go mod edit -replace=github.com/argoproj/argo-workflows/v3=./argo-src
-    local m=github.com/argoproj/argo-workflows/v3/cmd
+    go mod edit -replace="${ARGO_MODULE}=./argo-src"
+    local m="${ARGO_MODULE}/cmd"
     tools_go "${m}/argoexec" "${m}/workflow-controller" "${m}/argo" >tools.go
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
-      -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=${ARGO_VERSION}" \
-      -o "${bin}/" "${m}/workflow-controller" "${m}/argoexec" "${m}/argo"
+      -ldflags "-s -w -X ${ARGO_MODULE}.version=${ARGO_VERSION}" \
+      -o "${bin}/argo-${ARGO_VERSION}/" "${m}/workflow-controller" "${m}/argoexec" "${m}/argo"
   )
   rm -rf "${mod}"
 }
@@ -222,11 +225,13 @@ lanes() {
 }
 
 t0=${SECONDS}
+# An Argo built before versions were kept apart (its binaries in ${bin}/): build it again, apart.
+[[ -f "${bin}/.argo-${ARGO_VERSION}" && ! -d "${bin}/argo-${ARGO_VERSION}" ]] && rm -f "${bin}/.argo-${ARGO_VERSION}"
 case "${1:-all}" in
   --list)
     echo "| component | set | version | binaries | for |"
     echo "|---|---|---|---|---|"
-    components | awk -F'|' '{b=$4; gsub(/tekton-[^\/ ]*\//, "", b); printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, b, $5}'
+    components | awk -F'|' '{b=$4; gsub(/(tekton|argo)-[^\/ ]*\//, "", b); printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, b, $5}'
     exit 0 ;;
   --check) check "${2:-all}"; exit $? ;;
   demo | extras | all) mapfile -t todo < <(members "$1") ;;

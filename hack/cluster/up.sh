@@ -114,6 +114,8 @@ binary_image() {
 }
 # bin_image NAME FILE TAG: an image with FILE as /bin/NAME (entrypoint) on gantry's base.
 bin_image() { binary_image gantry bin "$1" "$2" "$3"; }
+# The Argo this cluster runs (build.sh keeps each version's binaries apart).
+cp "${CLUSTER_BIN}/argo-${ARGO_VERSION}"/{workflow-controller,argoexec,argo} "${CLUSTER_BIN}/"
 if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1 ||
   ! in_node crane digest "${REGISTRY}/gantry/argo:${ARGO_VERSION}" >/dev/null 2>&1; then
   log "system images → ${REGISTRY}"
@@ -230,8 +232,8 @@ EOF
 # arrived in between, the cache goes back to the older object and the run is never picked up again
 # (seen: an approval node resumed and rejected, the run still Running 5 min later; upstream
 # argo-workflows#12863, #14780). Without write-back the controller waits 1 s after each update.
-argo_src="$(go env GOMODCACHE)/github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}/manifests"
-[[ -d "${argo_src}" ]] || go mod download "github.com/argoproj/argo-workflows/v3@${ARGO_VERSION}"
+argo_src="$(go env GOMODCACHE)/${ARGO_MODULE}@${ARGO_VERSION}/manifests"
+[[ -d "${argo_src}" ]] || go mod download "${ARGO_MODULE}@${ARGO_VERSION}"
 rm -rf "${RUN}/argo" && mkdir -p "${RUN}/argo" && cp -r "${argo_src}/." "${RUN}/argo/" && chmod -R u+w "${RUN}/argo"
 cat >"${RUN}/argo/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
