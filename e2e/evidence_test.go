@@ -184,22 +184,9 @@ func (f *fixture) policy() *attest.Policy {
 // role's public key from the namespace's trust policy.
 func (f *fixture) cosignVerifies(artifact string) {
 	f.t.Helper()
-	cosign := testenv.Binary(f.t, "cosign", "GANTRY_COSIGN_BIN")
-	dir := f.t.TempDir()
-	// An empty trusted root: the key alone vouches, and cosign never reaches for Sigstore's TUF.
-	root := filepath.Join(dir, "trusted_root.json")
-	if err := os.WriteFile(root, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o600); err != nil {
-		f.t.Fatal(err)
-	}
 	p := f.policy()
 	for _, r := range attest.Roles {
-		key := filepath.Join(dir, string(r)+".pub")
-		if err := os.WriteFile(key, []byte(p.Roles[r][0].PublicKey), 0o600); err != nil {
-			f.t.Fatal(err)
-		}
-		out, err := f.try(map[string]string{"DOCKER_CONFIG": dir}, cosign, "verify-attestation", "--key="+key, "--type="+attest.PredicateTypes[r],
-			"--insecure-ignore-tlog=true", "--offline=true", "--trusted-root="+root, "--allow-http-registry=true", artifact)
-		if err != nil {
+		if out, err := testenv.CosignVerifyAttestation(f.t, artifact, attest.PredicateTypes[r], p.Roles[r][0].PublicKey); err != nil {
 			f.t.Errorf("cosign verify-attestation of the %s link of %s: %v\n%s", r, artifact, err, out)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,20 +137,9 @@ func TestAttestAndVerifyAChainOnS3(t *testing.T) {
 
 	// cosign verify-attestation (v2, the released CLI) accepts each link with its role's public
 	// key — and not with another role's.
-	cosign := testenv.Binary(t, "cosign", "GANTRY_COSIGN_BIN")
-	// An empty trusted root: a key is all that vouches, and cosign never reaches for Sigstore's
-	// TUF repository (the test talks to loopback only).
-	trustedRoot := filepath.Join(dir, "trusted_root.json")
-	os.WriteFile(trustedRoot, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644)
 	cosignVerify := func(r attest.Role, key *attest.Signer) (string, error) {
 		pub, _ := key.PublicPEM()
-		pubFile := filepath.Join(dir, "cosign-"+string(r)+".pub")
-		os.WriteFile(pubFile, []byte(pub), 0o644)
-		cmd := exec.Command(cosign, "verify-attestation", "--key="+pubFile, "--type="+attest.PredicateTypes[r], "--insecure-ignore-tlog=true",
-			"--offline=true", "--trusted-root="+trustedRoot, "--allow-http-registry=true", artifact)
-		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"))
-		b, err := cmd.CombinedOutput()
-		return string(b), err
+		return testenv.CosignVerifyAttestation(t, artifact, attest.PredicateTypes[r], pub)
 	}
 	for _, r := range attest.Roles {
 		if out, err := cosignVerify(r, signers[r]); err != nil || !strings.Contains(out, "The signatures were verified against the specified public key") {
