@@ -513,6 +513,12 @@ func rolledOut(dep *appsv1.Deployment, gen int64, digest string, applied time.Ti
 	if dep.Spec.Replicas != nil {
 		want = *dep.Spec.Replicas
 	}
+	// A view of the Deployment from before this step's apply (an older generation: the watch's
+	// first list may be served from the API server's watch cache, which can lag behind the apply
+	// that returned gen) says nothing about this rollout: wait for a newer one.
+	if dep.Generation < gen {
+		return false, nil
+	}
 	if now := dep.Spec.Template.Annotations[AnnModelDigest]; digest != "" && now != digest {
 		return false, exitcode.With(exitcode.Failed, fmt.Errorf("deployment %s was changed by another release during this rollout: it now serves %s, this step applied %s",
 			dep.Name, orNone(now), digest))

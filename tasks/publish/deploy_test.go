@@ -730,6 +730,7 @@ func TestRolledOutJudgesOnlyThisStepsRollout(t *testing.T) {
 		{"our generation observed, the previous rollout's deadline still there", dep(5, 5, "sha256:a", stale), 5, true, ""},
 		{"a later generation (someone scaled) not yet observed", dep(6, 5, "sha256:a"), 5, false, ""},
 		{"pods switched to another model", dep(6, 6, "sha256:b"), 5, false, "changed by another release"},
+		{"a stale view from before this step's apply (another model, an older generation)", dep(4, 4, "sha256:b"), 5, false, ""},
 	} {
 		done, err := rolledOut(tc.d, tc.gen, "sha256:a", applied)
 		if done != tc.done || (tc.errLike == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.errLike)) {
