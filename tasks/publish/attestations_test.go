@@ -15,15 +15,7 @@ import (
 )
 
 func testSigner(t *testing.T) *attest.Signer {
-	t.Helper()
-	key, err := attest.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := attest.ParseSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := testenv.Key(t)
 	return s
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -226,18 +227,12 @@ func (d *Deployer) Deploy(ctx context.Context, o DeployOptions) (*Deployed, erro
 			PublishedBy: m.Workflow, PublishedAt: m.Created}); err != nil {
 			return nil, err
 		}
-		cluster, err := d.clusterTrust(ctx, o.Namespace)
+		cluster, err := d.clusterTrust(ctx, &o)
 		if err != nil {
 			return nil, err
 		}
-		o.serverTrust = cluster != nil
-		for _, p := range []*attest.Policy{cluster, d.trust} {
-			if p == nil {
-				continue
-			}
-			if err := d.verifyChain(ctx, p, o); err != nil {
-				return nil, err
-			}
+		if err := d.verifyChain(ctx, o, cluster, d.trust); err != nil {
+			return nil, err
 		}
 	}
 	mode := recordLive
@@ -704,13 +699,11 @@ func (d *Deployer) Rollback(ctx context.Context, o DeployOptions) (*Deployed, er
 	}
 	// The server a rollback starts is production's: under the namespace's trust policy it loads
 	// only a model whose chain verifies (a model promoted before the policy existed is refused).
-	cluster, err := d.clusterTrust(ctx, o.Namespace)
-	if err != nil {
+	if _, err := d.clusterTrust(ctx, &o); err != nil {
 		return nil, err
 	}
-	o.serverTrust = cluster != nil
 	var res *Deployed
-	err = d.locked(ctx, o, func(ctx context.Context) error {
+	err := d.locked(ctx, o, func(ctx context.Context) error {
 		var err error
 		res, err = d.rollback(ctx, o)
 		return err
@@ -879,8 +872,10 @@ func (d *Deployer) Teardown(ctx context.Context, o DeployOptions) error {
 // clusterTrust is the namespace's trust policy (the ConfigMap attest.TrustPolicyConfigMap), nil
 // when it has none. Read by promote itself, whatever called it: no parameter of a run can turn it
 // off, and only whoever may write that ConfigMap (an admin) decides what production requires. A
-// policy that does not parse refuses every production deploy (exit 2): fail closed.
-func (d *Deployer) clusterTrust(ctx context.Context, ns string) (*attest.Policy, error) {
+// policy that does not parse refuses every production deploy (exit 2): fail closed. With one, the
+// production server o describes mounts it (o.serverTrust).
+func (d *Deployer) clusterTrust(ctx context.Context, o *DeployOptions) (*attest.Policy, error) {
+	ns := o.Namespace
 	cm, err := d.client.CoreV1().ConfigMaps(ns).Get(ctx, attest.TrustPolicyConfigMap, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -892,13 +887,18 @@ func (d *Deployer) clusterTrust(ctx context.Context, ns string) (*attest.Policy,
 	if err != nil {
 		return nil, exitcode.Invalidf("ConfigMap %s/%s (key %s): %v: production is refused until it is fixed", ns, attest.TrustPolicyConfigMap, attest.TrustPolicyKey, err)
 	}
+	o.serverTrust = true
 	return p, nil
 }
 
-// verifyChain refuses (exit 2) a model whose attestation chain does not verify under the trust
-// policy: missing, unsigned, signed by a key the policy does not name for the role, or about
-// another model.
-func (d *Deployer) verifyChain(ctx context.Context, trust *attest.Policy, o DeployOptions) error {
+// verifyChain refuses (exit 2) a model whose attestation chain does not verify under each trust
+// policy given (nil ones are skipped): missing, unsigned, signed by a key the policy does not name
+// for the role, or about another model. The chain is read once.
+func (d *Deployer) verifyChain(ctx context.Context, o DeployOptions, policies ...*attest.Policy) error {
+	policies = slices.DeleteFunc(policies, func(p *attest.Policy) bool { return p == nil })
+	if len(policies) == 0 {
+		return nil
+	}
 	subject, err := attest.AttestationSubject(ctx, d.store, o.RegistryURI, o.ModelName, o.ModelVersion)
 	if err != nil {
 		return err
@@ -907,8 +907,10 @@ func (d *Deployer) verifyChain(ctx context.Context, trust *attest.Policy, o Depl
 	if err != nil {
 		return err
 	}
-	if _, err := trust.VerifyChain(ctx, envs, subject); err != nil {
-		return exitcode.Invalidf("not promoted: %v", err)
+	for _, trust := range policies {
+		if _, err := trust.VerifyChain(ctx, envs, subject); err != nil {
+			return exitcode.Invalidf("not promoted: %v", err)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/gantry-ml/gantry/internal/manifest"
 	"github.com/gantry-ml/gantry/internal/objstore"
 	"github.com/gantry-ml/gantry/internal/taskcli"
+	"github.com/gantry-ml/gantry/internal/testenv"
 	"github.com/gantry-ml/gantry/tasks/approve"
 )
 
@@ -47,11 +48,7 @@ func TestApprovalIsSignedAsTheApprovalAttestation(t *testing.T) {
 	if err := objstore.PutBytes(ctx, store, registry+"/fashion-mnist/v1/"+manifest.FileName, m); err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := attest.GenerateKey()
-	signer, err := attest.ParseSigner(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, signer := testenv.Key(t)
 	policyJSON, _ := attest.PolicyJSON(map[attest.Role][]*attest.Signer{attest.Approval: {signer}})
 	policy, _ := attest.ParsePolicy(policyJSON)
 	key := filepath.Join(dir, "key.pem")

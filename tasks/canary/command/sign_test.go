@@ -50,14 +50,7 @@ func TestCanarySignsItsEvaluation(t *testing.T) {
 	srv.SetModel(model, "v1", digest)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	priv, err := attest.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := attest.ParseSigner(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, signer := testenv.Key(t)
 	policyJSON, _ := attest.PolicyJSON(map[attest.Role][]*attest.Signer{attest.Evaluation: {signer}})
 	policy, err := attest.ParsePolicy(policyJSON)
 	if err != nil {

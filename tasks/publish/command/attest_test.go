@@ -23,16 +23,9 @@ import (
 // keyFile writes a new Ed25519 private key (PKCS #8 PEM) and returns its path and signer.
 func keyFile(t *testing.T, dir, name string) (string, *attest.Signer) {
 	t.Helper()
-	b, err := attest.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, s := testenv.Key(t)
 	p := filepath.Join(dir, name+".pem")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := attest.ParseSigner(b)
-	if err != nil {
 		t.Fatal(err)
 	}
 	return p, s
