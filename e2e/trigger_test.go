@@ -18,6 +18,7 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
@@ -404,4 +405,148 @@ func restHost(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return cfg.Host
+}
+
+// Given the cluster's own registry wired by hack/cluster/push-trigger.sh to namespace A (the
+// training repository gantry/fashion-trainer) and namespace B (its trigger configured for
+// team-b/trainer at install time): a new training image pushed by tag into the cluster's registry
+// starts exactly one run in A, with <repository>@<digest>, and none in B; the same image pushed
+// under a second tag is a second notification and starts nothing; an image pushed to B's
+// repository starts one run in B and none in A.
+//
+// Not parallel: wiring a namespace restarts the cluster's registry.
+func TestClusterRegistryPushStartsOneRun(t *testing.T) {
+	a, b := given(t), given(t)
+	a.sh(nil, "hack/cluster/push-trigger.sh", a.ns)
+	t.Cleanup(func() { _, _ = a.try(nil, "hack/cluster/push-trigger.sh", "--off", a.ns) })
+	b.sh(nil, "hack/cluster/push-trigger.sh", "--repository", "team-b/trainer", b.ns)
+	t.Cleanup(func() { _, _ = b.try(nil, "hack/cluster/push-trigger.sh", "--off", b.ns) })
+
+	const registry = "127.0.0.1:5000" // the cluster's registry, as the nodes (and this test) reach it
+	trainer := registry + "/" + argo.TrainImageRepository
+	// push writes a new image (the trainer as built, one more label) to repo:tag.
+	push := func(repo, tag string) (string, time.Time) {
+		t.Helper()
+		base, err := remote.Image(mustRef(t, trainer+":latest"))
+		if err != nil {
+			t.Fatalf("the trainer image ko built: %v", err)
+		}
+		cfg, err := base.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = cfg.DeepCopy()
+		if cfg.Config.Labels == nil {
+			cfg.Config.Labels = map[string]string{}
+		}
+		cfg.Config.Labels["gantry.dev/e2e-push"] = a.ns + "/" + tag
+		img, err := mutate.ConfigFile(base, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(mustRef(t, repo+":"+tag), img); err != nil {
+			t.Fatalf("push %s:%s: %v", repo, tag, err)
+		}
+		d, _ := img.Digest()
+		return d.String(), time.Now()
+	}
+	// runs lists f's ml-pipeline runs by their train-image.
+	runs := func(f *fixture) map[string]string {
+		t.Helper()
+		list, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).List(f.ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, w := range list.Items {
+			if p := w.Spec.Arguments.GetParameterByName("train-image"); strings.HasPrefix(w.Name, "ml-pipeline-") && p != nil {
+				out[w.Name] = p.Value.String()
+			}
+		}
+		return out
+	}
+	// started waits for the digest's run in f, checks its image and stops it (it need not train).
+	started := func(f *fixture, repo, digest string, since time.Time) {
+		t.Helper()
+		run := trigger.RunName("ml-pipeline", digest)
+		err := wait.PollUntilContextTimeout(f.ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).Get(ctx, run, metav1.GetOptions{})
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("no run %s in %s within 2m of pushing %s@%s (registry log: %s)", run, f.ns, repo, digest, "~/.cache/gantry/cluster/run/logs/registry.log")
+		}
+		t.Logf("%s: push → run %s started in %.1fs", f.ns, run, time.Since(since).Seconds())
+		if got := runs(f)[run]; got != repo+"@"+digest {
+			t.Errorf("run %s: train-image %q, want %s@%s", run, got, repo, digest)
+		}
+		f.argo("terminate", run)
+	}
+	triggers := func(f *fixture) []wfv1.Workflow {
+		t.Helper()
+		list, err := argoWF.ArgoprojV1alpha1().Workflows(f.ns).List(f.ctx, metav1.ListOptions{
+			LabelSelector: "workflows.argoproj.io/workflow-template=" + argo.TriggerTemplate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list.Items
+	}
+
+	digest, at := push(trainer, "e2e-1")
+	started(a, trainer, digest, at)
+
+	// The same digest under a second tag: a second notification; its trigger run finds the run.
+	before := len(triggers(a))
+	push2, _ := name.NewTag(trainer + ":e2e-1-again")
+	if err := remote.Tag(push2, mustDescriptor(t, trainer+"@"+digest)); err != nil {
+		t.Fatal(err)
+	}
+	var second *wfv1.Workflow
+	err := wait.PollUntilContextTimeout(a.ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		ws := triggers(a)
+		for i, w := range ws {
+			if len(ws) > before && w.Status.Fulfilled() && triggerOutput(&w, "existing") == "1" {
+				second = &ws[i]
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no trigger run for the second tag's notification: %v", err)
+	}
+	if s := triggerOutput(second, "submitted"); second.Status.Phase != wfv1.WorkflowSucceeded || s != "" {
+		t.Errorf("the second notification's trigger run %s: %s, submitted %q, want Succeeded and nothing", second.Name, second.Status.Phase, s)
+	}
+
+	// B's repository: one run in B.
+	teamB := registry + "/team-b/trainer"
+	digestB, atB := push(teamB, "e2e-1")
+	started(b, teamB, digestB, atB)
+
+	// Neither namespace started a run for the other's repository.
+	if r := runs(a); len(r) != 1 {
+		t.Errorf("runs in A (%s): %v, want only %s's", a.ns, r, digest)
+	}
+	if r := runs(b); len(r) != 1 {
+		t.Errorf("runs in B (%s, trigger for team-b/trainer): %v, want only %s's", b.ns, r, digestB)
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustDescriptor(t *testing.T, s string) *remote.Descriptor {
+	t.Helper()
+	d, err := remote.Get(mustRef(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -2,7 +2,7 @@
 # Builds the binaries of the offline local cluster from the Go module proxy, into
 # $GANTRY_CLUSTER/bin (default ~/.cache/gantry/cluster/bin); idempotent per version.
 #   hack/cluster/build.sh demo     what `make demo` needs (the components marked "demo" below)
-#   hack/cluster/build.sh extras   the rest (Tekton, the distribution registry)
+#   hack/cluster/build.sh extras   the rest (Tekton)
 #   hack/cluster/build.sh all      both (the e2e suite)
 #   hack/cluster/build.sh k8s|etcd|argo|coredns|registry|tekton
 #   hack/cluster/build.sh --list   the component table (the README's copy is checked against it)
@@ -25,7 +25,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.5.16}"
 # Tekton Pipelines (controller, webhook, the images it injects into every TaskRun pod, the remote
 # resolvers): v1.9.1 is an LTS release whose client-go (v0.32) matches the cluster's Kubernetes.
 TEKTON_VERSION="${TEKTON_VERSION:-v1.9.1}"
-# The Docker distribution registry (push notifications): the e2e's push-trigger registry.
+# The Docker distribution registry: the cluster's registry, its push notifications start runs.
 DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-v3.1.2}"
 root="${GANTRY_CLUSTER:-${HOME}/.cache/gantry/cluster}"
 bin="${root}/bin"
@@ -39,7 +39,7 @@ k8s|demo|${K8S_VERSION}|kube-apiserver kube-controller-manager kube-scheduler ku
 etcd|demo|${ETCD_VERSION}|etcd|the API server's store
 coredns|demo|${COREDNS_VERSION}|coredns|Service names for pods (MinIO, model servers)
 argo|demo|${ARGO_VERSION}|argo-${ARGO_VERSION}/workflow-controller argo-${ARGO_VERSION}/argoexec argo-${ARGO_VERSION}/argo|Argo Workflows: controller, executor, CLI and Argo Server
-registry|extras|${DISTRIBUTION_VERSION}|registry|distribution registry with push notifications (the push-trigger e2e)
+registry|demo|${DISTRIBUTION_VERSION}|registry|the cluster's registry (images, models, OCI artifacts), push notifications to the Argo Server
 tekton|extras|${TEKTON_VERSION}|tekton-${TEKTON_VERSION}/controller tekton-${TEKTON_VERSION}/webhook tekton-${TEKTON_VERSION}/resolvers tekton-${TEKTON_VERSION}/entrypoint tekton-${TEKTON_VERSION}/nop tekton-${TEKTON_VERSION}/workingdirinit tekton-${TEKTON_VERSION}/sidecarlogresults|Tekton Pipelines: controller, webhook, resolvers, injected images
 EOF
 }

@@ -8,6 +8,8 @@
 #      bound to gantry-approver, with its own token: the API server names who approved)
 #   5. waits for promotion, asks the production endpoint about a real test image,
 #      and copies the canary report to _output/demo/
+#   6. pushes a new training image into the cluster's registry: the registry's notification starts
+#      one run (shown); the same image pushed under a second tag starts none
 # EPOCHS (default 3), NAMESPACE (default demo) and DEMO_TIMEOUT (the run's budget in seconds from
 # submit, default 1800) can be set. A run that does not finish in time is reported step by step:
 # which pod waits, and why.
@@ -31,7 +33,7 @@ bring_up() {
   fi
 }
 install() {
-  hack/cluster/gantry.sh "${ns}"
+  hack/cluster/gantry.sh --push-trigger "${ns}"
   # as ko builds (static, trimmed): the packages it shares with gantry's images are compiled already
   CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/follow" ./hack/cluster/follow
 }
@@ -62,6 +64,7 @@ main() {
   follow_run "${run}" "done" || fail "${run}"
   answers
   report
+  push_new_image
   echo
   echo "the cluster keeps running: hack/cluster/exec.sh argo -n ${ns} list   |   stop it: hack/cluster/down.sh"
 }
@@ -97,6 +100,41 @@ for n in json.load(sys.stdin)["status"]["nodes"].values():
   in_node env S3_ENDPOINT="http://${NODE_IP}:9000" AWS_ACCESS_KEY_ID="${MINIO_ROOT_USER}" AWS_SECRET_ACCESS_KEY="${MINIO_ROOT_PASSWORD}" \
     "${RUN}/bin/s3" get "${report}" _output/demo/report.html
   echo "${report} → _output/demo/report.html"
+}
+
+# push_new_image: what a training team does — push a new trainer image by tag. The registry
+# notifies the Argo Server, the binding submits the trigger, the trigger starts ml-pipeline-<12 hex
+# of the digest>. The same digest under a second tag is a second notification: it starts nothing.
+push_new_image() {
+  local repo="${REGISTRY}/gantry/fashion-trainer" tag digest run t0 n
+  tag="demo-$(date +%Y%m%d-%H%M%S)"
+  PATH="$(hack/install-tools.sh --images | tail -n 1):${PATH}" # crane
+  step "a new training image: crane push ${repo}:${tag}"
+  # A new digest: the trainer as built, with one more label.
+  in_node crane mutate "${repo}:latest" --label "gantry.dev/pushed=${tag}" -t "${repo}:${tag}" >/dev/null 2>&1
+  t0=${EPOCHREALTIME}
+  digest=$(in_node crane digest "${repo}:${tag}")
+  run="ml-pipeline-${digest:7:12}"
+  for _ in $(seq 300); do k -n "${ns}" get workflow "${run}" >/dev/null 2>&1 && break; sleep 0.2; done
+  k -n "${ns}" get workflow "${run}" >/dev/null 2>&1 || { echo "demo: no run ${run} within 60 s of the push (registry log: ${RUN}/logs/registry.log)" >&2; exit 1; }
+  printf 'push → run %s started in %.1f s (train-image=%s@%s)\n' "${run}" "$(echo "${EPOCHREALTIME} - ${t0}" | bc -l)" "${repo}" "${digest}"
+  step "the same image under a second tag: a second notification, no second run"
+  n=$(k -n "${ns}" get workflows -l workflows.argoproj.io/workflow-template=gantry-trigger -o name | wc -l)
+  in_node crane tag "${repo}:${tag}" "${tag}-again" 2>/dev/null
+  for _ in $(seq 300); do
+    (($(k -n "${ns}" get workflows -l workflows.argoproj.io/workflow-template=gantry-trigger -o name | wc -l) > n)) && break
+    sleep 0.2
+  done
+  argo wait "$(k -n "${ns}" get workflows -l workflows.argoproj.io/workflow-template=gantry-trigger --sort-by=.metadata.creationTimestamp -o name | tail -n 1 | cut -d/ -f2)" >/dev/null
+  n=$(k -n "${ns}" get workflows -o json | python3 -c '
+import json, sys
+want = sys.argv[1]
+print(sum(1 for w in json.load(sys.stdin)["items"]
+          for p in w["spec"].get("arguments", {}).get("parameters", []) if p["name"] == "train-image" and p.get("value") == want))' "${repo}@${digest}")
+  echo "runs with train-image=…@${digest:0:19}…: ${n}"
+  ((n == 1)) || { echo "demo: ${n} runs for one pushed digest" >&2; exit 1; }
+  argo list --prefix ml-pipeline
+  echo "${run} trains now and waits for its approval like the first: argo resume ${run} (or argo stop ${run})"
 }
 
 [[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -33,6 +33,7 @@ follow_run() { echo "follow $1 $2 deadline=${deadline} now=${EPOCHSECONDS}"; }
 approve() { echo "approve $1"; }
 answers() { :; }
 report() { :; }
+push_new_image() { echo pushed; }
 `)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
@@ -50,8 +51,8 @@ report() { :; }
 			t.Errorf("the run was followed with %ds left of its 2 s budget after a 3 s bring-up: %q", deadline-now, l)
 		}
 	}
-	if follows != 2 || !strings.Contains(out, "approve ml-pipeline-x") {
-		t.Errorf("want the run followed to its approval, approved, and followed to its end:\n%s", out)
+	if follows != 2 || !strings.Contains(out, "approve ml-pipeline-x") || !strings.Contains(out, "pushed") {
+		t.Errorf("want the run followed to its approval, approved, followed to its end, then a new image pushed:\n%s", out)
 	}
 }
 
@@ -66,6 +67,7 @@ follow_run() { echo "   train(0)   Running: pod p Pending, PodScheduled Unschedu
 approve() { echo "approved $1"; }
 answers() { echo answered; }
 report() { :; }
+push_new_image() { echo pushed; }
 `)
 	if err == nil {
 		t.Fatalf("demo passed with a stuck run:\n%s", out)
@@ -73,7 +75,7 @@ report() { :; }
 	if !strings.Contains(out, "Unschedulable") || !strings.Contains(out, "demo: run ml-pipeline-y did not promote") {
 		t.Errorf("the stuck step is not reported:\n%s", out)
 	}
-	if strings.Contains(out, "approved") || strings.Contains(out, "answered") {
+	if strings.Contains(out, "approved") || strings.Contains(out, "answered") || strings.Contains(out, "pushed") {
 		t.Errorf("the demo went on after its run got stuck:\n%s", out)
 	}
 }

@@ -9,10 +9,16 @@
 #      enforces who may approve, templates/approval-policy.yaml), the `gantry-s3` Secret and the
 #      release (its cluster-scoped admission policy included), server-side applied, and the
 #      Secrets gantry-s3 (registry writers), gantry-s3-runs and gantry-s3-read.
+#   5. with --push-trigger: the cluster's registry notifies each NAMESPACE's push trigger
+#      (hack/cluster/push-trigger.sh): a push of a new training image starts one run.
 #   hack/cluster/gantry.sh demo [more namespaces...]
+#   hack/cluster/gantry.sh --push-trigger demo
 #   hack/cluster/gantry.sh                       # images and dataset only
 #   SKIP_IMAGES=1 hack/cluster/gantry.sh ns2    # reuse _output/gantry-release.yaml
 set -euo pipefail
+push_trigger=false
+if [[ "${1:-}" == --push-trigger ]]; then push_trigger=true; shift; fi
+if [[ "${1:-}" == -* ]]; then echo "usage: $0 [--push-trigger] [NAMESPACE...]" >&2; exit 2; fi
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 source hack/cluster/lib.sh
@@ -105,3 +111,6 @@ EOF
   fi
   log "gantry installed in namespace ${ns}: $(k -n "${ns}" get "${kinds}" -o name | tr '\n' ' ')"
 done
+if ${push_trigger}; then
+  for ns in "$@"; do hack/cluster/push-trigger.sh "${ns}"; done
+fi

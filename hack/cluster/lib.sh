@@ -3,8 +3,9 @@
 #   bridge gantry0     10.250.0.1/24, the node IP (apiserver :6443, CoreDNS :53, MinIO :9000)
 #   bridge cni0        10.244.0.0/24, pods (CNI bridge + host-local)
 #   services           10.96.0.0/24, routed to gantry0 (kube-proxy, iptables mode)
-#   registry           127.0.0.1:5000 inside the node namespace (crane registry serve; worker
-#                      nodes, hack/cluster/node.sh, pull through 10.250.0.1:5000)
+#   registry           127.0.0.1:5000 inside the node namespace (the distribution registry, its
+#                      push notifications wired per namespace by hack/cluster/push-trigger.sh;
+#                      worker nodes, hack/cluster/node.sh, pull through 10.250.0.1:5000)
 # Every daemon and client runs with `nsenter --net=/run/netns/gantry-node` (not `ip netns exec`,
 # which remounts /sys and hides the cgroup mounts kubelet and runc need).
 # shellcheck shell=bash
@@ -74,6 +75,42 @@ daemon() {
   mkdir -p "${RUN}/pids" "${RUN}/logs"
   nohup nsenter --net="/run/netns/${DAEMON_NETNS:-${NETNS}}" -- "$@" >>"${RUN}/logs/${name}.log" 2>&1 &
   echo $! >"${RUN}/pids/${name}.pid"
+}
+
+# The cluster's registry: the Docker distribution registry (images, models, OCI artifacts), data in
+# ${RUN}/distribution, config ${RUN}/etc/registry.yml rendered from one notification endpoint per
+# namespace wired for the push trigger (${RUN}/etc/registry-notify/<ns>.yml).
+REGISTRY_CONFIG="${RUN}/etc/registry.yml"
+registry_render() { # prints the config
+  local e=("${RUN}"/etc/registry-notify/*.yml)
+  cat <<EOF
+version: 0.1
+log: {level: info, formatter: text}
+storage:
+  filesystem: {rootdirectory: ${RUN}/distribution}
+  delete: {enabled: true}
+http:
+  addr: 0.0.0.0:${REGISTRY#*:}
+  draintimeout: 3s
+notifications:
+EOF
+  if [[ -f "${e[0]}" ]]; then echo "  endpoints:"; cat "${e[@]}"; else echo "  endpoints: []"; fi
+}
+# registry_start: (re)starts the registry when its config changed or another registry (an older
+# cluster's `crane registry serve`) holds the name; waits until it answers.
+registry_start() {
+  local f="${REGISTRY_CONFIG}" new pid
+  mkdir -p "${RUN}/etc/registry-notify" "${RUN}/distribution"
+  new=$(registry_render)
+  if pid_alive registry; then
+    pid=$(cat "${RUN}/pids/registry.pid")
+    if [[ "${new}" != "$(cat "${f}" 2>/dev/null)" ]] || ! tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -qF "registry serve ${f}"; then
+      stop_daemon registry
+    fi
+  fi
+  (umask 077 && printf '%s\n' "${new}" >"${f}.tmp" && mv "${f}.tmp" "${f}") # it holds tokens
+  daemon registry registry serve "${f}"
+  wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
 }
 
 # wait_for WHAT SECONDS CMD...: retry CMD every 0.2 s until it succeeds or SECONDS pass.

@@ -6,8 +6,8 @@
 # (Kubernetes, Argo, CoreDNS: ≈30 min cold on 2 cores, cached in ~/.cache/gantry/cluster).
 #   hack/cluster/up.sh       then   hack/cluster/exec.sh kubectl get nodes
 #   hack/cluster/up.sh --nodes 2   adds worker nodes (hack/cluster/node.sh), each in its own namespace
-#   hack/cluster/up.sh --no-tekton builds and installs only what `make demo` needs (no Tekton, no
-#                                  distribution registry); a later up.sh without it adds them
+#   hack/cluster/up.sh --no-tekton builds and installs only what `make demo` needs (no Tekton);
+#                                  a later up.sh without it adds it
 set -euo pipefail
 nodes=1 tekton=true
 while (($#)); do
@@ -43,7 +43,7 @@ build_pid=$!
 tools=$(hack/install-tools.sh --images | tail -n 1)
 wait "${build_pid}" || die "hack/cluster/build.sh ${set_} failed"
 export PATH="${tools}:${PATH}"
-mkdir -p "${RUN}"/{pki,pids,logs,bin,etc,registry,minio} "${VARLIB}" "${SOCK_DIR}"
+mkdir -p "${RUN}"/{pki,pids,logs,bin,etc,minio} "${VARLIB}" "${SOCK_DIR}"
 CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/pause" ./hack/cluster/pause
 CGO_ENABLED=0 go build -trimpath -o "${RUN}/bin/s3" ./hack/cluster/s3
 
@@ -96,11 +96,8 @@ contexts:
 current-context: gantry
 EOF
 
-# --- registry (manifests live in memory: system images are re-pushed when it restarts) ----------
-fresh_registry=false
-pid_alive registry || fresh_registry=true
-daemon registry crane registry serve --address "0.0.0.0:${REGISTRY#*:}" --disk "${RUN}/registry"
-wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
+# --- registry (the distribution registry: data kept on disk, notifications per namespace) -------
+registry_start
 # binary_image REPO DIR NAME FILE TAG: the image REGISTRY/REPO/NAME:TAG, gantry's base with FILE
 # as DIR/NAME, its entrypoint.
 binary_image() {
@@ -116,7 +113,7 @@ binary_image() {
 bin_image() { binary_image gantry bin "$1" "$2" "$3"; }
 # The Argo this cluster runs (build.sh keeps each version's binaries apart).
 cp "${CLUSTER_BIN}/argo-${ARGO_VERSION}"/{workflow-controller,argoexec,argo} "${CLUSTER_BIN}/"
-if ${fresh_registry} || ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1 ||
+if ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1 ||
   ! in_node crane digest "${REGISTRY}/gantry/argo:${ARGO_VERSION}" >/dev/null 2>&1; then
   log "system images → ${REGISTRY}"
   base=$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)
@@ -129,7 +126,7 @@ fi
 # working-dir and the sidecar-log-results helpers by that path in every TaskRun pod.
 tekton_bin="${CLUSTER_BIN}/tekton-${TEKTON_VERSION}"
 # Pushed whenever built (a cluster that had Tekton still runs its pods), installed with Tekton.
-if [[ -x "${tekton_bin}/webhook" ]] && { ${fresh_registry} || ! in_node crane digest "${REGISTRY}/tekton/webhook:${TEKTON_VERSION}" >/dev/null 2>&1; }; then
+if [[ -x "${tekton_bin}/webhook" ]] && ! in_node crane digest "${REGISTRY}/tekton/webhook:${TEKTON_VERSION}" >/dev/null 2>&1; then
   log "Tekton images → ${REGISTRY}/tekton"
   base=${base:-$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)}
   for c in controller webhook resolvers entrypoint nop workingdirinit sidecarlogresults; do
