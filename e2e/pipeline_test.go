@@ -15,7 +15,6 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	authnv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -26,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
-	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/idx"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -39,8 +37,8 @@ const (
 )
 
 // Given gantry in a namespace, when a run is submitted, the Argo controller is restarted
-// mid-training and the run is approved with `argo resume`, then the model is promoted and the
-// production endpoint classifies a real test image.
+// mid-training and an approver approves the run in the Argo UI (a real browser), then the model
+// is promoted and the production endpoint classifies a real test image.
 func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	t.Parallel()
 	f := given(t)
@@ -50,15 +48,13 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 	restartController(f)
 
 	f.waitRun(run, toApproval, "approval waiting", awaitingApproval)
-	// Someone who may resume runs but is no approver cannot; an approver's plain argo resume
-	// (kube mode, their own credentials) approves.
+	// Someone who may resume runs but is no approver cannot; an approver approves in the Argo UI
+	// (logged in with her own token: the Argo Server resumes as her).
 	f.people()
 	if _, err := f.argoAs(mallory, "resume", run); err == nil || !strings.Contains(err.Error(), "only approvers") {
 		t.Fatalf("mallory's argo resume: %v, want refused by the approval policy", err)
 	}
-	if _, err := f.argoAs(alice, "resume", run); err != nil {
-		t.Fatalf("alice's argo resume: %v", err)
-	}
+	f.approveInUI(f.argoServerURL(), run, f.tokenOf(alice))
 	w := f.waitRun(run, toEnd, "run succeeded", phaseIs(wfv1.WorkflowSucceeded))
 
 	version := output(w, "publish(0)", "model-version")
@@ -66,7 +62,7 @@ func TestApprovedRunIsPromotedAcrossControllerRestart(t *testing.T) {
 		t.Fatalf("publish version %q, decision %q", version, output(w, "verify-approval(0)", "decision"))
 	}
 	if by := output(w, "verify-approval(0)", "approved-by"); by != f.normal(alice) {
-		t.Errorf("approved-by %q, want alice (%s): kube-mode argo resume names the resumer, bound by the policy", by, f.normal(alice))
+		t.Errorf("approved-by %q, want alice (%s): the Argo Server names the resumer from her token, bound by the policy", by, f.normal(alice))
 	}
 	dep, err := kube.AppsV1().Deployments(f.ns).Get(f.ctx, "fashion-mnist-production", metav1.GetOptions{})
 	if err != nil {
@@ -160,19 +156,9 @@ func (f *fixture) reportArtifacts(w *wfv1.Workflow, step string) {
 			f.t.Fatal(err)
 		}
 	}
-	svc, err := kube.CoreV1().Services("argo").Get(f.ctx, "argo-server", metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	token := func(person string) string {
-		tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(600))}}, metav1.CreateOptions{})
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		return tok.Status.Token
-	}
+	server, token := f.argoServerURL(), f.tokenOf
 	urlOf := func(artifact string) string {
-		return fmt.Sprintf("http://%s:%d/artifact-files/%s/workflows/%s/%s/outputs/%s", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port, f.ns, w.Name, node.ID, artifact)
+		return fmt.Sprintf("%s/artifact-files/%s/workflows/%s/%s/outputs/%s", server, f.ns, w.Name, node.ID, artifact)
 	}
 	get := func(person, artifact string) (int, []byte) {
 		url := urlOf(artifact)

@@ -38,7 +38,7 @@ components() {
 k8s|demo|${K8S_VERSION}|kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl|Kubernetes: control plane, node, kubectl
 etcd|demo|${ETCD_VERSION}|etcd|the API server's store
 coredns|demo|${COREDNS_VERSION}|coredns|Service names for pods (MinIO, model servers)
-argo|demo|${ARGO_VERSION}|argo-${ARGO_VERSION}/workflow-controller argo-${ARGO_VERSION}/argoexec argo-${ARGO_VERSION}/argo|Argo Workflows: controller, executor, CLI and Argo Server
+argo|demo|${ARGO_VERSION}|argo-${ARGO_VERSION}/workflow-controller argo-${ARGO_VERSION}/argoexec argo-${ARGO_VERSION}/argo|Argo Workflows: controller, executor, CLI and Argo Server with its UI
 registry|demo|${DISTRIBUTION_VERSION}|registry|the cluster's registry (images, models, OCI artifacts), push notifications to the Argo Server
 tekton|extras|${TEKTON_VERSION}|tekton-${TEKTON_VERSION}/controller tekton-${TEKTON_VERSION}/webhook tekton-${TEKTON_VERSION}/resolvers tekton-${TEKTON_VERSION}/entrypoint tekton-${TEKTON_VERSION}/nop tekton-${TEKTON_VERSION}/workingdirinit tekton-${TEKTON_VERSION}/sidecarlogresults|Tekton Pipelines: controller, webhook, resolvers, injected images
 EOF
@@ -51,10 +51,10 @@ timed() {
   local name=$1 fn=$2 version stamp t0=${SECONDS}
   version=$(field "${name}" 3)
   stamp="${bin}/.${name}-${version}"
-  [[ -f "${stamp}" ]] && return 0
+  [[ -f "${stamp}" ]] && current "${name}" && return 0
   exec {lock}>"${bin}/.lock-${name}"
   flock "${lock}"
-  if [[ ! -f "${stamp}" ]]; then # a concurrent build may have finished it while we waited
+  if [[ ! -f "${stamp}" ]] || ! current "${name}"; then # a concurrent build may have finished it while we waited
     echo "cluster/build: ${name} ${version} (started)" >&2
     "${fn}"
     touch "${stamp}"
@@ -64,6 +64,10 @@ timed() {
   flock -u "${lock}"
   exec {lock}>&-
 }
+
+# current NAME: a stamped build is still what this script builds (Argo: built with its UI, or
+# with the page saying why not; a build from before the UI is rebuilt once).
+current() { [[ "$1" != argo || -f "${bin}/argo-${ARGO_VERSION}/.ui" ]]; }
 
 # in_module NAME: a throw-away module directory for NAME (printed); removed by the caller.
 in_module() { local d; d=$(mktemp -d); (cd "${d}" && go mod init "gantry.local/$1-build" >/dev/null 2>&1); echo "${d}"; }
@@ -97,8 +101,8 @@ build_k8s() {
 
 # Argo's controller, executor and CLI (which is also the Argo Server's image), in one module and
 # one `go build`, into ${bin}/argo-${ARGO_VERSION}/ (up.sh puts the version it runs in ${bin}/:
-# ARGO_VERSION=v4.x brings up Argo v4 beside a built v3). The module zip lacks the UI (ui/dist/app, embedded by the CLI): a placeholder
-# page stands in, so the local Argo Server serves its API but no UI. It also lacks
+# ARGO_VERSION=v4.x brings up Argo v4 beside a built v3). The module zip has the UI's sources but
+# not the built UI (ui/dist/app, embedded by the CLI): build_argo_ui builds it. The zip also lacks
 # workflow/executor/osspecific's Linux signal file (argoexec then fails with "undefined:
 # Setpgid"): the Darwin one, which is plain POSIX, stands in.
 build_argo() {
@@ -113,8 +117,7 @@ build_argo() {
     if [[ ! -f argo-src/workflow/executor/osspecific/signal_linux.go ]]; then
       cp argo-src/workflow/executor/osspecific/signal_darwin.go argo-src/workflow/executor/osspecific/signal_linux.go
     fi
-    mkdir -p argo-src/ui/dist/app
-    echo '<!doctype html><title>argo</title>' >argo-src/ui/dist/app/index.html
+    build_argo_ui "${PWD}/argo-src"
     go mod edit -replace="${ARGO_MODULE}=./argo-src"
     local m="${ARGO_MODULE}/cmd"
     tools_go "${m}/argoexec" "${m}/workflow-controller" "${m}/argo" >tools.go
@@ -122,8 +125,45 @@ build_argo() {
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
       -ldflags "-s -w -X ${ARGO_MODULE}.version=${ARGO_VERSION}" \
       -o "${bin}/argo-${ARGO_VERSION}/" "${m}/workflow-controller" "${m}/argoexec" "${m}/argo"
+    head -c 200 argo-src/ui/dist/app/index.html >"${bin}/argo-${ARGO_VERSION}/.ui"
   )
   rm -rf "${mod}"
+}
+
+# build_argo_ui SRC: the Argo UI into SRC/ui/dist/app, as Argo's own `yarn build` does, from the
+# module's ui/ sources and their yarn.lock, packages from the npm registry (yarn 1.22.22 via npx;
+# Node.js ≥ 20). One dependency no registry serves: argo-ui, which Argo pins as a git commit of
+# github.com/argoproj/argo-ui — it is taken as argo-ui@1.0.0 from npm (argoproj's last publish,
+# 2021; what the UI imports from it resolves, the rest of the pins are Argo's), plus the uuid@3 it
+# imports as uuid/v1. Kept in ${bin}/argo-ui-${ARGO_VERSION}/ (source maps left out). When it
+# cannot be built, a page that says so stands in and the Argo Server serves its API only.
+build_argo_ui() {
+  local src=$1 out="${bin}/argo-ui-${ARGO_VERSION}" log="${root}/argo-ui-${ARGO_VERSION}.log"
+  if [[ ! -f "${out}/index.html" ]]; then
+    echo "cluster/build: the Argo UI ${ARGO_VERSION} (yarn + webpack; log: ${log})" >&2
+    if ! (
+      set -euo pipefail
+      cd "${src}/ui"
+      sed -i -E 's#"argo-ui": "git\+https://github.com/argoproj/argo-ui.git\#[0-9a-f]+"#"argo-ui": "1.0.0"#' package.json
+      grep -q '"argo-ui": "1.0.0"' package.json
+      python3 -c 'import sys; p = "yarn.lock"; b = open(p).read().split("\n\n"); open(p, "w").write("\n\n".join(x for x in b if not x.startswith("\"argo-ui@git+")))'
+      # the lockfile gains argo-ui@1.0.0's entries; esbuild's binary is an optional dependency
+      sed -i -e 's/--install.frozen-lockfile true/--install.frozen-lockfile false/' -e 's/--install.ignore-optional true/--install.ignore-optional false/' .yarnrc
+      npx --yes yarn@1.22.22 install --ignore-scripts --non-interactive --network-timeout 600000
+      mkdir -p node_modules/argo-ui/node_modules
+      (cd node_modules/argo-ui/node_modules && npm pack --silent uuid@3.4.0 && tar xzf uuid-3.4.0.tgz && rm -rf uuid && mv package uuid)
+      NODE_ENV=production npx webpack --mode production
+      rm -rf "${out}.tmp" && mkdir -p "${out}.tmp"
+      (cd dist/app && find . -type f ! -name '*.map' -exec cp --parents {} "${out}.tmp/" \;)
+      rm -rf "${out}" && mv "${out}.tmp" "${out}"
+    ) >"${log}" 2>&1; then
+      echo "cluster/build: the Argo UI did not build (${log}): the Argo Server serves its API only" >&2
+      mkdir -p "${src}/ui/dist/app"
+      printf '<!doctype html><title>Argo Server (no UI)</title><p>This Argo Server was built without its UI: the build failed (%s). Its API answers under /api/v1/.\n' "${log}" >"${src}/ui/dist/app/index.html"
+      return 0
+    fi
+  fi
+  rm -rf "${src}/ui/dist/app" && mkdir -p "${src}/ui/dist" && cp -r "${out}" "${src}/ui/dist/app"
 }
 
 # Tekton is built inside its own module (its go.mod and go.sum pin what it was released with);
@@ -206,6 +246,7 @@ check() {
     for b in $(field "${n}" 4); do
       [[ -x "${bin}/${b}" ]] || { echo "cluster/build: ${n}: ${bin}/${b} missing" >&2; missing=1; }
     done
+    current "${n}" || { echo "cluster/build: ${n}: built by an older build.sh (rebuilt once)" >&2; missing=1; }
   done
   return "${missing}"
 }

@@ -113,14 +113,17 @@ binary_image() {
 bin_image() { binary_image gantry bin "$1" "$2" "$3"; }
 # The Argo this cluster runs (build.sh keeps each version's binaries apart).
 cp "${CLUSTER_BIN}/argo-${ARGO_VERSION}"/{workflow-controller,argoexec,argo} "${CLUSTER_BIN}/"
+# Argo's images are tagged by what they hold (the registry keeps them across restarts, nodes pull
+# IfNotPresent): a rebuilt Argo is a new tag, which rolls its Deployments.
+argo_tag="${ARGO_VERSION}-$(cat "${CLUSTER_BIN}"/{workflow-controller,argoexec,argo} | sha256sum | cut -c1-12)"
 if ! in_node crane digest "${REGISTRY}/gantry/pause:1" >/dev/null 2>&1 ||
-  ! in_node crane digest "${REGISTRY}/gantry/argo:${ARGO_VERSION}" >/dev/null 2>&1; then
+  ! in_node crane digest "${REGISTRY}/gantry/argo:${argo_tag}" >/dev/null 2>&1; then
   log "system images → ${REGISTRY}"
   base=$(in_node hack/base-image.sh "${REGISTRY}" 2>/dev/null)
   bin_image pause "${RUN}/bin/pause" 1
-  bin_image argoexec "${CLUSTER_BIN}/argoexec" "${ARGO_VERSION}"
-  bin_image workflow-controller "${CLUSTER_BIN}/workflow-controller" "${ARGO_VERSION}"
-  bin_image argo "${CLUSTER_BIN}/argo" "${ARGO_VERSION}"
+  bin_image argoexec "${CLUSTER_BIN}/argoexec" "${argo_tag}"
+  bin_image workflow-controller "${CLUSTER_BIN}/workflow-controller" "${argo_tag}"
+  bin_image argo "${CLUSTER_BIN}/argo" "${argo_tag}"
 fi
 # Tekton's images, as ko lays them out (/ko-app/NAME): the controller runs the entrypoint, the
 # working-dir and the sidecar-log-results helpers by that path in every TaskRun pod.
@@ -243,12 +246,12 @@ resources:
 - base/argo-server
 - cluster-install-no-crds/argo-server-rbac
 images:
-- {name: quay.io/argoproj/workflow-controller, newName: ${REGISTRY}/gantry/workflow-controller, newTag: ${ARGO_VERSION}}
-- {name: quay.io/argoproj/argocli, newName: ${REGISTRY}/gantry/argo, newTag: ${ARGO_VERSION}}
+- {name: quay.io/argoproj/workflow-controller, newName: ${REGISTRY}/gantry/workflow-controller, newTag: ${argo_tag}}
+- {name: quay.io/argoproj/argocli, newName: ${REGISTRY}/gantry/argo, newTag: ${argo_tag}}
 patches:
 - target: {kind: Deployment, name: workflow-controller}
   patch: |-
-    - {op: replace, path: /spec/template/spec/containers/0/args, value: [--executor-image, ${REGISTRY}/gantry/argoexec:${ARGO_VERSION}, --executor-image-pull-policy, IfNotPresent]}
+    - {op: replace, path: /spec/template/spec/containers/0/args, value: [--executor-image, ${REGISTRY}/gantry/argoexec:${argo_tag}, --executor-image-pull-policy, IfNotPresent]}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: LEADER_ELECTION_DISABLE, value: "true"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: DEFAULT_REQUEUE_TIME, value: "2s"}}
     - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: INFORMER_WRITE_BACK, value: "false"}}
