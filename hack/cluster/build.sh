@@ -149,7 +149,8 @@ build_argo_ui() {
       python3 -c 'import sys; p = "yarn.lock"; b = open(p).read().split("\n\n"); open(p, "w").write("\n\n".join(x for x in b if not x.startswith("\"argo-ui@git+")))'
       # the lockfile gains argo-ui@1.0.0's entries; esbuild's binary is an optional dependency
       sed -i -e 's/--install.frozen-lockfile true/--install.frozen-lockfile false/' -e 's/--install.ignore-optional true/--install.ignore-optional false/' .yarnrc
-      npx --yes yarn@1.22.22 install --ignore-scripts --non-interactive --network-timeout 600000
+      # (its package cache inside the throw-away module: ≈1 GB nobody needs once the UI is built)
+      npx --yes yarn@1.22.22 install --ignore-scripts --non-interactive --network-timeout 600000 --cache-folder "${src}/.yarn-cache"
       mkdir -p node_modules/argo-ui/node_modules
       (cd node_modules/argo-ui/node_modules && npm pack --silent uuid@3.4.0 && tar xzf uuid-3.4.0.tgz && rm -rf uuid && mv package uuid)
       NODE_ENV=production npx webpack --mode production
