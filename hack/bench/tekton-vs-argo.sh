@@ -6,8 +6,11 @@
 # time − task work: pod creation and start-up, init containers, the engine noticing a finished
 # step and starting the next one). Each run is approved as soon as it asks, as a person would.
 # Container times have one-second resolution (Kubernetes): ±1 s per step.
+# ARGO_REQUEUE lists the controller's DEFAULT_REQUEUE_TIME values to run Argo with (each restarts
+# the controller; the cluster's own value is restored at the end), in the same run as Tekton.
 #   hack/bench/tekton-vs-argo.sh            # one run each, 2 epochs
 #   RUNS=3 EPOCHS=2 hack/bench/tekton-vs-argo.sh
+#   ARGO_REQUEUE="2s 1s" hack/bench/tekton-vs-argo.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=../cluster/lib.sh
@@ -55,8 +58,14 @@ tekton_done() {
   k -n "${ns}" get pipelinerun "$1" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}' | grep -E 'True|False' || true
 }
 
+original=$(k -n argo get deploy workflow-controller -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}')
+requeue() { k -n argo set env deploy/workflow-controller "DEFAULT_REQUEUE_TIME=$1" >/dev/null && k -n argo rollout status deploy/workflow-controller --timeout=120s >/dev/null; }
+trap 'requeue "${original:-10s}"' EXIT
+read -r -a requeues <<<"${ARGO_REQUEUE:-${original:-10s}}"
 for i in $(seq "${RUNS:-1}"); do
-  log "Argo run ${i}"
+  for rq in "${requeues[@]}"; do
+  [[ "${rq}" == "$(k -n argo get deploy workflow-controller -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}')" ]] || requeue "${rq}"
+  log "Argo run ${i} (DEFAULT_REQUEUE_TIME=${rq})"
   run=$(k -n "${ns}" create -o jsonpath='{.metadata.name}' -f - <<EOF
 apiVersion: argoproj.io/v1alpha1
 kind: Workflow
@@ -74,9 +83,10 @@ EOF
   until_out 300 argo_node "${run}" 'request-approval(0)' Succeeded >/dev/null
   in_node argo --loglevel warn --kubeconfig "$(approver_kubeconfig "${ns}" bench-approver)" -n "${ns}" resume "${run}" >/dev/null
   [[ $(until_out 600 argo_done "${run}") == Succeeded ]] || die "Argo run ${run} failed"
-  in_node argo --loglevel warn -n "${ns}" get "${run}" -o json >"${out}/argo-${i}-run.json"
-  k -n "${ns}" get pods -o json >"${out}/argo-${i}-pods.json"
+  in_node argo --loglevel warn -n "${ns}" get "${run}" -o json >"${out}/argo-${rq}-${i}-run.json"
+  k -n "${ns}" get pods -o json >"${out}/argo-${rq}-${i}-pods.json"
   in_node argo --loglevel warn -n "${ns}" delete "${run}" >/dev/null
+  done
 
   log "Tekton run ${i}"
   run=$(sed "s/value: epochs=2,learning-rate=0.001,batch-size=128/value: ${params}\n  - {name: min-accuracy, value: \"0.8\"}\n  - {name: smoke-min-accuracy, value: \"0.8\"}/" \
@@ -92,7 +102,7 @@ EOF
   k -n "${ns}" delete pipelinerun "${run}" >/dev/null
 done
 
-python3 - "${out}" "${RUNS:-1}" <<'PY'
+python3 - "${out}" "${RUNS:-1}" "${requeues[@]}" <<'PY'
 import json, sys
 from datetime import datetime
 
@@ -115,11 +125,13 @@ def work(pods, own, main):
             if t and main(p, c): spans.append((ts(t["startedAt"]), ts(t["finishedAt"])))
     return spans, n
 
-out, runs = sys.argv[1], int(sys.argv[2])
+out, runs, requeues = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+lab = lambda p: p["metadata"].get("labels", {})
 rows = []
 for i in range(1, runs + 1):
-    wf = json.load(open(f"{out}/argo-{i}-run.json"))
-    pods = json.load(open(f"{out}/argo-{i}-pods.json"))["items"]
+  for rq in requeues:
+    wf = json.load(open(f"{out}/argo-{rq}-{i}-run.json"))
+    pods = json.load(open(f"{out}/argo-{rq}-{i}-pods.json"))["items"]
     run = wf["metadata"]["name"]
     by = {n["displayName"]: n for n in wf["status"]["nodes"].values()}
     created = ts(wf["metadata"]["creationTimestamp"])
@@ -127,30 +139,29 @@ for i in range(1, runs + 1):
     resumed = ts(by["approval"]["finishedAt"])
     promoted = ts(by["promote(0)"]["finishedAt"])
     finished = ts(wf["status"]["finishedAt"])
-    lab = lambda p: p["metadata"].get("labels", {})
     spans, n = work(pods, lambda p: lab(p).get("workflows.argoproj.io/workflow") == run or lab(p).get("job-name") == run + "-train",
                     lambda p, c: c["name"] == "main" or lab(p).get("job-name") == run + "-train")
-    rows.append(("argo", created, asked, resumed, promoted, finished, spans, n))
+    rows.append((f"argo@{rq}", created, asked, resumed, promoted, finished, spans, n))
 
-    pr = json.load(open(f"{out}/tekton-{i}-run.json"))
-    trs = {t["metadata"]["labels"]["tekton.dev/pipelineTask"]: t for t in json.load(open(f"{out}/tekton-{i}-taskruns.json"))["items"]}
-    pods = json.load(open(f"{out}/tekton-{i}-pods.json"))["items"]
-    run = pr["metadata"]["name"]
-    created = ts(pr["metadata"]["creationTimestamp"])
-    appr_pod = next(p for p in pods if p["metadata"]["name"] == trs["approval"]["status"]["podName"])
-    step = next(c for c in appr_pod["status"]["containerStatuses"] if c["name"].startswith("step-"))
-    asked = max(ts(step["state"]["terminated"]["startedAt"]), ts(trs["request-approval"]["status"]["completionTime"]))
-    resumed = ts(trs["approval"]["status"]["completionTime"])
-    promoted = ts(trs["promote"]["status"]["completionTime"])
-    finished = ts(pr["status"]["completionTime"])
-    spans, n = work(pods, lambda p: lab(p).get("tekton.dev/pipelineRun") == run or lab(p).get("job-name") == run + "-train",
-                    lambda p, c: c["name"].startswith("step-") or lab(p).get("job-name") == run + "-train")
-    rows.append(("tekton", created, asked, resumed, promoted, finished, spans, n))
+  pr = json.load(open(f"{out}/tekton-{i}-run.json"))
+  trs = {t["metadata"]["labels"]["tekton.dev/pipelineTask"]: t for t in json.load(open(f"{out}/tekton-{i}-taskruns.json"))["items"]}
+  pods = json.load(open(f"{out}/tekton-{i}-pods.json"))["items"]
+  run = pr["metadata"]["name"]
+  created = ts(pr["metadata"]["creationTimestamp"])
+  appr_pod = next(p for p in pods if p["metadata"]["name"] == trs["approval"]["status"]["podName"])
+  step = next(c for c in appr_pod["status"]["containerStatuses"] if c["name"].startswith("step-"))
+  asked = max(ts(step["state"]["terminated"]["startedAt"]), ts(trs["request-approval"]["status"]["completionTime"]))
+  resumed = ts(trs["approval"]["status"]["completionTime"])
+  promoted = ts(trs["promote"]["status"]["completionTime"])
+  finished = ts(pr["status"]["completionTime"])
+  spans, n = work(pods, lambda p: lab(p).get("tekton.dev/pipelineRun") == run or lab(p).get("job-name") == run + "-train",
+                  lambda p, c: c["name"].startswith("step-") or lab(p).get("job-name") == run + "-train")
+  rows.append(("tekton", created, asked, resumed, promoted, finished, spans, n))
 
-print(f"\n{'engine':>7} | {'submit→asked':>12} {'task work':>9} {'overhead':>8} | {'approval→promoted':>17} {'overhead':>8} | {'→finished':>9} | pods")
+print(f"\n{'engine':>9} | {'submit→asked':>12} {'task work':>9} {'overhead':>8} | {'approval→promoted':>17} {'overhead':>8} | {'→finished':>9} | pods")
 for eng, created, asked, resumed, promoted, finished, spans, n in rows:
     w1 = union(spans, created, asked)
     w2 = union(spans, resumed, promoted)
-    print(f"{eng:>7} | {asked - created:>11.0f}s {w1:>8.0f}s {asked - created - w1:>7.0f}s | {promoted - resumed:>16.0f}s "
+    print(f"{eng:>9} | {asked - created:>11.0f}s {w1:>8.0f}s {asked - created - w1:>7.0f}s | {promoted - resumed:>16.0f}s "
           f"{promoted - resumed - w2:>7.0f}s | {finished - resumed:>8.0f}s | {n}")
 PY

@@ -125,7 +125,7 @@ push_new_image() {
     (($(k -n "${ns}" get workflows -l workflows.argoproj.io/workflow-template=gantry-trigger -o name | wc -l) > n)) && break
     sleep 0.2
   done
-  argo wait "$(k -n "${ns}" get workflows -l workflows.argoproj.io/workflow-template=gantry-trigger --sort-by=.metadata.creationTimestamp -o name | tail -n 1 | cut -d/ -f2)" >/dev/null
+  in_node timeout 120 argo --loglevel warn -n "${ns}" wait "$(k -n "${ns}" get workflows -l workflows.argoproj.io/workflow-template=gantry-trigger --sort-by=.metadata.creationTimestamp -o name | tail -n 1 | cut -d/ -f2)" >/dev/null
   n=$(k -n "${ns}" get workflows -o json | python3 -c '
 import json, sys
 want = sys.argv[1]

@@ -65,7 +65,7 @@ k -n "${ns}" patch workflowtemplate gantry-trigger --type json -p "${params}" >/
 
 # 2. Adopt what is there, then keep catching up.
 run=$(argo submit --from cronwf/gantry-trigger-catch-up -o name)
-argo wait "${run}" >/dev/null
+in_node timeout 300 argo --loglevel warn -n "${ns}" wait "${run}" >/dev/null || die "${ns}: the first catch-up ${run#*/} did not finish in 5 min"
 [[ $(k -n "${ns}" get workflow "${run#*/}" -o jsonpath='{.status.phase}') == Succeeded ]] ||
   die "${ns}: the first catch-up ${run#*/} did not succeed (argo -n ${ns} logs ${run#*/})"
 catch_up_suspended false
