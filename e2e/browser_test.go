@@ -136,6 +136,8 @@ func (f *fixture) approveInUI(server, run, token string) {
 		chromedp.Sleep(500*time.Millisecond), // the cookie is set by the click; the page then loads the UI
 		chromedp.Navigate(server+"/workflows/"+f.ns+"/"+run),
 		chromedp.WaitVisible(`svg text.node-label`, chromedp.ByQuery),
+		// A pop-up the UI shows a newcomer (where its Argo Server leaves them on), closed as a person would.
+		chromedp.Evaluate(`document.querySelectorAll('.modal .modal-close').forEach(x => x.click())`, nil),
 		chromedp.Poll(approvalNode+` !== ''`, nil, chromedp.WithPollingTimeout(time.Minute)),
 		chromedp.Evaluate(approvalNode, &approval),
 		shot("ui-waiting"),
@@ -143,13 +145,13 @@ func (f *fixture) approveInUI(server, run, token string) {
 	if err != nil {
 		f.t.Fatalf("the Argo UI at %s, run %s: %v", server, run, err)
 	}
-	if !strings.Contains(approval, "Running") {
-		f.t.Fatalf("the Argo UI draws the approval node as %q, want it waiting (Running)", approval)
+	if !strings.Contains(approval, "Suspended") {
+		f.t.Fatalf("the Argo UI draws the approval node as %q, want it waiting (Suspended)", approval)
 	}
 	err = chromedp.Run(ctx,
 		chromedp.Click(`//button[contains(normalize-space(.), "RESUME")]`, chromedp.BySearch),
-		chromedp.WaitVisible(`//button[normalize-space(.)="OK"]`, chromedp.BySearch),
-		chromedp.Click(`//button[normalize-space(.)="OK"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`button[qe-id="argo-popup-ok-button"]`, chromedp.ByQuery), // "Are you sure you want to resume this workflow?"
+		chromedp.Click(`button[qe-id="argo-popup-ok-button"]`, chromedp.ByQuery),
 		chromedp.Poll(approvalNode+` .includes('Succeeded')`, nil, chromedp.WithPollingTimeout(time.Minute)),
 		shot("ui-resumed"),
 	)

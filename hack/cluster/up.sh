@@ -259,9 +259,12 @@ patches:
 # events endpoint the registry's push notifications call. Client auth: every request carries a
 # Kubernetes bearer token and is authorised as that ServiceAccount or user (RBAC), never as the
 # server. Plain HTTP inside the node (no link leaves it); put TLS in front of it anywhere else.
+# The UI's first-visit, feedback and new-version pop-ups are off: each links to the internet,
+# which an offline cluster cannot reach.
 - target: {kind: Deployment, name: argo-server}
   patch: |-
     - {op: replace, path: /spec/template/spec/containers/0/args, value: [server, --secure=false, --auth-mode=client]}
+    - {op: add, path: /spec/template/spec/containers/0/env, value: [{name: FIRST_TIME_USER_MODAL, value: "false"}, {name: FEEDBACK_MODAL, value: "false"}, {name: NEW_VERSION_MODAL, value: "false"}]}
     - {op: replace, path: /spec/template/spec/containers/0/readinessProbe, value: {httpGet: {port: 2746, scheme: HTTP, path: /}, periodSeconds: 2}}
 EOF
 k create namespace argo --dry-run=client -o yaml | k apply -f - >/dev/null
