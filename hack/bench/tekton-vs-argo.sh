@@ -23,11 +23,14 @@ SKIP_IMAGES="${SKIP_IMAGES:-}" hack/cluster/gantry.sh "${ns}"
 go build -o _output/bin/approver ./cmd/approver
 params="epochs=${EPOCHS:-2},learning-rate=0.001,batch-size=128"
 
-# until SECONDS CMD...: retry CMD every 0.5 s until it prints something non-empty.
+# until SECONDS CMD...: retry CMD every 0.5 s until it prints something non-empty; CMD exiting 3
+# (the run failed) ends the wait at once.
 until_out() {
-  local deadline=$((SECONDS + $1)) v; shift
+  local deadline=$((SECONDS + $1)) v rc; shift
   while ((SECONDS < deadline)); do
-    v=$("$@" 2>/dev/null || true)
+    rc=0
+    v=$("$@" 2>/dev/null) || rc=$?
+    if ((rc == 3)); then echo "bench: the run failed: $*" >&2; return 1; fi
     if [[ -n "${v}" ]]; then echo "${v}"; return 0; fi
     sleep 0.5
   done
@@ -38,7 +41,7 @@ argo_node() { # RUN DISPLAYNAME PHASE: prints the phase when the node has it
   in_node argo --loglevel warn -n "${ns}" get "$1" -o json | python3 -c '
 import json, sys
 st = json.load(sys.stdin).get("status", {})
-if st.get("phase") in ("Failed", "Error"): sys.exit("run failed")
+if st.get("phase") in ("Failed", "Error"): sys.exit(3)
 print(next((n["phase"] for n in st.get("nodes", {}).values() if n["displayName"] == sys.argv[1] and n["phase"] == sys.argv[2]), ""))' "$2" "$3"
 }
 argo_done() {
@@ -47,7 +50,8 @@ import json, sys
 p = json.load(sys.stdin).get("status", {}).get("phase", "")
 print(p if p in ("Succeeded", "Failed", "Error") else "")'
 }
-tekton_task() { # RUN TASK STATUS REASON: prints when the task's TaskRun has them
+tekton_task() { # RUN TASK STATUS REASON: prints when the task's TaskRun has them (exit 3: the run failed)
+  [[ $(k -n "${ns}" get pipelinerun "$1" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}') != False ]] || return 3
   k -n "${ns}" get taskruns -l "tekton.dev/pipelineRun=$1,tekton.dev/pipelineTask=$2" -o json | python3 -c '
 import json, sys
 for tr in json.load(sys.stdin)["items"]:
@@ -77,6 +81,7 @@ spec:
     parameters:
     - {name: hyperparameters, value: "${params}"}
     - {name: min-accuracy, value: "0.8"}
+    - {name: max-p99-ms, value: "10000"}
 EOF
 )
   until_out 1200 argo_node "${run}" approval Running >/dev/null
@@ -89,7 +94,7 @@ EOF
   done
 
   log "Tekton run ${i}"
-  run=$(sed "s/value: epochs=2,learning-rate=0.001,batch-size=128/value: ${params}\n  - {name: min-accuracy, value: \"0.8\"}\n  - {name: smoke-min-accuracy, value: \"0.8\"}/" \
+  run=$(sed "s/value: epochs=2,learning-rate=0.001,batch-size=128/value: ${params}\n  - {name: min-accuracy, value: \"0.8\"}\n  - {name: smoke-min-accuracy, value: \"0.8\"}\n  - {name: max-p99-ms, value: \"10000\"}/" \
     templates/tekton-runs/ml-pipeline-run.yaml | sed 's/generateName: ml-pipeline-/generateName: bench-tekton-/' |
     k -n "${ns}" create -o jsonpath='{.metadata.name}' -f -)
   until_out 1200 tekton_task "${run}" approval Unknown Running >/dev/null
