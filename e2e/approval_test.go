@@ -15,7 +15,6 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/argoproj/argo-workflows/v3/util/file"
-	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,7 +26,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/exitcode"
 	"github.com/gantry-ml/gantry/internal/objstore"
@@ -113,10 +111,7 @@ func (f *fixture) argoAs(person string, args ...string) (string, error) {
 // kubeconfigOf writes a kubeconfig with the person's own token.
 func (f *fixture) kubeconfigOf(person string) string {
 	f.t.Helper()
-	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	token := f.tokenOf(person)
 	raw, err := clientcmd.LoadFromFile(os.Getenv("KUBECONFIG"))
 	if err != nil {
 		f.t.Fatal(err)
@@ -124,7 +119,7 @@ func (f *fixture) kubeconfigOf(person string) string {
 	cur := raw.Contexts[raw.CurrentContext]
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["c"] = raw.Clusters[cur.Cluster]
-	cfg.AuthInfos[person] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	cfg.AuthInfos[person] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: person, Namespace: f.ns}
 	cfg.CurrentContext = "c"
 	file := filepath.Join(f.t.TempDir(), person+".kubeconfig")

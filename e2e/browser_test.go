@@ -171,11 +171,11 @@ func (f *fixture) argoServerURL() string {
 	return fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
 }
 
-// tokenOf is a 10-minute token of the person's ServiceAccount.
+// tokenOf is a one-hour token of the person's (or step's) ServiceAccount.
 func (f *fixture) tokenOf(person string) string {
 	f.t.Helper()
 	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, person,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(600))}}, metav1.CreateOptions{})
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -22,14 +22,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 
 	"github.com/gantry-ml/gantry/internal/testenv"
 	"github.com/gantry-ml/gantry/pipeline/argo"
@@ -158,18 +156,9 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 			}
 		}
 	}
-	svc, err := kube.CoreV1().Services("argo").Get(f.ctx, "argo-server", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
-	tok, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(f.ctx, argo.NotifierAccount,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventsURL := server + "/api/v1/events/" + f.ns + "/" + argo.EventDiscriminator
-	reg := f.startPushRegistry(eventsURL, tok.Status.Token)
+	eventsURL := f.argoServerURL() + "/api/v1/events/" + f.ns + "/" + argo.EventDiscriminator
+	token := f.tokenOf(argo.NotifierAccount)
+	reg := f.startPushRegistry(eventsURL, token)
 
 	// What a cluster owner sets: the repository as the nodes pull it, and as the trigger's pod
 	// reaches the registry (the node's address).
@@ -280,7 +269,7 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"events": events})
 		req, _ := http.NewRequestWithContext(f.ctx, http.MethodPost, eventsURL, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok.Status.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -341,7 +330,7 @@ func TestRegistryPushStartsExactlyOneRunPerDigest(t *testing.T) {
 	}
 
 	// The registry's token submits gantry-trigger runs and nothing else.
-	cfg := &rest.Config{Host: restHost(t), BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	cfg := &rest.Config{Host: restHost(t), BearerToken: token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
 	notifier := wfclient.NewForConfigOrDie(cfg)
 	own := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{GenerateName: "mine-"}, Spec: wfv1.WorkflowSpec{Entrypoint: "x",
 		Templates: []wfv1.Template{{Name: "x", Container: &corev1.Container{Image: "busybox", Command: []string{"sh", "-c", "id"}}}}}}
@@ -497,8 +486,7 @@ func TestClusterRegistryPushStartsOneRun(t *testing.T) {
 
 	// The same digest under a second tag: a second notification; its trigger run finds the run.
 	before := len(triggers(a))
-	push2, _ := name.NewTag(trainer + ":e2e-1-again")
-	if err := remote.Tag(push2, mustDescriptor(t, trainer+"@"+digest)); err != nil {
+	if err := remote.Tag(mustRef(t, trainer+":e2e-1-again").(name.Tag), mustDescriptor(t, trainer+"@"+digest)); err != nil {
 		t.Fatal(err)
 	}
 	var second *wfv1.Workflow

@@ -26,9 +26,8 @@ argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
 
 hack/cluster/up.sh
 SKIP_IMAGES="${SKIP_IMAGES:-}" hack/cluster/gantry.sh "${ns}"
-original=$(k -n argo get deploy workflow-controller -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}')
-restore() { k -n argo set env deploy/workflow-controller "DEFAULT_REQUEUE_TIME=${original:-10s}" >/dev/null && k -n argo rollout status deploy/workflow-controller --timeout=120s >/dev/null; }
-trap restore EXIT
+original=$(argo_requeue)
+trap 'argo_requeue "${original}" >/dev/null' EXIT
 
 # wait_state RUN REGEX: poll the run's "<phase> node:phase..." until it matches (fails on
 # Failed/Error, or after BENCH_WAIT_TIMEOUT seconds, default 20 min: a stuck pod must not hang it).

@@ -62,13 +62,12 @@ tekton_done() {
   k -n "${ns}" get pipelinerun "$1" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}' | grep -E 'True|False' || true
 }
 
-original=$(k -n argo get deploy workflow-controller -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}')
-requeue() { k -n argo set env deploy/workflow-controller "DEFAULT_REQUEUE_TIME=$1" >/dev/null && k -n argo rollout status deploy/workflow-controller --timeout=120s >/dev/null; }
-trap 'requeue "${original:-10s}"' EXIT
-read -r -a requeues <<<"${ARGO_REQUEUE:-${original:-10s}}"
+original=$(argo_requeue)
+trap 'argo_requeue "${original}" >/dev/null' EXIT
+read -r -a requeues <<<"${ARGO_REQUEUE:-${original}}"
 for i in $(seq "${RUNS:-1}"); do
   for rq in "${requeues[@]}"; do
-  [[ "${rq}" == "$(k -n argo get deploy workflow-controller -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}')" ]] || requeue "${rq}"
+  argo_requeue "${rq}" >/dev/null
   log "Argo run ${i} (DEFAULT_REQUEUE_TIME=${rq})"
   run=$(k -n "${ns}" create -o jsonpath='{.metadata.name}' -f - <<EOF
 apiVersion: argoproj.io/v1alpha1

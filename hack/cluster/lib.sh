@@ -113,6 +113,19 @@ registry_start() {
   wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
 }
 
+# argo_requeue [VALUE]: prints the Argo controller's DEFAULT_REQUEUE_TIME; with VALUE, sets it
+# first (restarting the controller) unless it already has it. The benches compare settings.
+argo_requeue() {
+  local jp='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}' v
+  v=$(k -n argo get deploy workflow-controller -o jsonpath="${jp}")
+  if [[ -n "${1:-}" && "$1" != "${v:-10s}" ]]; then
+    k -n argo set env deploy/workflow-controller "DEFAULT_REQUEUE_TIME=$1" >/dev/null
+    k -n argo rollout status deploy/workflow-controller --timeout=120s >/dev/null
+    v=$1
+  fi
+  echo "${v:-10s}"
+}
+
 # wait_for WHAT SECONDS CMD...: retry CMD every 0.2 s until it succeeds or SECONDS pass.
 wait_for() {
   local what=$1 secs=$2; shift 2
