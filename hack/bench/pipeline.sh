@@ -26,7 +26,7 @@ argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
 
 hack/cluster/up.sh
 SKIP_IMAGES="${SKIP_IMAGES:-}" hack/cluster/gantry.sh "${ns}"
-original=$(argo_requeue)
+original=$(argo_requeue "") # the value it has
 trap 'argo_requeue "${original}" >/dev/null' EXIT
 
 # wait_state RUN REGEX: poll the run's "<phase> node:phase..." until it matches (fails on

@@ -62,7 +62,7 @@ tekton_done() {
   k -n "${ns}" get pipelinerun "$1" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}' | grep -E 'True|False' || true
 }
 
-original=$(argo_requeue)
+original=$(argo_requeue "") # the value it has
 trap 'argo_requeue "${original}" >/dev/null' EXIT
 read -r -a requeues <<<"${ARGO_REQUEUE:-${original}}"
 for i in $(seq "${RUNS:-1}"); do

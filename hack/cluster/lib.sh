@@ -113,8 +113,9 @@ registry_start() {
   wait_for registry 20 in_node curl -fs "http://${REGISTRY}/v2/"
 }
 
-# argo_requeue [VALUE]: prints the Argo controller's DEFAULT_REQUEUE_TIME; with VALUE, sets it
-# first (restarting the controller) unless it already has it. The benches compare settings.
+# argo_requeue VALUE: prints the Argo controller's DEFAULT_REQUEUE_TIME; with VALUE, sets it
+# first (restarting the controller) unless it already has it or VALUE is empty. The benches
+# compare settings.
 argo_requeue() {
   local jp='{.spec.template.spec.containers[0].env[?(@.name=="DEFAULT_REQUEUE_TIME")].value}' v
   v=$(k -n argo get deploy workflow-controller -o jsonpath="${jp}")
