@@ -409,6 +409,18 @@ func (d *Deployer) apply(ctx context.Context, o DeployOptions, mode recordMode) 
 	}
 	appliedAt := time.Now()
 	applied, err := deps.Apply(ctx, cfg, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+	// The compare-and-swap guards against another release, not against the deployment controller:
+	// a conflict whose fresh read shows the same spec (generation) and the same model is a status
+	// write in between (the controller reporting a rollout), so the apply is made again on it.
+	for tries := 0; apierrors.IsConflict(err) && cur != nil && tries < 5; tries++ {
+		fresh, gerr := deps.Get(ctx, name, metav1.GetOptions{})
+		if gerr != nil || !sameRelease(cur, fresh) {
+			break
+		}
+		cur = fresh
+		cfg.WithResourceVersion(cur.ResourceVersion)
+		applied, err = deps.Apply(ctx, cfg, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+	}
 	switch {
 	case apierrors.IsConflict(err):
 		return nil, exitcode.Retryable(fmt.Errorf("deployment %s changed while this step applied %s (another release?); the retry decides again: %w", name, o.ModelDigest, err))
@@ -913,4 +925,10 @@ func (d *Deployer) verifyChain(ctx context.Context, o DeployOptions, policies ..
 		}
 	}
 	return nil
+}
+
+// sameRelease: b is a with at most its status changed — the same spec generation and model.
+func sameRelease(a, b *appsv1.Deployment) bool {
+	return a.Generation == b.Generation && a.Annotations[AnnModelURI] == b.Annotations[AnnModelURI] &&
+		a.Annotations[AnnModelDigest] == b.Annotations[AnnModelDigest]
 }

@@ -981,3 +981,65 @@ func TestRollbackAfterATimedOutPromote(t *testing.T) {
 		t.Errorf("history %+v: want the first model live and the timed-out promote aborted", h.Entries)
 	}
 }
+
+// The compare-and-swap on the Deployment is against another release, not the deployment
+// controller: an apply that conflicts because only the status was written in between (same
+// generation, same model) is made again and succeeds; one that conflicts because another model
+// was applied in between is refused as retryable ("another release?"), nothing overwritten.
+func TestDeployConflictOnAStatusWriteIsAppliedAgainOnAnotherReleaseRefused(t *testing.T) {
+	e := newEnv(t)
+	v := e.publishN(t, 3)
+	gvr := appsv1.SchemeGroupVersion.WithResource("deployments")
+	var conflicts int
+	var between func(c *fake.Clientset) // what "someone else" writes before the conflict
+	c, d := e.cluster(t, true, func(c *fake.Clientset) {
+		c.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if between == nil || a.GetSubresource() != "" {
+				return false, nil, nil
+			}
+			w := between
+			between = nil
+			w(c)
+			conflicts++
+			return true, nil, apierrors.NewConflict(gvr.GroupResource(), a.(k8stesting.PatchAction).GetName(), fmt.Errorf("the object has been modified"))
+		})
+	})
+	o := e.deployOpts("production")
+	o.ModelURI = v[0].URI
+	if _, err := d.Deploy(e.ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	touch := func(model string) func(c *fake.Clientset) {
+		return func(c *fake.Clientset) {
+			dep, _ := c.Tracker().Get(gvr, "ml", "fashion-mnist-production")
+			x := dep.(*appsv1.Deployment).DeepCopy()
+			x.ResourceVersion += "0"
+			x.Status.ObservedGeneration++
+			if model != "" {
+				x.Annotations[AnnModelURI] = model
+			}
+			_ = c.Tracker().Update(gvr, x, "ml")
+		}
+	}
+
+	between = touch("") // the deployment controller reporting
+	o.ModelURI = v[1].URI
+	if _, err := d.Deploy(e.ctx, o); err != nil || conflicts != 1 {
+		t.Fatalf("deploy across a status write: %v (%d conflicts), want it applied again", err, conflicts)
+	}
+	dep, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if dep.Annotations[AnnModelURI] != v[1].URI {
+		t.Errorf("production serves %s, want %s", dep.Annotations[AnnModelURI], v[1].URI)
+	}
+
+	between = touch("s3://models/registry/fashion-mnist/versions/other") // another release
+	o.ModelURI = v[2].URI
+	_, err := d.Deploy(e.ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "another release?") || exitcode.Of(err) != exitcode.Transient {
+		t.Fatalf("deploy across another release's apply: %v, want refused as retryable", err)
+	}
+	dep, _ = c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
+	if dep.Annotations[AnnModelURI] != "s3://models/registry/fashion-mnist/versions/other" {
+		t.Errorf("the other release's model was overwritten: %s", dep.Annotations[AnnModelURI])
+	}
+}
