@@ -990,20 +990,30 @@ func TestDeployConflictOnAStatusWriteIsAppliedAgainOnAnotherReleaseRefused(t *te
 	e := newEnv(t)
 	v := e.publishN(t, 3)
 	gvr := appsv1.SchemeGroupVersion.WithResource("deployments")
+	var mu sync.Mutex // the reactor also runs on the simulated kubelet's goroutine
 	var conflicts int
 	var between func(c *fake.Clientset) // what "someone else" writes before the conflict
+	set := func(w func(c *fake.Clientset)) { mu.Lock(); between = w; mu.Unlock() }
 	c, d := e.cluster(t, true, func(c *fake.Clientset) {
 		c.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-			if between == nil || a.GetSubresource() != "" {
+			if a.GetSubresource() != "" {
 				return false, nil, nil
 			}
+			mu.Lock()
 			w := between
 			between = nil
+			if w != nil {
+				conflicts++
+			}
+			mu.Unlock()
+			if w == nil {
+				return false, nil, nil
+			}
 			w(c)
-			conflicts++
 			return true, nil, apierrors.NewConflict(gvr.GroupResource(), a.(k8stesting.PatchAction).GetName(), fmt.Errorf("the object has been modified"))
 		})
 	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return conflicts }
 	o := e.deployOpts("production")
 	o.ModelURI = v[0].URI
 	if _, err := d.Deploy(e.ctx, o); err != nil {
@@ -1022,17 +1032,17 @@ func TestDeployConflictOnAStatusWriteIsAppliedAgainOnAnotherReleaseRefused(t *te
 		}
 	}
 
-	between = touch("") // the deployment controller reporting
+	set(touch("")) // the deployment controller reporting
 	o.ModelURI = v[1].URI
-	if _, err := d.Deploy(e.ctx, o); err != nil || conflicts != 1 {
-		t.Fatalf("deploy across a status write: %v (%d conflicts), want it applied again", err, conflicts)
+	if _, err := d.Deploy(e.ctx, o); err != nil || count() != 1 {
+		t.Fatalf("deploy across a status write: %v (%d conflicts), want it applied again", err, count())
 	}
 	dep, _ := c.AppsV1().Deployments("ml").Get(e.ctx, "fashion-mnist-production", metav1.GetOptions{})
 	if dep.Annotations[AnnModelURI] != v[1].URI {
 		t.Errorf("production serves %s, want %s", dep.Annotations[AnnModelURI], v[1].URI)
 	}
 
-	between = touch("s3://models/registry/fashion-mnist/versions/other") // another release
+	set(touch("s3://models/registry/fashion-mnist/versions/other")) // another release
 	o.ModelURI = v[2].URI
 	_, err := d.Deploy(e.ctx, o)
 	if err == nil || !strings.Contains(err.Error(), "another release?") || exitcode.Of(err) != exitcode.Transient {
