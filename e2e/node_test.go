@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 )
 
 // Names of the local cluster's nodes (hack/cluster/lib.sh, node.sh): the e2e runs on two.
@@ -53,7 +54,13 @@ func TestRunSurvivesTheLossOfItsTrainingNode(t *testing.T) {
 		cordon(firstNode, false)
 		// The second node comes back (as a repaired machine) and the taint goes.
 		f.sh(nil, "hack/cluster/node.sh", "2")
-		if n, err := kube.CoreV1().Nodes().Get(context.Background(), secondNode, metav1.GetOptions{}); err == nil {
+		// The kubelet that just came back writes its Node too: read, edit, write again on a
+		// conflict (a plain Update failed so in a CI run).
+		err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+			n, err := kube.CoreV1().Nodes().Get(context.Background(), secondNode, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
 			var keep []corev1.Taint
 			for _, tn := range n.Spec.Taints {
 				if tn.Key != outOfService {
@@ -61,9 +68,11 @@ func TestRunSurvivesTheLossOfItsTrainingNode(t *testing.T) {
 				}
 			}
 			n.Spec.Taints = keep
-			if _, err := kube.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
-				t.Errorf("removing the out-of-service taint: %v", err)
-			}
+			_, err = kube.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Errorf("removing the out-of-service taint: %v", err)
 		}
 	})
 	jobs := f.countJobs()

@@ -23,6 +23,11 @@ CGO_ENABLED=0 go test -c -trimpath -tags e2e -o _output/e2e.test ./e2e
 CGO_ENABLED=0 go build -trimpath -o /dev/null ./cmd/approver ./cmd/model-publisher # warms the build cache: the node namespace has no module proxy
 echo "e2e: cluster and images ready in $((SECONDS - t0))s; running the suite" >&2
 cd e2e
+# The whole output goes to _output/e2e.log as well; when a test fails, what each failed test
+# itself reported is repeated at the end (a CI log's tail is often all one gets to read).
+rc=0
 GOPROXY=off GOFLAGS=-mod=readonly ../hack/cluster/exec.sh ../_output/e2e.test -test.v -test.timeout "${E2E_TIMEOUT:-45m}" \
-  -test.parallel "${E2E_PARALLEL:-3}" -test.run "${E2E_RUN:-.}"
+  -test.parallel "${E2E_PARALLEL:-3}" -test.run "${E2E_RUN:-.}" 2>&1 | tee ../_output/e2e.log || rc=$?
+if ((rc != 0)); then ../hack/failures.sh ../_output/e2e.log >&2; fi
 echo "e2e: done in $((SECONDS - t0))s" >&2
+exit "${rc}"
