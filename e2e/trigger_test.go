@@ -401,7 +401,7 @@ func restHost(t *testing.T) string {
 // team-b/trainer at install time): a new training image pushed by tag into the cluster's registry
 // starts exactly one run in A, with <repository>@<digest>, and none in B; the same image pushed
 // under a second tag is a second notification and starts nothing; an image pushed to B's
-// repository starts one run in B and none in A.
+// repository starts one run in B and none in A — also after gantry is reinstalled in B.
 //
 // Not parallel: wiring a namespace restarts the cluster's registry.
 func TestClusterRegistryPushStartsOneRun(t *testing.T) {
@@ -506,6 +506,10 @@ func TestClusterRegistryPushStartsOneRun(t *testing.T) {
 	if s := triggerOutput(second, "submitted"); second.Status.Phase != wfv1.WorkflowSucceeded || s != "" {
 		t.Errorf("the second notification's trigger run %s: %s, submitted %q, want Succeeded and nothing", second.Name, second.Status.Phase, s)
 	}
+
+	// Reinstalling gantry in B (its release applies the generic binding and trigger parameters)
+	// wires B again, for the repository it was wired for.
+	b.sh(map[string]string{"SKIP_IMAGES": "1"}, "hack/cluster/gantry.sh", b.ns)
 
 	// B's repository: one run in B.
 	teamB := registry + "/team-b/trainer"

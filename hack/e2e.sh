@@ -14,8 +14,10 @@ hack/cluster/up.sh --nodes "${E2E_NODES:-2}"
 hack/cluster/gantry.sh
 root=$(pwd)
 if [[ -n "${E2E_DOWN:-}" ]]; then trap '"${root}/hack/cluster/down.sh"' EXIT; fi
-# namespaces an interrupted earlier run left behind
+# namespaces an interrupted earlier run left behind, and a node it left cordoned (node.sh, from
+# up.sh, has removed a lost node's taint)
 hack/cluster/exec.sh kubectl get namespaces -o name | grep '^namespace/e2e-' | xargs -r hack/cluster/exec.sh kubectl delete --wait=false >/dev/null || true
+hack/cluster/exec.sh kubectl uncordon gantry-node >/dev/null
 mkdir -p _output
 # Static and trimmed, as ko builds the images (and the suite builds the approver): the packages
 # they share are compiled once (cold, that is one compile of gantry's dependencies, not three).

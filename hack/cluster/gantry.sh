@@ -10,7 +10,8 @@
 #      release (its cluster-scoped admission policy included), server-side applied, and the
 #      Secrets gantry-s3 (registry writers), gantry-s3-runs and gantry-s3-read.
 #   5. with --push-trigger: the cluster's registry notifies each NAMESPACE's push trigger
-#      (hack/cluster/push-trigger.sh): a push of a new training image starts one run.
+#      (hack/cluster/push-trigger.sh): a push of a new training image starts one run. A namespace
+#      wired before is wired again (same repository) without it: step 4 reset its trigger.
 #   hack/cluster/gantry.sh demo [more namespaces...]
 #   hack/cluster/gantry.sh --push-trigger demo
 #   hack/cluster/gantry.sh                       # images and dataset only
@@ -111,6 +112,6 @@ EOF
   fi
   log "gantry installed in namespace ${ns}: $(k -n "${ns}" get "${kinds}" -o name | tr '\n' ' ')"
 done
-if ${push_trigger}; then
-  for ns in "$@"; do hack/cluster/push-trigger.sh "${ns}"; done
-fi
+for ns in "$@"; do
+  if ${push_trigger} || [[ -f "${RUN}/etc/registry-notify/${ns}.yml" ]]; then hack/cluster/push-trigger.sh "${ns}"; fi
+done

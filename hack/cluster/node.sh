@@ -10,7 +10,7 @@
 #                  http://10.250.0.1:5000: image references stay 127.0.0.1:5000/…
 #   cgroups        the kubelet's cgroupRoot is /gantry-node-K, so that two kubelets on one kernel
 #                  keep apart
-#   hack/cluster/node.sh 2          # idempotent
+#   hack/cluster/node.sh 2          # idempotent; a node that was lost comes back untainted
 #   hack/cluster/node.sh 2 stop     # stop its daemons and pods (the Node object stays: NotReady)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,4 +83,9 @@ node_daemons "node-${n}-" "${ns}" "${name}" "${ip}" "10.244.$((n - 1)).0/24" "${
 
 wait_for "node ${name}" 90 k get node "${name}"
 k wait --for=condition=Ready "node/${name}" --timeout=120s >/dev/null
+# A node brought back is a repaired machine: the out-of-service taint set when it was lost goes
+# (as an operator removes it after the repair). A run that left it would keep pods off the node.
+if k get node "${name}" -o jsonpath='{.spec.taints[*].key}' | grep -qF node.kubernetes.io/out-of-service; then
+  k taint nodes "${name}" node.kubernetes.io/out-of-service- >/dev/null
+fi
 log "node ${name} Ready (${ip}, pods 10.244.$((n - 1)).0/24)"

@@ -10,11 +10,12 @@
 #   3. the registry's notifications: an endpoint for this namespace (the Argo Server's events API,
 #      with the token of gantry-registry-notifier from a service-account-token Secret); the
 #      registry restarts with it (a notification queued at that moment is the catch-up's).
-#   hack/cluster/push-trigger.sh [--repository PATH] NAMESPACE
+#   hack/cluster/push-trigger.sh [--repository PATH] NAMESPACE   (PATH: as wired before, else the default)
 #   hack/cluster/push-trigger.sh --off NAMESPACE     the registry stops notifying it, catch-up suspended
-# gantry.sh --push-trigger NAMESPACE installs gantry and runs this.
+# gantry.sh --push-trigger NAMESPACE installs gantry and runs this; gantry.sh NAMESPACE runs it again
+# for a namespace wired before (a reinstall applies the generic binding and parameters).
 set -euo pipefail
-repo=gantry/fashion-trainer off=false
+repo="" off=false
 while (($#)); do
   case "$1" in
     --repository) repo=${2:?--repository PATH}; shift 2 ;;
@@ -26,11 +27,15 @@ while (($#)); do
 done
 (($# == 1)) || { echo "usage: $0 [--repository PATH | --off] NAMESPACE" >&2; exit 2; }
 ns=$1
-[[ "${repo}" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || { echo "push-trigger.sh: --repository ${repo}: want a repository path (a/b)" >&2; exit 2; }
+[[ "${ns}" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || { echo "push-trigger.sh: ${ns}: want a namespace name" >&2; exit 2; }
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 source hack/cluster/lib.sh
 endpoint="${RUN}/etc/registry-notify/${ns}.yml"
+# The endpoint's first line records the repository it was wired for.
+[[ -n "${repo}" ]] || repo=$(sed -n '1s/^# repository: //p' "${endpoint}" 2>/dev/null)
+repo=${repo:-gantry/fashion-trainer}
+[[ "${repo}" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || { echo "push-trigger.sh: --repository ${repo}: want a repository path (a/b)" >&2; exit 2; }
 argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
 catch_up_suspended() { k -n "${ns}" patch cronworkflow gantry-trigger-catch-up --type merge -p "{\"spec\":{\"suspend\":$1}}" >/dev/null; }
 
@@ -91,6 +96,7 @@ mkdir -p "${endpoint%/*}"
 (
   umask 077
   cat >"${endpoint}" <<EOF
+# repository: ${repo}
   - name: argo-${ns}
     url: http://${server}/api/v1/events/${ns}/registry
     headers: {Authorization: [Bearer ${token}]}
