@@ -33,7 +33,7 @@ cd "$(dirname "$0")/../.."
 source hack/cluster/lib.sh
 endpoint="${RUN}/etc/registry-notify/${ns}.yml"
 # The endpoint's first line records the repository it was wired for.
-[[ -n "${repo}" ]] || repo=$(sed -n '1s/^# repository: //p' "${endpoint}" 2>/dev/null)
+if [[ -z "${repo}" && -f "${endpoint}" ]]; then repo=$(sed -n '1s/^# repository: //p' "${endpoint}"); fi
 repo=${repo:-gantry/fashion-trainer}
 [[ "${repo}" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || { echo "push-trigger.sh: --repository ${repo}: want a repository path (a/b)" >&2; exit 2; }
 argo() { in_node argo --loglevel warn -n "${ns}" "$@"; }
