@@ -14,7 +14,7 @@ awk '
   /^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
   /^(--- FAIL|    --- FAIL): / { name = $3; if (!(name in failed)) { failed[name] = 1; order[++n] = name } next }
   /^ +[A-Za-z0-9_]+_test\.go:[0-9]+: / {
-    if ($0 ~ /framework_test\.go/ && $0 ~ /dump/) next
+    if ($0 ~ /framework_test\.go:[0-9]+: (run at failure:|namespace .* dumped to )/) next
     if (cur == "") next
     c = ++count[cur]; line[cur, c] = substr($0, 1, 600); next
   }

@@ -34,6 +34,7 @@ func TestFailuresAttributesInterleavedLinesToTheirTests(t *testing.T) {
     b_test.go:7: namespace b
 === NAME  TestA
     a_test.go:9: removing the taint: conflict
+    framework_test.go:340: run at failure:
     framework_test.go:342: namespace a dumped to /x
 === NAME  TestB
     b_test.go:11: run failed: Failed
