@@ -141,7 +141,11 @@ build_argo_ui() {
   local src=$1 out="${bin}/argo-ui-${ARGO_VERSION}" log="${root}/argo-ui-${ARGO_VERSION}.log"
   if [[ ! -f "${out}/index.html" ]]; then
     echo "cluster/build: the Argo UI ${ARGO_VERSION} (yarn + webpack; log: ${log})" >&2
-    if ! (
+    # Not `if ! ( … )`: bash ignores set -e inside a tested command, so a failed step went on
+    # (v4's webpack error left an empty UI that broke the Go build).
+    local rc=0
+    set +e
+    (
       set -euo pipefail
       cd "${src}/ui"
       sed -i -E 's#"argo-ui": "git\+https://github.com/argoproj/argo-ui.git\#[0-9a-f]+"#"argo-ui": "1.0.0"#' package.json
@@ -153,11 +157,21 @@ build_argo_ui() {
       npx --yes yarn@1.22.22 install --ignore-scripts --non-interactive --network-timeout 600000 --cache-folder "${src}/.yarn-cache"
       mkdir -p node_modules/argo-ui/node_modules
       (cd node_modules/argo-ui/node_modules && npm pack --silent uuid@3.4.0 && tar xzf uuid-3.4.0.tgz && rm -rf uuid && mv package uuid)
+      # argo-ui 1.0.0's log viewer imports xterm 2.4's stylesheet from the top-level node_modules;
+      # where the UI has its own xterm there (v4: 4.x, another layout), argo-ui's nested 2.4 is meant.
+      if [[ -d node_modules/argo-ui/node_modules/xterm ]]; then
+        sed -i "s#@import 'node_modules/xterm/dist/xterm'#@import 'node_modules/argo-ui/node_modules/xterm/dist/xterm'#" \
+          node_modules/argo-ui/src/components/logs-viewer/logs-viewer.scss
+      fi
       NODE_ENV=production npx webpack --mode production
       rm -rf "${out}.tmp" && mkdir -p "${out}.tmp"
       (cd dist/app && find . -type f ! -name '*.map' -exec cp --parents {} "${out}.tmp/" \;)
       rm -rf "${out}" && mv "${out}.tmp" "${out}"
-    ) >"${log}" 2>&1; then
+    ) >"${log}" 2>&1
+    rc=$?
+    set -e
+    if ((rc != 0)) || [[ ! -f "${out}/index.html" ]]; then
+      rm -rf "${out}"
       echo "cluster/build: the Argo UI did not build (${log}): the Argo Server serves its API only" >&2
       mkdir -p "${src}/ui/dist/app"
       printf '<!doctype html><title>Argo Server (no UI)</title><p>This Argo Server was built without its UI: the build failed (%s). Its API answers under /api/v1/.\n' "${log}" >"${src}/ui/dist/app/index.html"
